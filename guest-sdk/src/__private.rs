@@ -1,0 +1,165 @@
+//! The guest half of the ABI, called by code that `#[steinadler::function]` generates.
+//!
+//! Not a public API: names and signatures here may change with the ABI version. The ABI itself is
+//! specified in `docs/abi.md`:
+//! - the host calls `alloc(len)` and writes the MessagePack argument array there;
+//! - the host calls the function's export with `(ptr, len)`;
+//! - the export returns `(out_ptr << 32) | out_len`, pointing at the result envelope
+//!   `[status, value]`, a two-element MessagePack array.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::alloc::Layout;
+
+/// Envelope status: the function returned a value.
+pub const STATUS_OK: u8 = 0;
+/// Envelope status: the function returned `Err(e)`; the value is `e`.
+pub const STATUS_GUEST_ERROR: u8 = 1;
+/// Envelope status: the arguments did not decode; the value is a message string.
+pub const STATUS_BAD_ARGUMENTS: u8 = 2;
+/// Envelope status: the result could not be encoded; the value is a message string.
+pub const STATUS_BAD_OUTPUT: u8 = 3;
+
+/// The `alloc` export: `len` bytes for the host to write into.
+#[unsafe(export_name = "alloc")]
+pub extern "C" fn steinadler_alloc(len: u32) -> *mut u8 {
+    if len == 0 {
+        return std::ptr::NonNull::<u8>::dangling().as_ptr();
+    }
+    match Layout::from_size_align(len as usize, 1) {
+        // SAFETY: the layout has a non-zero size.
+        Ok(layout) => unsafe { std::alloc::alloc(layout) },
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// The `dealloc` export: frees a buffer from `alloc`, or a result envelope.
+///
+/// # Safety
+///
+/// `ptr` and `len` must come from one `alloc(len)` call or one result envelope, freed once.
+#[unsafe(export_name = "dealloc")]
+pub unsafe extern "C" fn steinadler_dealloc(ptr: *mut u8, len: u32) {
+    if len == 0 || ptr.is_null() {
+        return;
+    }
+    if let Ok(layout) = Layout::from_size_align(len as usize, 1) {
+        // SAFETY: the caller promises `ptr` came from `alloc` with this layout.
+        unsafe { std::alloc::dealloc(ptr, layout) }
+    }
+}
+
+/// A function's encoded outcome: the envelope's status and its encoded value.
+#[derive(Debug)]
+pub struct Output {
+    status: u8,
+    // The envelope, already holding the array header and status byte.
+    buf: Vec<u8>,
+}
+
+impl Output {
+    fn start(status: u8) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(64);
+        buf.push(0x92); // fixarray of two
+        buf.push(status); // positive fixint
+        buf
+    }
+
+    fn encode<T: Serialize + ?Sized>(status: u8, value: &T) -> Self {
+        let mut buf = Self::start(status);
+        let mut ser = rmp_serde::Serializer::new(&mut buf).with_struct_map();
+        match value.serialize(&mut ser) {
+            Ok(()) => Self { status, buf },
+            Err(e) => Self::message(STATUS_BAD_OUTPUT, &format!("cannot encode the result: {e}")),
+        }
+    }
+
+    fn message(status: u8, msg: &str) -> Self {
+        let mut buf = Self::start(status);
+        // Writing into a Vec cannot fail.
+        let _ = rmp::encode::write_str(&mut buf, msg);
+        Self { status, buf }
+    }
+
+    /// A plain return value.
+    pub fn value<T: Serialize>(value: T) -> Self {
+        Self::encode(STATUS_OK, &value)
+    }
+
+    /// A `Result` return value: `Err(e)` becomes a guest error carrying `e`.
+    pub fn result<T: Serialize, E: Serialize>(result: Result<T, E>) -> Self {
+        match result {
+            Ok(v) => Self::encode(STATUS_OK, &v),
+            Err(e) => Self::encode(STATUS_GUEST_ERROR, &e),
+        }
+    }
+
+    /// The envelope's status byte.
+    pub fn status(&self) -> u8 {
+        self.status
+    }
+
+    /// Leaks the envelope and packs its address for the host, which may free it with `dealloc`.
+    fn into_packed(self) -> u64 {
+        // A boxed slice has exactly the `alloc(len)` layout (size `len`, align 1).
+        let boxed = self.buf.into_boxed_slice();
+        let len = boxed.len() as u64;
+        let ptr = Box::into_raw(boxed).cast::<u8>();
+        ((ptr as usize as u64) << 32) | len
+    }
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        crate::imports::panic_message(&info.to_string());
+    }));
+}
+
+/// Reads the argument bytes the host wrote at `ptr`.
+///
+/// # Safety
+///
+/// `ptr..ptr+len` must be a live allocation from `alloc(len)`.
+unsafe fn args<'a>(ptr: u32, len: u32) -> &'a [u8] {
+    if len == 0 {
+        return &[];
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len as usize) }
+}
+
+/// Decodes the arguments as the tuple `A`, runs `f`, and packs its output.
+pub fn call<A, F>(ptr: u32, len: u32, f: F) -> u64
+where
+    A: DeserializeOwned,
+    F: FnOnce(A) -> Output,
+{
+    install_panic_hook();
+    // SAFETY: the host passes the buffer it got from `alloc(len)`.
+    let bytes = unsafe { args(ptr, len) };
+    let decoded = steinadler_core::codec::from_slice::<A>(bytes, &Default::default());
+    // SAFETY: the host handed the buffer over; nothing reads it after this.
+    unsafe { steinadler_dealloc(ptr as usize as *mut u8, len) };
+    match decoded {
+        Ok(args) => f(args).into_packed(),
+        Err(e) => Output::message(STATUS_BAD_ARGUMENTS, &e.to_string()).into_packed(),
+    }
+}
+
+/// Like [`call`], for a function without arguments: accepts an empty array (or nil).
+pub fn call0<F>(ptr: u32, len: u32, f: F) -> u64
+where
+    F: FnOnce() -> Output,
+{
+    install_panic_hook();
+    // SAFETY: the host passes the buffer it got from `alloc(len)`.
+    let ok = matches!(unsafe { args(ptr, len) }, [] | [0x90] | [0xc0]);
+    // SAFETY: the host handed the buffer over; nothing reads it after this.
+    unsafe { steinadler_dealloc(ptr as usize as *mut u8, len) };
+    if ok {
+        f().into_packed()
+    } else {
+        let msg = "this function takes no arguments; pass an empty array";
+        Output::message(STATUS_BAD_ARGUMENTS, msg).into_packed()
+    }
+}

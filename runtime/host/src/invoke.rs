@@ -1,0 +1,188 @@
+//! One invocation: a fresh store and instance, the ABI calls, and the mapping of every failure to
+//! a typed [`InvokeError`].
+
+use crate::config::InvokeLimits;
+use crate::engine::Host;
+use crate::imports::{Limiter, State};
+use crate::module::LoadedModule;
+use crate::output::{GuestStdio, OutputBudget};
+use crate::InvokeError;
+use std::sync::Arc;
+use steinadler_core::Term;
+use wasmtime::{Extern, Memory, Store, Trap, WasmBacktrace};
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// Envelope status bytes, as written by the guest SDK (`docs/abi.md`).
+const STATUS_OK: u8 = 0;
+const STATUS_GUEST_ERROR: u8 = 1;
+const STATUS_BAD_ARGUMENTS: u8 = 2;
+const STATUS_BAD_OUTPUT: u8 = 3;
+
+pub(crate) fn invoke(
+    host: &Host,
+    module: &LoadedModule,
+    function: &str,
+    args: &[u8],
+    limits: &InvokeLimits,
+) -> Result<Vec<u8>, InvokeError> {
+    let Some(entry) = module.functions.get(function) else {
+        return Err(InvokeError::FunctionNotFound {
+            module: module.id().short(),
+            function: function.to_owned(),
+            available: module.functions().collect::<Vec<_>>().join(", "),
+        });
+    };
+    let args_len = u32::try_from(args.len())
+        .map_err(|_| InvokeError::BadArguments("arguments larger than 4 GiB".to_owned()))?;
+
+    let budget = Arc::new(OutputBudget::new(
+        Arc::from(module.id().short()),
+        Arc::from(function),
+        limits.max_log_bytes,
+    ));
+    let mut store = new_store(host, limits, &budget);
+
+    let instance = match module.pre.instantiate(&mut store) {
+        Ok(instance) => instance,
+        // A pre-linked module fails to instantiate without a trap only for lack of resources.
+        Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().limiter.hit => {
+            return Err(InvokeError::Overloaded(format!(
+                "cannot start an instance: {e:#}. The node runs at most {} instances at once; \
+                 retry later",
+                host.config.max_instances
+            )));
+        }
+        Err(e) => return Err(classify(e, store.data_mut(), limits)),
+    };
+    let result = (|| {
+        let memory = match instance.get_module_export(&mut store, &module.memory) {
+            Some(Extern::Memory(m)) => m,
+            _ => wasmtime::bail!("the module's `memory` export is not a memory"),
+        };
+        let alloc = instance
+            .get_module_export(&mut store, &module.alloc)
+            .and_then(Extern::into_func)
+            .ok_or_else(|| wasmtime::format_err!("the module's `alloc` export is not a function"))?
+            .typed::<u32, u32>(&store)?;
+        let func = instance
+            .get_module_export(&mut store, entry)
+            .and_then(Extern::into_func)
+            .ok_or_else(|| wasmtime::format_err!("the export `{function}` is not a function"))?
+            .typed::<(u32, u32), u64>(&store)?;
+
+        let ptr = alloc.call(&mut store, args_len)?;
+        memory.write(&mut store, ptr as usize, args)?;
+        let packed = func.call(&mut store, (ptr, args_len))?;
+        Ok((memory, packed))
+    })();
+    budget.finish();
+
+    match result {
+        Ok((memory, packed)) => read_envelope(&store, memory, packed, limits),
+        Err(err) => Err(classify(err, store.data_mut(), limits)),
+    }
+}
+
+fn new_store(host: &Host, limits: &InvokeLimits, budget: &Arc<OutputBudget>) -> Store<State> {
+    let wasi = WasiCtxBuilder::new()
+        .stdout(GuestStdio::new(budget.clone(), "stdout"))
+        .stderr(GuestStdio::new(budget.clone(), "stderr"))
+        .build_p1();
+    let state = State {
+        wasi,
+        limiter: Limiter {
+            memory_limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            hit: false,
+        },
+        output: budget.clone(),
+        node_name: host.node_name.clone(),
+        panic: None,
+    };
+    let mut store = Store::new(&host.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let tick = host.config.epoch_tick.as_nanos().max(1);
+    // One extra tick: the deadline clock may advance just after the call starts.
+    let ticks = limits.deadline.as_nanos().div_ceil(tick) + 1;
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    store
+}
+
+/// Reads the `[status, value]` envelope the guest returned.
+fn read_envelope(
+    store: &Store<State>,
+    memory: Memory,
+    packed: u64,
+    limits: &InvokeLimits,
+) -> Result<Vec<u8>, InvokeError> {
+    let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    if len as u64 > limits.max_output_bytes {
+        return Err(InvokeError::BadOutput(format!(
+            "the result is {len} bytes, over the output limit of {} bytes",
+            limits.max_output_bytes
+        )));
+    }
+    let data = memory.data(store);
+    let envelope = ptr
+        .checked_add(len)
+        .and_then(|end| data.get(ptr..end))
+        .ok_or_else(|| {
+            InvokeError::BadOutput(format!(
+                "the result pointer {ptr:#x}+{len} lies outside the guest's memory"
+            ))
+        })?;
+    let [0x92, status, value @ ..] = envelope else {
+        return Err(InvokeError::BadOutput(
+            "the result is not a `[status, value]` envelope; was the module built with an \
+             older guest SDK?"
+                .to_owned(),
+        ));
+    };
+    let message = || match Term::decode(value) {
+        Ok(Term::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("(undecodable message: {e})"),
+    };
+    match *status {
+        STATUS_OK => Ok(value.to_vec()),
+        STATUS_GUEST_ERROR => match Term::decode(value) {
+            Ok(term) => Err(InvokeError::GuestError(term)),
+            Err(e) => Err(InvokeError::BadOutput(format!(
+                "the guest's error value is not valid MessagePack: {e}"
+            ))),
+        },
+        STATUS_BAD_ARGUMENTS => Err(InvokeError::BadArguments(message())),
+        STATUS_BAD_OUTPUT => Err(InvokeError::BadOutput(message())),
+        other => Err(InvokeError::BadOutput(format!(
+            "unknown result status {other}"
+        ))),
+    }
+}
+
+/// Maps a wasmtime failure to the error the caller sees.
+fn classify(err: wasmtime::Error, state: &mut State, limits: &InvokeLimits) -> InvokeError {
+    if state.limiter.hit {
+        return InvokeError::OutOfMemory {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    let backtrace = err
+        .downcast_ref::<WasmBacktrace>()
+        .map(|bt| bt.to_string())
+        .unwrap_or_default();
+    let message = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            return InvokeError::Timeout {
+                limit_ms: u64::try_from(limits.deadline.as_millis()).unwrap_or(u64::MAX),
+            };
+        }
+        Some(Trap::StackOverflow) => {
+            "stack overflow: the guest recursed too deeply for the wasm stack".to_owned()
+        }
+        Some(trap) => match state.panic.take() {
+            Some(panic) => format!("{panic} ({trap})"),
+            None => trap.to_string(),
+        },
+        None => format!("{err:#}"),
+    };
+    InvokeError::Trap { message, backtrace }
+}
