@@ -8,8 +8,9 @@
 //!   `[status, value]`, a two-element MessagePack array.
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, DeserializeOwned, Error as _, SeqAccess};
 use std::alloc::Layout;
+use std::fmt;
 
 /// Envelope status: the function returned a value.
 pub const STATUS_OK: u8 = 0;
@@ -111,7 +112,12 @@ impl Output {
 
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        crate::imports::panic_message(&info.to_string());
+        let payload = info.payload_as_str().unwrap_or("(a non-string panic payload)");
+        let msg = match info.location() {
+            Some(at) => format!("panicked at {at}: {payload}"),
+            None => format!("panicked: {payload}"),
+        };
+        crate::imports::panic_message(&msg);
     }));
 }
 
@@ -162,4 +168,57 @@ where
         let msg = "this function takes no arguments; pass an empty array";
         Output::message(STATUS_BAD_ARGUMENTS, msg).into_packed()
     }
+}
+
+/// A function's parameter names, for argument errors that say which argument did not fit.
+#[derive(Debug)]
+pub struct Signature {
+    /// The function's name.
+    pub function: &'static str,
+    /// Its parameters' names, in order.
+    pub params: &'static [&'static str],
+}
+
+impl Signature {
+    /// Fails unless the argument array has exactly one element per parameter.
+    pub fn check_len<E: serde::de::Error>(&self, len: Option<usize>) -> Result<(), E> {
+        match len {
+            Some(n) if n != self.params.len() => Err(E::custom(format_args!(
+                "{} takes {} argument{} ({}), but {n} {} given",
+                self.function,
+                self.params.len(),
+                if self.params.len() == 1 { "" } else { "s" },
+                self.params.join(", "),
+                if n == 1 { "was" } else { "were" },
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Decodes parameter `index`, naming it in any error.
+    pub fn next<'de, A, T>(&self, seq: &mut A, index: usize) -> Result<T, A::Error>
+    where
+        A: SeqAccess<'de>,
+        T: Deserialize<'de>,
+    {
+        let name = self.params.get(index).copied().unwrap_or("?");
+        match seq.next_element::<T>() {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => Err(A::Error::custom(format_args!(
+                "{}: missing argument {} (`{name}`)",
+                self.function,
+                index + 1
+            ))),
+            Err(e) => Err(A::Error::custom(format_args!(
+                "{}: argument {} (`{name}`): {e}",
+                self.function,
+                index + 1
+            ))),
+        }
+    }
+}
+
+/// What a function's argument array should look like, for serde's messages.
+pub fn expecting(f: &mut fmt::Formatter<'_>, function: &str, params: &[&str]) -> fmt::Result {
+    write!(f, "an array of the arguments of {function}({})", params.join(", "))
 }

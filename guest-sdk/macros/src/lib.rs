@@ -84,13 +84,54 @@ fn expand(func: &ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     };
 
     // Arguments always arrive as a MessagePack array; zero arguments is the empty array.
+    // Each is decoded on its own, so a mismatch names the argument that did not fit.
     let body = if arg_types.is_empty() {
         quote! {
             ::steinadler::__private::call0(ptr, len, || #output(#name()))
         }
     } else {
+        let arity = arg_types.len();
+        let names: Vec<String> = sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                FnArg::Typed(pt) => match &*pt.pat {
+                    Pat::Ident(id) => Some(id.ident.to_string()),
+                    _ => None,
+                },
+                FnArg::Receiver(_) => None,
+            })
+            .collect();
+        let indices = 0..arity;
         quote! {
-            ::steinadler::__private::call(ptr, len, |( #(#idents,)* ): ( #(#arg_types,)* )| {
+            struct __Args( #(#arg_types,)* );
+            impl<'de> ::steinadler::serde::Deserialize<'de> for __Args {
+                fn deserialize<D>(de: D) -> ::core::result::Result<Self, D::Error>
+                where
+                    D: ::steinadler::serde::Deserializer<'de>,
+                {
+                    struct V;
+                    impl<'de> ::steinadler::serde::de::Visitor<'de> for V {
+                        type Value = __Args;
+                        fn expecting(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                            ::steinadler::__private::expecting(f, #export_name, &[#(#names),*])
+                        }
+                        fn visit_seq<A>(self, mut seq: A) -> ::core::result::Result<__Args, A::Error>
+                        where
+                            A: ::steinadler::serde::de::SeqAccess<'de>,
+                        {
+                            let sig = ::steinadler::__private::Signature {
+                                function: #export_name,
+                                params: &[#(#names),*],
+                            };
+                            sig.check_len(seq.size_hint())?;
+                            Ok(__Args( #( sig.next(&mut seq, #indices)?, )* ))
+                        }
+                    }
+                    de.deserialize_seq(V)
+                }
+            }
+            ::steinadler::__private::call(ptr, len, |__Args( #(#idents,)* ): __Args| {
                 #output(#name( #(#idents),* ))
             })
         }

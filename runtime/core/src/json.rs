@@ -218,42 +218,26 @@ fn number(n: &Number) -> Result<Term, JsonError> {
     }
 }
 
+fn expected(tag: &'static str, what: &str, found: &Value) -> JsonError {
+    invalid(tag, format!("expected {what}, found {}", kind(found)))
+}
+
 fn tagged(tag: &str, v: &Value, depth: u32) -> Result<Term, JsonError> {
-    Ok(match tag {
-        "$atom" => match v {
-            Value::String(s) => Term::Atom(s.clone()),
-            other => {
-                return Err(invalid(
-                    "$atom",
-                    format!("expected a string, found {}", kind(other)),
-                ));
-            }
-        },
-        "$bytes" => match v {
-            Value::String(s) => Term::Bytes(
-                BASE64
-                    .decode(s)
-                    .map_err(|e| JsonError::InvalidBase64(e.to_string()))?,
-            ),
-            other => {
-                return Err(invalid(
-                    "$bytes",
-                    format!("expected a base64 string, found {}", kind(other)),
-                ));
-            }
-        },
-        "$tuple" => match v {
-            Value::Array(items) => Term::Tuple(seq(items, enter(depth)?)?),
-            other => {
-                return Err(invalid(
-                    "$tuple",
-                    format!("expected an array, found {}", kind(other)),
-                ));
-            }
-        },
-        "$map" => map_pairs(v, enter(depth)?)?,
-        "$struct" => structure(v, enter(depth)?)?,
-        "$pid" => {
+    Ok(match (tag, v) {
+        ("$atom", Value::String(s)) => Term::Atom(s.clone()),
+        ("$atom", _) => return Err(expected("$atom", "a string", v)),
+        ("$bytes", Value::String(s)) => {
+            let bytes = BASE64
+                .decode(s)
+                .map_err(|e| JsonError::InvalidBase64(e.to_string()))?;
+            Term::Bytes(bytes)
+        }
+        ("$bytes", _) => return Err(expected("$bytes", "a base64 string", v)),
+        ("$tuple", Value::Array(items)) => Term::Tuple(seq(items, enter(depth)?)?),
+        ("$tuple", _) => return Err(expected("$tuple", "an array", v)),
+        ("$map", _) => map_pairs(v, enter(depth)?)?,
+        ("$struct", _) => structure(v, enter(depth)?)?,
+        ("$pid", _) => {
             let (node, incarnation, id) = id_fields("$pid", v)?;
             Term::Pid(Pid {
                 node,
@@ -261,7 +245,7 @@ fn tagged(tag: &str, v: &Value, depth: u32) -> Result<Term, JsonError> {
                 id,
             })
         }
-        "$ref" => {
+        ("$ref", _) => {
             let (node, incarnation, id) = id_fields("$ref", v)?;
             Term::Ref(Ref {
                 node,
@@ -269,21 +253,12 @@ fn tagged(tag: &str, v: &Value, depth: u32) -> Result<Term, JsonError> {
                 id,
             })
         }
-        "$float" => match v {
-            Value::Number(n) => Term::Float(n.as_f64().unwrap_or(f64::NAN)),
-            Value::String(s) => Term::Float(s.trim().parse().map_err(|_| {
-                invalid(
-                    "$float",
-                    format!("expected \"NaN\", \"inf\", \"-inf\" or a number, found {s:?}"),
-                )
-            })?),
-            other => {
-                return Err(invalid(
-                    "$float",
-                    format!("expected a string or a number, found {}", kind(other)),
-                ));
-            }
-        },
+        ("$float", Value::Number(n)) => Term::Float(n.as_f64().unwrap_or(f64::NAN)),
+        ("$float", Value::String(s)) => Term::Float(s.trim().parse().map_err(|_| {
+            let want = "\"NaN\", \"inf\", \"-inf\" or a number";
+            invalid("$float", format!("expected {want}, found {s:?}"))
+        })?),
+        ("$float", _) => return Err(expected("$float", "a string or a number", v)),
         _ => {
             return Err(JsonError::UnknownTag {
                 tag: tag.to_owned(),
@@ -304,10 +279,14 @@ fn pairs<'a>(tag: &'static str, v: &'a Value) -> Result<Vec<(&'a Value, &'a Valu
         .iter()
         .map(|item| match item.as_array().map(Vec::as_slice) {
             Some([k, v]) => Ok((k, v)),
-            _ => Err(invalid(
+            Some(other) => Err(invalid(
                 tag,
-                format!("expected a [key, value] pair, found {item}"),
+                format!(
+                    "expected a [key, value] pair, found an array of {}",
+                    other.len()
+                ),
             )),
+            None => Err(expected(tag, "a [key, value] pair", item)),
         })
         .collect()
 }
@@ -368,7 +347,10 @@ fn structure(v: &Value, depth: u32) -> Result<Term, JsonError> {
         Some(other) => {
             return Err(invalid(
                 "$struct",
-                format!("\"fields\" must be an object, found {}", kind(other)),
+                format!(
+                    "\"fields\" must be an object or an array of [name, value] pairs, found {}",
+                    kind(other)
+                ),
             ));
         }
     };

@@ -21,17 +21,32 @@ fn leaf() -> impl Strategy<Value = Term> {
         Just(Term::Nil),
         any::<bool>().prop_map(Term::Bool),
         any::<i64>().prop_map(Term::Int),
-        prop_oneof![Just(-1i64), Just(127), Just(128), Just(-33), Just(1 << 40)].prop_map(Term::Int),
-        any::<f64>().prop_filter("NaN is tested separately", |f| !f.is_nan()).prop_map(Term::Float),
-        prop_oneof![Just(0.0), Just(-0.0), Just(1.0), Just(f64::INFINITY), Just(f64::NEG_INFINITY)]
+        prop_oneof![Just(-1i64), Just(127), Just(128), Just(-33), Just(1 << 40)]
+            .prop_map(Term::Int),
+        any::<f64>()
+            .prop_filter("NaN is tested separately", |f| !f.is_nan())
             .prop_map(Term::Float),
+        prop_oneof![
+            Just(0.0),
+            Just(-0.0),
+            Just(1.0),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY)
+        ]
+        .prop_map(Term::Float),
         text().prop_map(Term::String),
         vec(any::<u8>(), 0..40).prop_map(Term::Bytes),
         text().prop_map(Term::Atom),
-        (text(), any::<u64>(), any::<u64>())
-            .prop_map(|(node, incarnation, id)| Term::Pid(Pid { node, incarnation, id })),
-        (text(), any::<u64>(), any::<u64>())
-            .prop_map(|(node, incarnation, id)| Term::Ref(Ref { node, incarnation, id })),
+        (text(), any::<u64>(), any::<u64>()).prop_map(|(node, incarnation, id)| Term::Pid(Pid {
+            node,
+            incarnation,
+            id
+        })),
+        (text(), any::<u64>(), any::<u64>()).prop_map(|(node, incarnation, id)| Term::Ref(Ref {
+            node,
+            incarnation,
+            id
+        })),
     ]
 }
 
@@ -126,21 +141,32 @@ fn is_nan_with_bits(t: &Term, bits: u64) -> bool {
 
 #[test]
 fn nan_round_trips_bit_for_bit() {
-    for bits in [f64::NAN.to_bits(), 0x7ff8_0000_0000_0001, 0xfff0_0000_0000_0001] {
+    for bits in [
+        f64::NAN.to_bits(),
+        0x7ff8_0000_0000_0001,
+        0xfff0_0000_0000_0001,
+    ] {
         let t = Term::Float(f64::from_bits(bits));
         let bytes = t.encode();
         assert_eq!(bytes[0], 0xcb);
         assert_eq!(rmp_serde::to_vec_named(&t).unwrap(), bytes);
         assert!(is_nan_with_bits(&Term::decode(&bytes).unwrap(), bits));
-        assert!(is_nan_with_bits(&rmp_serde::from_slice::<Term>(&bytes).unwrap(), bits));
+        assert!(is_nan_with_bits(
+            &rmp_serde::from_slice::<Term>(&bytes).unwrap(),
+            bits
+        ));
     }
 }
 
 #[test]
 fn nested_nan_round_trips() {
     let t = Term::list([Term::tuple([Term::Float(f64::NAN)])]);
-    let Ok(Term::List(items)) = Term::decode(&t.encode()) else { panic!("not a list") };
-    let Term::Tuple(inner) = &items[0] else { panic!("not a tuple") };
+    let Ok(Term::List(items)) = Term::decode(&t.encode()) else {
+        panic!("not a list")
+    };
+    let Term::Tuple(inner) = &items[0] else {
+        panic!("not a tuple")
+    };
     assert!(is_nan_with_bits(&inner[0], f64::NAN.to_bits()));
 }
 

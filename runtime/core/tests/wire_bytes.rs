@@ -7,27 +7,45 @@ use steinadler_core::{Pid, Ref, Term};
 
 /// Parses `"c7 06 02"` into bytes.
 fn hex(s: &str) -> Vec<u8> {
-    s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
+    s.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect()
 }
 
 /// Asserts `term` encodes canonically as `bytes`, by both paths, and decodes back.
 fn canonical(term: Term, bytes: &str) {
     let want = hex(bytes);
     assert_eq!(term.encode(), want, "encode {term}");
-    assert_eq!(rmp_serde::to_vec_named(&term).unwrap(), want, "serde encode {term}");
+    assert_eq!(
+        rmp_serde::to_vec_named(&term).unwrap(),
+        want,
+        "serde encode {term}"
+    );
     assert_eq!(Term::decode(&want), Ok(term.clone()), "decode {bytes}");
-    assert_eq!(rmp_serde::from_slice::<Term>(&want).unwrap(), term, "serde decode {bytes}");
+    assert_eq!(
+        rmp_serde::from_slice::<Term>(&want).unwrap(),
+        term,
+        "serde decode {bytes}"
+    );
 }
 
 /// Asserts the non-canonical `bytes` decode to `term`.
 fn accepted(bytes: &str, term: Term) {
     let input = hex(bytes);
     assert_eq!(Term::decode(&input), Ok(term.clone()), "decode {bytes}");
-    assert_eq!(rmp_serde::from_slice::<Term>(&input).unwrap(), term, "serde decode {bytes}");
+    assert_eq!(
+        rmp_serde::from_slice::<Term>(&input).unwrap(),
+        term,
+        "serde decode {bytes}"
+    );
 }
 
 fn pid(node: &str, incarnation: u64, id: u64) -> Pid {
-    Pid { node: node.into(), incarnation, id }
+    Pid {
+        node: node.into(),
+        incarnation,
+        id,
+    }
 }
 
 #[test]
@@ -79,7 +97,10 @@ fn strings_and_bytes() {
     canonical(Term::from(""), "a0");
     canonical(Term::from("hi"), "a2 68 69");
     let s32 = "x".repeat(32);
-    canonical(Term::from(s32.as_str()), &format!("d9 20{}", " 78".repeat(32)));
+    canonical(
+        Term::from(s32.as_str()),
+        &format!("d9 20{}", " 78".repeat(32)),
+    );
     canonical(Term::Bytes(vec![]), "c4 00");
     canonical(Term::Bytes(vec![1, 2, 3]), "c4 03 01 02 03");
     accepted("d9 01 61", Term::from("a"));
@@ -91,9 +112,15 @@ fn strings_and_bytes() {
 fn lists_and_maps() {
     canonical(Term::List(vec![]), "90");
     canonical(Term::list([1.into(), Term::Nil]), "92 01 c0");
-    canonical(Term::List(vec![Term::Nil; 16]), &format!("dc 00 10{}", " c0".repeat(16)));
+    canonical(
+        Term::List(vec![Term::Nil; 16]),
+        &format!("dc 00 10{}", " c0".repeat(16)),
+    );
     canonical(Term::map([("a".into(), 1.into())]), "81 a1 61 01");
-    canonical(Term::map([(Term::atom("k"), Term::Nil), (1.into(), 2.into())]), "82 d4 01 6b c0 01 02");
+    canonical(
+        Term::map([(Term::atom("k"), Term::Nil), (1.into(), 2.into())]),
+        "82 d4 01 6b c0 01 02",
+    );
     accepted("dd 00 00 00 01 01", Term::list([1.into()]));
     accepted("df 00 00 00 01 01 02", Term::map([(1.into(), 2.into())]));
 }
@@ -106,7 +133,13 @@ fn atoms_use_the_smallest_ext_header() {
     canonical(Term::atom("abc"), "c7 03 01 61 62 63");
     canonical(Term::atom("true"), "d6 01 74 72 75 65");
     canonical(Term::atom("12345678"), "d7 01 31 32 33 34 35 36 37 38");
-    canonical(Term::atom("0123456789abcdef"), &format!("d8 01{}", " 30 31 32 33 34 35 36 37 38 39 61 62 63 64 65 66"));
+    canonical(
+        Term::atom("0123456789abcdef"),
+        &format!(
+            "d8 01{}",
+            " 30 31 32 33 34 35 36 37 38 39 61 62 63 64 65 66"
+        ),
+    );
     accepted("c7 02 01 6f 6b", Term::atom("ok"));
     accepted("c8 00 02 01 6f 6b", Term::atom("ok"));
     accepted("c9 00 00 00 02 01 6f 6b", Term::atom("ok"));
@@ -115,7 +148,10 @@ fn atoms_use_the_smallest_ext_header() {
 #[test]
 fn tuples() {
     canonical(Term::tuple([]), "d4 02 90");
-    canonical(Term::tuple([Term::atom("ok"), 1.into()]), "c7 06 02 92 d5 01 6f 6b 01");
+    canonical(
+        Term::tuple([Term::atom("ok"), 1.into()]),
+        "c7 06 02 92 d5 01 6f 6b 01",
+    );
     canonical(Term::tuple([Term::tuple([])]), "d6 02 91 d4 02 90");
     // The payload array may use any array form.
     accepted("c7 04 02 dc 00 01 c0", Term::tuple([Term::Nil]));
@@ -134,7 +170,11 @@ fn structs() {
 fn pids_and_refs() {
     canonical(Term::Pid(pid("n1", 3, 7)), "c7 06 04 93 a2 6e 31 03 07");
     canonical(
-        Term::Ref(Ref { node: "n1".into(), incarnation: 3, id: 9 }),
+        Term::Ref(Ref {
+            node: "n1".into(),
+            incarnation: 3,
+            id: 9,
+        }),
         "c7 06 05 93 a2 6e 31 03 09",
     );
     canonical(
@@ -147,6 +187,9 @@ fn pids_and_refs() {
 
 #[test]
 fn nested_ext_inside_lists_and_maps() {
-    let t = Term::map([(Term::atom("k"), Term::list([Term::tuple([Term::Pid(pid("n", 0, 1))])]))]);
+    let t = Term::map([(
+        Term::atom("k"),
+        Term::list([Term::tuple([Term::Pid(pid("n", 0, 1))])]),
+    )]);
     canonical(t, "81 d4 01 6b 91 c7 09 02 91 c7 05 04 93 a1 6e 00 01");
 }

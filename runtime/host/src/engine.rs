@@ -149,7 +149,8 @@ fn engine_config(config: &HostConfig) -> Config {
         // Reset a freed slot with memset rather than madvise, so the next instance does not
         // page-fault its stack and heap back in. See the benchmark notes in the README.
         .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(64 << 10);
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto);
 
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))

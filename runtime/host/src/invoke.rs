@@ -178,6 +178,11 @@ fn classify(err: wasmtime::Error, state: &mut State, limits: &InvokeLimits) -> I
         Some(Trap::StackOverflow) => {
             "stack overflow: the guest recursed too deeply for the wasm stack".to_owned()
         }
+        Some(Trap::MemoryOutOfBounds) if shadow_stack_overflow(&err) => {
+            "stack overflow: the guest recursed too deeply for its stack in linear memory \
+             (a Rust guest's stack is 1 MiB unless linked with -z stack-size)"
+                .to_owned()
+        }
         Some(trap) => match state.panic.take() {
             Some(panic) => format!("{panic} ({trap})"),
             None => trap.to_string(),
@@ -185,4 +190,23 @@ fn classify(err: wasmtime::Error, state: &mut State, limits: &InvokeLimits) -> I
         None => format!("{err:#}"),
     };
     InvokeError::Trap { message, backtrace }
+}
+
+/// Whether an out-of-bounds access hit the top of the 32-bit address space.
+///
+/// Rust (and C) guests put their stack first in linear memory, growing down from its end towards
+/// address 0. When it overflows, the stack pointer wraps below zero and the next frame is written
+/// near 4 GiB, far past the memory's end; ordinary bad pointers almost never land there. wasmtime
+/// reports the faulting address as context of the trap.
+fn shadow_stack_overflow(err: &wasmtime::Error) -> bool {
+    const MARKER: &str = "memory fault at wasm address 0x";
+    let text = format!("{err:?}");
+    let Some(at) = text.find(MARKER) else {
+        return false;
+    };
+    let hex: String = text[at + MARKER.len()..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    u64::from_str_radix(&hex, 16).is_ok_and(|addr| (0xffff_0000..=0xffff_ffff).contains(&addr))
 }

@@ -224,7 +224,7 @@ fn payload_end(r: &Reader<'_>, code: i8) -> Result<(), DecodeError> {
         0 => Ok(()),
         n => Err(invalid(
             code,
-            format!("{n} trailing bytes after the payload value"),
+            format!("{n} byte(s) left over after the payload's value"),
         )),
     }
 }

@@ -36,7 +36,8 @@ pub const EXT_REF: i8 = 5;
 ///
 /// Every list, map, tuple and struct is one level of nesting; scalars, atoms, pids and refs
 /// add none. A value nested in `max_depth` containers decodes; one more level is
-/// [`DecodeError::TooDeep`]. With `max_depth: 0` only a scalar at the top level decodes.
+/// [`DecodeError::TooDeep`]. With `max_depth: 0` only a document without lists, maps, tuples
+/// or structs decodes.
 ///
 /// # Examples
 ///
@@ -102,7 +103,7 @@ pub enum DecodeError {
     #[error("unknown ext type code {0} (known codes: 1 atom, 2 tuple, 3 struct, 4 pid, 5 ref)")]
     UnknownExt(i8),
     /// An ext value has a known type code but a malformed payload.
-    #[error("invalid ext payload for type code {code}: {reason}")]
+    #[error("invalid {} ext payload (type code {code}): {reason}", ext_name(*.code))]
     InvalidExt {
         /// The ext type code.
         code: i8,
@@ -111,7 +112,7 @@ pub enum DecodeError {
     },
     /// Bytes follow the value; the input must hold exactly one value.
     #[error(
-        "{count} trailing bytes after the value (the input must hold exactly one MessagePack value)"
+        "{count} trailing byte(s) after the value (the input must hold exactly one MessagePack value)"
     )]
     TrailingBytes {
         /// How many bytes follow the value.
@@ -131,6 +132,18 @@ pub enum EncodeError {
     /// The value's `Serialize` impl failed, or asked for something MessagePack cannot hold.
     #[error("cannot encode the value as MessagePack: {0}")]
     Serde(String),
+}
+
+/// The Term an ext type code stands for, for messages.
+fn ext_name(code: i8) -> &'static str {
+    match code {
+        EXT_ATOM => "atom",
+        EXT_TUPLE => "tuple",
+        EXT_STRUCT => "struct",
+        EXT_PID => "pid",
+        EXT_REF => "ref",
+        _ => "unknown",
+    }
 }
 
 fn check_size(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
