@@ -112,7 +112,9 @@ impl Output {
 
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload_as_str().unwrap_or("(a non-string panic payload)");
+        let payload = info
+            .payload_as_str()
+            .unwrap_or("(a non-string panic payload)");
         let msg = match info.location() {
             Some(at) => format!("panicked at {at}: {payload}"),
             None => format!("panicked: {payload}"),
@@ -220,5 +222,9 @@ impl Signature {
 
 /// What a function's argument array should look like, for serde's messages.
 pub fn expecting(f: &mut fmt::Formatter<'_>, function: &str, params: &[&str]) -> fmt::Result {
-    write!(f, "an array of the arguments of {function}({})", params.join(", "))
+    write!(
+        f,
+        "an array of the arguments of {function}({})",
+        params.join(", ")
+    )
 }

@@ -58,13 +58,19 @@ fn main() {
 
     let wasm_dir = target_dir.join("wasm32-wasip1/release");
     let mut src = String::new();
-    let mut all = String::from("/// Every module, as `(name, path)`.\npub const ALL: &[(&str, &str)] = &[\n");
+    let mut all =
+        String::from("/// Every module, as `(name, path)`.\npub const ALL: &[(&str, &str)] = &[\n");
     for name in MODULES {
         let path = wasm_dir.join(format!("{name}.wasm"));
         assert!(exists(&path), "{} was not built", path.display());
         let konst = name.to_uppercase();
         writeln!(src, "/// Path of the `{name}` guest module.").unwrap();
-        writeln!(src, "pub const {konst}: &str = {:?};", path.display().to_string()).unwrap();
+        writeln!(
+            src,
+            "pub const {konst}: &str = {:?};",
+            path.display().to_string()
+        )
+        .unwrap();
         writeln!(all, "    ({name:?}, {konst}),").unwrap();
     }
     all.push_str("];\n");

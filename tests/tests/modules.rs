@@ -24,7 +24,9 @@ fn math_adds_and_computes_fibonacci() {
     let add = |a: i64, b: i64| host.invoke_term(&math, "add", &[a.into(), b.into()], &limits());
     assert_eq!(add(2, 40), Ok(Term::Int(42)));
     assert_eq!(add(-7, 7), Ok(Term::Int(0)));
-    assert!(matches!(add(i64::MAX, 1), Err(InvokeError::GuestError(Term::String(s))) if s.contains("overflows")));
+    assert!(
+        matches!(add(i64::MAX, 1), Err(InvokeError::GuestError(Term::String(s))) if s.contains("overflows"))
+    );
 
     let fib = |n: i64| host.invoke_term(&math, "fib", &[Term::Int(n)], &limits());
     assert_eq!(fib(0), Ok(Term::Int(0)));
@@ -55,16 +57,28 @@ fn bad_arguments_name_the_argument() {
     let call = |args: &[Term]| host.invoke_term(&math, "add", args, &limits()).unwrap_err();
 
     let err = call(&[Term::from("x"), Term::Int(1)]);
-    assert!(matches!(&err, InvokeError::BadArguments(m) if m.contains("argument 1 (`a`)")), "{err:?}");
+    assert!(
+        matches!(&err, InvokeError::BadArguments(m) if m.contains("argument 1 (`a`)")),
+        "{err:?}"
+    );
     let err = call(&[Term::Int(1)]);
-    assert!(matches!(&err, InvokeError::BadArguments(m) if m.contains("takes 2 arguments (a, b), but 1 was given")), "{err:?}");
+    assert!(
+        matches!(&err, InvokeError::BadArguments(m) if m.contains("takes 2 arguments (a, b), but 1 was given")),
+        "{err:?}"
+    );
     let err = call(&[Term::Int(1), Term::Int(2), Term::Int(3)]);
-    assert!(matches!(&err, InvokeError::BadArguments(m) if m.contains("3 were given")), "{err:?}");
+    assert!(
+        matches!(&err, InvokeError::BadArguments(m) if m.contains("3 were given")),
+        "{err:?}"
+    );
 
     // Not an array at all, and garbage bytes.
     for raw in [Term::Int(5).encode(), vec![0xc1], vec![0x92, 0x01]] {
         let err = host.invoke(&math, "add", &raw, &limits()).unwrap_err();
-        assert!(matches!(err, InvokeError::BadArguments(_)), "{raw:?}: {err:?}");
+        assert!(
+            matches!(err, InvokeError::BadArguments(_)),
+            "{raw:?}: {err:?}"
+        );
     }
     // And the host still serves.
     assert_eq!(call_ok(&host, &math), Term::Int(3));
@@ -80,7 +94,11 @@ fn unknown_function_and_module_are_typed_errors() {
     let host = host();
     let math = load(&host, m::MATH);
     match host.invoke_term(&math, "nope", &[], &limits()) {
-        Err(InvokeError::FunctionNotFound { function, available, .. }) => {
+        Err(InvokeError::FunctionNotFound {
+            function,
+            available,
+            ..
+        }) => {
             assert_eq!(function, "nope");
             assert_eq!(available, "add, fib");
         }
@@ -92,14 +110,20 @@ fn unknown_function_and_module_are_typed_errors() {
     );
     // By name (the file stem) and by id.
     assert_eq!(host.resolve("math").unwrap().id(), math.id());
-    assert_eq!(host.resolve(&math.id().to_string()).unwrap().id(), math.id());
+    assert_eq!(
+        host.resolve(&math.id().to_string()).unwrap().id(),
+        math.id()
+    );
 }
 
 #[test]
 fn non_wasm_bytes_are_refused_at_load() {
     let host = host();
     let err = host.load(b"#!/bin/sh\necho not wasm\n").unwrap_err();
-    assert!(matches!(&err, InvokeError::InvalidModule(m) if m.contains("not a WebAssembly module")), "{err:?}");
+    assert!(
+        matches!(&err, InvokeError::InvalidModule(m) if m.contains("not a WebAssembly module")),
+        "{err:?}"
+    );
 
     // The right magic, then garbage.
     let mut bytes = std::fs::read(m::HELLO).unwrap();
@@ -115,7 +139,13 @@ fn module_without_the_abi_is_refused_with_what_is_missing() {
     let empty = b"\0asm\x01\0\0\0";
     match host.load(empty) {
         Err(InvokeError::InvalidModule(msg)) => {
-            for needle in ["lacks the Steinadler ABI", "`memory`", "`alloc", "`dealloc", "(i32, i32) -> i64"] {
+            for needle in [
+                "lacks the Steinadler ABI",
+                "`memory`",
+                "`alloc",
+                "`dealloc",
+                "(i32, i32) -> i64",
+            ] {
                 assert!(msg.contains(needle), "{needle:?} not in {msg}");
             }
         }
@@ -155,7 +185,8 @@ fn concurrent_invocations_share_one_host() {
             let (host, math) = (&host, &math);
             s.spawn(move || {
                 for i in 0..200 {
-                    let out = host.invoke_term(math, "add", &[Term::Int(t), Term::Int(i)], &limits());
+                    let out =
+                        host.invoke_term(math, "add", &[Term::Int(t), Term::Int(i)], &limits());
                     assert_eq!(out, Ok(Term::Int(t + i)));
                 }
             });

@@ -21,7 +21,9 @@ fn endless_loop_times_out_within_deadline_plus_100ms() {
             ..limits()
         };
         let started = Instant::now();
-        let err = host.invoke_term(&spin, "forever", &[], &limits).unwrap_err();
+        let err = host
+            .invoke_term(&spin, "forever", &[], &limits)
+            .unwrap_err();
         let took = started.elapsed();
         assert_eq!(
             err,
@@ -46,7 +48,12 @@ fn unbounded_allocation_is_out_of_memory() {
         ..limits()
     };
     let err = host.invoke_term(&hog, "grow", &[], &limits).unwrap_err();
-    assert_eq!(err, InvokeError::OutOfMemory { limit_bytes: 16 << 20 });
+    assert_eq!(
+        err,
+        InvokeError::OutOfMemory {
+            limit_bytes: 16 << 20
+        }
+    );
 }
 
 #[test]
@@ -55,7 +62,10 @@ fn panic_is_a_trap_with_the_panic_message_and_a_backtrace() {
     let crash = load(&host, m::CRASH);
     match host.invoke_term(&crash, "panic", &[], &limits()) {
         Err(InvokeError::Trap { message, backtrace }) => {
-            assert!(message.contains("boom: the crash module panicked on purpose"), "{message}");
+            assert!(
+                message.contains("boom: the crash module panicked on purpose"),
+                "{message}"
+            );
             assert!(message.contains("crash/src/lib.rs"), "{message}");
             assert!(backtrace.contains("crash.wasm!"), "{backtrace}");
         }

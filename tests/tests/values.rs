@@ -52,7 +52,10 @@ fn every_type() -> Vec<Term> {
         // Everything nested in everything.
         Term::list([
             Term::tuple([Term::Pid(pid), Term::Ref(reference)]),
-            Term::map([(Term::atom("k"), Term::new_struct("S", [("f", Term::bytes([1, 2]))]))]),
+            Term::map([(
+                Term::atom("k"),
+                Term::new_struct("S", [("f", Term::bytes([1, 2]))]),
+            )]),
         ]),
     ]
 }
@@ -77,7 +80,12 @@ fn every_term_type_round_trips_through_echo() {
 fn nan_round_trips_through_echo() {
     let host = host();
     let echo = load(&host, m::ECHO);
-    let out = host.invoke_term(&echo, "echo", &[Term::Float(f64::NAN)], &InvokeLimits::default());
+    let out = host.invoke_term(
+        &echo,
+        "echo",
+        &[Term::Float(f64::NAN)],
+        &InvokeLimits::default(),
+    );
     assert!(matches!(out, Ok(Term::Float(f)) if f.is_nan()), "{out:?}");
 }
 
@@ -86,6 +94,11 @@ fn one_mebibyte_of_bytes_round_trips() {
     let host = host();
     let echo = load(&host, m::ECHO);
     let big = Term::Bytes((0..1 << 20).map(|i| (i % 251) as u8).collect());
-    let out = host.invoke_term(&echo, "echo", std::slice::from_ref(&big), &InvokeLimits::default());
+    let out = host.invoke_term(
+        &echo,
+        "echo",
+        std::slice::from_ref(&big),
+        &InvokeLimits::default(),
+    );
     assert_eq!(out, Ok(big));
 }

@@ -66,13 +66,14 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
 
 /// `--args` is a JSON array of arguments; any other JSON value is the single argument.
 fn parse_args(text: &str) -> anyhow::Result<Vec<Term>> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| anyhow!("--args is not valid JSON ({e}); pass e.g. --args '[\"World\"]'"))?;
-    let term = json::term_from_json(&value).map_err(|e| anyhow!("--args: {e}"))?;
-    Ok(match (value, term) {
-        (serde_json::Value::Array(_), Term::List(items)) => items,
-        (_, single) => vec![single],
-    })
+    match json::parse_json(text) {
+        Ok(Term::List(items)) => Ok(items),
+        Ok(single) => Ok(vec![single]),
+        Err(e) => Err(anyhow!(
+            "--args: {e}. Pass a JSON array of arguments, e.g. --args '[\"World\"]' \
+             (docs/json-mapping.md lists the forms for atoms, bytes and tuples)"
+        )),
+    }
 }
 
 /// One line for the error; with `--backtrace`, a trap's wasm backtrace follows it.
@@ -84,9 +85,9 @@ fn runtime(err: InvokeError, with_backtrace: bool) -> Failure {
         InvokeError::Trap { backtrace, .. } if with_backtrace && !backtrace.is_empty() => {
             Failure::Runtime(anyhow!("{err}\n{}", backtrace.trim_end()))
         }
-        InvokeError::Trap { .. } => {
-            Failure::Runtime(anyhow!("{err} (rerun with --backtrace for the wasm backtrace)"))
-        }
+        InvokeError::Trap { .. } => Failure::Runtime(anyhow!(
+            "{err} (rerun with --backtrace for the wasm backtrace)"
+        )),
         _ => Failure::Runtime(err.into()),
     }
 }

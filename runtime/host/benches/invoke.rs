@@ -23,7 +23,9 @@ fn bench(c: &mut Criterion) {
 
     let big = Term::Bytes(vec![7u8; 1 << 20]);
     let echo_args = Term::List(vec![big.clone()]).encode();
-    let out = host.invoke(&echo, "echo", &echo_args, &limits).expect("echo");
+    let out = host
+        .invoke(&echo, "echo", &echo_args, &limits)
+        .expect("echo");
     assert_eq!(Term::decode(&out).as_ref(), Ok(&big));
     let mut group = c.benchmark_group("1 MiB bytes");
     group.throughput(Throughput::Bytes(1 << 20));

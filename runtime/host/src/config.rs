@@ -50,6 +50,10 @@ pub struct HostConfig {
     pub module_cache_bytes: u64,
     /// How often the deadline clock ticks; deadlines are enforced to within one tick.
     pub epoch_tick: Duration,
+    /// How much of each instance slot's linear memory stays resident between calls. Larger
+    /// values avoid page faults for guests that use more memory (echo of 1 MiB: 623 µs at
+    /// 1 MiB, 243 µs at 8 MiB), at the cost of resident memory per slot that has been used.
+    pub keep_resident_bytes: usize,
 }
 
 impl Default for HostConfig {
@@ -63,6 +67,7 @@ impl Default for HostConfig {
             max_wasm_stack: 512 << 10,
             module_cache_bytes: 512 << 20,
             epoch_tick: Duration::from_millis(2),
+            keep_resident_bytes: 8 << 20,
         }
     }
 }

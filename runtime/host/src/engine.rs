@@ -79,9 +79,8 @@ impl Host {
     /// [`InvokeError::ModuleNotFound`] if the file cannot be read, otherwise as [`Host::load`].
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Arc<LoadedModule>, InvokeError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| {
-            InvokeError::ModuleNotFound(format!("{}: {e}", path.display()))
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| InvokeError::ModuleNotFound(format!("{}: {e}", path.display())))?;
         let module = self.load(&bytes)?;
         if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
             self.store.set_name(stem, module.id());
@@ -146,9 +145,10 @@ fn engine_config(config: &HostConfig) -> Config {
         .total_memories(config.max_instances)
         .total_tables(config.max_instances)
         .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
-        // Reset a freed slot with memset rather than madvise, so the next instance does not
-        // page-fault its stack and heap back in. See the benchmark notes in the README.
-        .linear_memory_keep_resident(1 << 20)
+        // Reset a freed slot's first bytes with memset rather than madvise, so the next
+        // instance does not page-fault its stack and heap back in; with PAGEMAP_SCAN only the
+        // dirtied pages are reset. See "Design" in the README for the measurements.
+        .linear_memory_keep_resident(config.keep_resident_bytes)
         .table_keep_resident(64 << 10)
         .pagemap_scan(wasmtime::Enabled::Auto);
 
@@ -180,7 +180,11 @@ impl Ticker {
                     engine.increment_epoch();
                 }
             })
-            .map_err(|e| HostError::Engine(wasmtime::format_err!("cannot start the deadline clock: {e}")))?;
+            .map_err(|e| {
+                HostError::Engine(wasmtime::format_err!(
+                    "cannot start the deadline clock: {e}"
+                ))
+            })?;
         Ok(Self {
             stop,
             thread: Some(thread),

@@ -1,12 +1,12 @@
 //! One invocation: a fresh store and instance, the ABI calls, and the mapping of every failure to
 //! a typed [`InvokeError`].
 
+use crate::InvokeError;
 use crate::config::InvokeLimits;
 use crate::engine::Host;
 use crate::imports::{Limiter, State};
 use crate::module::LoadedModule;
 use crate::output::{GuestStdio, OutputBudget};
-use crate::InvokeError;
 use std::sync::Arc;
 use steinadler_core::Term;
 use wasmtime::{Extern, Memory, Store, Trap, WasmBacktrace};

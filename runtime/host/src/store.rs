@@ -86,8 +86,8 @@ impl ModuleStore {
             return Ok(Arc::new(loaded));
         }
         let started = std::time::Instant::now();
-        let module = Module::new(engine, bytes)
-            .map_err(|e| InvokeError::InvalidModule(format!("{e:#}")))?;
+        let module =
+            Module::new(engine, bytes).map_err(|e| InvokeError::InvalidModule(format!("{e:#}")))?;
         let loaded = LoadedModule::new(id, bytes.len(), LoadSource::Compiled, &module, linker)?;
         tracing::info!(module = %id.short(), bytes = bytes.len(), elapsed = ?started.elapsed(), "compiled module");
         if let Some(disk) = &self.disk {
@@ -98,10 +98,10 @@ impl ModuleStore {
 
     pub(crate) fn set_name(&self, name: &str, id: ModuleId) {
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
-        if names.insert(name.to_owned(), id) != Some(id) {
-            if let Some(disk) = &self.disk {
-                disk.write_names(&names);
-            }
+        if names.insert(name.to_owned(), id) != Some(id)
+            && let Some(disk) = &self.disk
+        {
+            disk.write_names(&names);
         }
     }
 
@@ -123,7 +123,11 @@ impl ModuleStore {
         if let Some(module) = self.cache.get(&id) {
             return Ok(module);
         }
-        let bytes = self.disk.as_ref().and_then(|d| d.read_wasm(id)).ok_or_else(not_found)?;
+        let bytes = self
+            .disk
+            .as_ref()
+            .and_then(|d| d.read_wasm(id))
+            .ok_or_else(not_found)?;
         self.load(engine, linker, &bytes)
     }
 }
@@ -132,7 +136,9 @@ impl Disk {
     fn open(dir: &Path, engine: &Engine) -> Result<Self, HostError> {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let compiled = dir.join("compiled").join(format!("{:016x}", hasher.finish()));
+        let compiled = dir
+            .join("compiled")
+            .join(format!("{:016x}", hasher.finish()));
         for d in [dir.join("modules"), compiled.clone()] {
             std::fs::create_dir_all(&d).map_err(|source| HostError::DataDir {
                 path: d.clone(),
