@@ -102,3 +102,38 @@ fn one_mebibyte_of_bytes_round_trips() {
     );
     assert_eq!(out, Ok(big));
 }
+
+#[path = "../../runtime/core/tests/strategy/mod.rs"]
+mod strategy;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Arbitrary nested Terms, through a real guest, come back equal and byte-identical.
+    #[test]
+    fn arbitrary_terms_round_trip_through_echo(term in strategy::term()) {
+        let host = shared_host();
+        let (host, echo) = (&host.0, &host.1);
+        let raw = host
+            .invoke(echo, "echo", &Term::list([term.clone()]).encode(), &InvokeLimits::default())
+            .unwrap();
+        proptest::prop_assert_eq!(&raw, &term.encode());
+        proptest::prop_assert_eq!(Term::decode(&raw), Ok(term));
+    }
+}
+
+/// One host and loaded `echo` for all proptest cases.
+fn shared_host() -> &'static (
+    steinadler_host::Host,
+    std::sync::Arc<steinadler_host::LoadedModule>,
+) {
+    static HOST: std::sync::OnceLock<(
+        steinadler_host::Host,
+        std::sync::Arc<steinadler_host::LoadedModule>,
+    )> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let host = host();
+        let echo = load(&host, m::ECHO);
+        (host, echo)
+    })
+}
