@@ -18,7 +18,7 @@ pub enum LoadSource {
 /// A module ready to invoke: validated, compiled, and linked against the host imports.
 pub struct LoadedModule {
     id: ModuleId,
-    size: usize,
+    bytes: std::sync::Arc<[u8]>,
     source: LoadSource,
     pub(crate) pre: InstancePre<State>,
     pub(crate) memory: ModuleExport,
@@ -30,7 +30,7 @@ impl LoadedModule {
     /// Checks `module` against the ABI and pre-links it.
     pub(crate) fn new(
         id: ModuleId,
-        size: usize,
+        bytes: &[u8],
         source: LoadSource,
         module: &Module,
         linker: &Linker<State>,
@@ -44,7 +44,7 @@ impl LoadedModule {
         })?;
         Ok(Self {
             id,
-            size,
+            bytes: bytes.into(),
             source,
             pre,
             memory: abi.memory,
@@ -60,7 +60,12 @@ impl LoadedModule {
 
     /// The size of the module's wasm bytes.
     pub fn size(&self) -> usize {
-        self.size
+        self.bytes.len()
+    }
+
+    /// The module's wasm bytes, for handing it to another node.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// Where the host found this module's compiled code when it first loaded it.
@@ -78,7 +83,7 @@ impl std::fmt::Debug for LoadedModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedModule")
             .field("id", &self.id)
-            .field("size", &self.size)
+            .field("size", &self.bytes.len())
             .field("source", &self.source)
             .field("functions", &self.functions.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()

@@ -82,13 +82,13 @@ impl ModuleStore {
         bytes: &[u8],
     ) -> Result<Arc<LoadedModule>, InvokeError> {
         if let Some(module) = self.disk.as_ref().and_then(|d| d.load_compiled(engine, id)) {
-            let loaded = LoadedModule::new(id, bytes.len(), LoadSource::Disk, &module, linker)?;
+            let loaded = LoadedModule::new(id, bytes, LoadSource::Disk, &module, linker)?;
             return Ok(Arc::new(loaded));
         }
         let started = std::time::Instant::now();
         let module =
             Module::new(engine, bytes).map_err(|e| InvokeError::InvalidModule(format!("{e:#}")))?;
-        let loaded = LoadedModule::new(id, bytes.len(), LoadSource::Compiled, &module, linker)?;
+        let loaded = LoadedModule::new(id, bytes, LoadSource::Compiled, &module, linker)?;
         tracing::info!(module = %id.short(), bytes = bytes.len(), elapsed = ?started.elapsed(), "compiled module");
         if let Some(disk) = &self.disk {
             disk.save(id, bytes, &module);

@@ -1,0 +1,331 @@
+//! [`Membership`]: one node's handle on the gossip cluster, wrapping a running memberlist.
+//!
+//! It owns starting (bind, configure, join the seeds), the live member view, metadata updates,
+//! the event channel, and stopping (graceful leave or crash-like shutdown).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use memberlist::error::Error as MlError;
+use memberlist::net::NetTransportOptions;
+use memberlist::proto::{EncryptionAlgorithm, MaybeResolvedAddress, Meta, SecretKey};
+use memberlist::tokio::{TokioNetTransport, TokioSocketAddrResolver, TokioTcp};
+use memberlist::{Memberlist, Options};
+use smol_str::SmolStr;
+use tokio::sync::broadcast;
+
+use crate::delegate::{self, Delegate};
+use crate::{Member, MemberEvent, MembershipConfig, MembershipError, NodeMeta, meta};
+
+type Transport = TokioNetTransport<SmolStr, TokioSocketAddrResolver, TokioTcp>;
+type Inner = Memberlist<Transport, Delegate>;
+
+/// How many events a subscriber may fall behind before it sees
+/// [`RecvError::Lagged`](tokio::sync::broadcast::error::RecvError::Lagged).
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// How long [`Membership::update_meta`] waits for the new advertisement to go out.
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running cluster member.
+///
+/// Cheap to clone (all clones share one memberlist node), `Send + Sync`. Stop it with
+/// [`leave`](Self::leave) or [`shutdown`](Self::shutdown): memberlist's background tasks keep a
+/// node alive on their own. As a safety net, dropping the last clone without either starts a
+/// shutdown in the background (so a forgotten handle never lingers as a zombie that still answers
+/// probes), but do not rely on its timing.
+#[derive(Clone)]
+pub struct Membership {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    ml: Inner,
+    name: String,
+    gossip_addr: SocketAddr,
+    meta: Arc<RwLock<Meta>>,
+    events: broadcast::Sender<MemberEvent>,
+    stopped: AtomicBool,
+}
+
+impl fmt::Debug for Membership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Membership")
+            .field("name", &self.shared.name)
+            .field("gossip_addr", &self.shared.gossip_addr)
+            .field("stopped", &self.shared.stopped.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Membership {
+    /// Binds the gossip sockets (UDP and TCP on `config.gossip_addr`) and joins `config.seeds`.
+    ///
+    /// With no seeds the node starts a new cluster. Seeds equal to the node's own address are
+    /// skipped, so every node can be given the same seed list.
+    ///
+    /// # Errors
+    ///
+    /// - [`MembershipError::InvalidConfig`] for an empty node name;
+    /// - [`MembershipError::MetaTooLarge`] / [`MembershipError::MetaEncode`] for unusable metadata;
+    /// - [`MembershipError::Start`] if the address cannot be bound;
+    /// - [`MembershipError::EncryptionNotEnabled`] if a gossip key was given but memberlist did
+    ///   not turn encryption on;
+    /// - [`MembershipError::JoinFailed`] if there are seeds and none could be joined (the node is
+    ///   shut down again).
+    pub async fn start(config: MembershipConfig) -> Result<Self, MembershipError> {
+        if config.name.trim().is_empty() {
+            return Err(MembershipError::InvalidConfig(
+                "the node name must not be empty".to_owned(),
+            ));
+        }
+        let encoded = encode_meta(&config.meta)?;
+        let id = SmolStr::new(&config.name);
+        let meta = Arc::new(RwLock::new(encoded));
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let delegate = delegate::delegate(id.clone(), meta.clone(), events.clone());
+
+        let mut transport =
+            NetTransportOptions::<SmolStr, TokioSocketAddrResolver, TokioTcp>::new(id.clone());
+        transport.add_bind_address(config.gossip_addr);
+        let options = options(&config);
+
+        let ml = Inner::with_delegate(delegate, transport, options)
+            .await
+            .map_err(|e| MembershipError::Start {
+                addr: config.gossip_addr,
+                reason: e.to_string(),
+            })?;
+        let membership = Membership {
+            shared: Arc::new(Shared {
+                gossip_addr: *ml.advertise_address(),
+                ml,
+                name: config.name,
+                meta,
+                events,
+                stopped: AtomicBool::new(false),
+            }),
+        };
+        if config.gossip_key.is_some() && !membership.shared.ml.encryption_enabled() {
+            membership.stop().await;
+            return Err(MembershipError::EncryptionNotEnabled);
+        }
+        tracing::info!(
+            node = %membership.shared.name, gossip = %membership.shared.gossip_addr,
+            profile = ?config.profile, encrypted = config.gossip_key.is_some(),
+            "gossip membership started"
+        );
+
+        if !config.seeds.is_empty()
+            && let Err(e) = membership.join(&config.seeds).await
+        {
+            membership.stop().await;
+            return Err(e);
+        }
+        Ok(membership)
+    }
+
+    /// The local node's name.
+    pub fn local_name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The gossip address other nodes reach this one at: the bound address, with the real port
+    /// when the configuration asked for port 0. (For an unspecified IP such as `0.0.0.0` it is the
+    /// machine's first private address, which memberlist advertises.)
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.shared.gossip_addr
+    }
+
+    /// Whether gossip is encrypted with the configured key.
+    pub fn encryption_enabled(&self) -> bool {
+        self.shared.ml.encryption_enabled()
+    }
+
+    /// The live members (alive or suspect, not dead or departed), including this node, sorted by
+    /// name. Members whose metadata cannot be decoded (a foreign or incompatible node) are left
+    /// out and logged.
+    pub async fn members(&self) -> Vec<Member> {
+        let mut members: Vec<Member> = self
+            .shared
+            .ml
+            .online_members()
+            .await
+            .iter()
+            .filter_map(|node| match delegate::member(node) {
+                Ok(member) => Some(member),
+                Err(reason) => {
+                    tracing::debug!(node = %node.id(), %reason, "skipping member with unreadable metadata");
+                    None
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        members
+    }
+
+    /// Replaces the local metadata and re-advertises it to the cluster.
+    ///
+    /// Returns once the new advertisement has been queued for gossip to at least one member (or
+    /// at once in a one-node cluster). If that takes over 2 s it logs a warning and still returns
+    /// `Ok`: the metadata is in place locally and spreads with the next gossip or push/pull.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError::MetaTooLarge`] / [`MembershipError::MetaEncode`] (the old metadata stays
+    /// advertised), and [`MembershipError::NotRunning`] after leave or shutdown.
+    pub async fn update_meta(&self, meta: NodeMeta) -> Result<(), MembershipError> {
+        let encoded = encode_meta(&meta)?;
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(MembershipError::NotRunning);
+        }
+        *self.shared.meta.write().unwrap_or_else(|e| e.into_inner()) = encoded;
+        match self.shared.ml.update_node(UPDATE_TIMEOUT).await {
+            Ok(()) => Ok(()),
+            Err(MlError::UpdateTimeout) => {
+                tracing::warn!(node = %self.shared.name, "metadata update not yet gossiped after {UPDATE_TIMEOUT:?}");
+                Ok(())
+            }
+            Err(MlError::NotRunning) => Err(MembershipError::NotRunning),
+            Err(e) => Err(MembershipError::Memberlist(e.to_string())),
+        }
+    }
+
+    /// Subscribes to changes of *other* members: joins, metadata updates and departures (a
+    /// crash and a graceful leave both end in [`MemberEvent::Left`]).
+    ///
+    /// The channel is bounded ([`EVENT_CAPACITY`]); a subscriber that falls behind gets
+    /// `Lagged` and should resynchronise from [`members`](Self::members).
+    pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Joins the cluster through `seeds` (a state sync over TCP with each). Seeds equal to this
+    /// node's own address are skipped. Returns how many seeds were joined; failures of some seeds
+    /// are logged when at least one succeeded.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError::JoinFailed`] if every seed failed, and [`MembershipError::NotRunning`]
+    /// after leave or shutdown.
+    pub async fn join(&self, seeds: &[SocketAddr]) -> Result<usize, MembershipError> {
+        let own = self.shared.gossip_addr;
+        let targets: Vec<SocketAddr> = seeds.iter().copied().filter(|s| *s != own).collect();
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        let result = self
+            .shared
+            .ml
+            .join_many(targets.iter().copied().map(MaybeResolvedAddress::Resolved))
+            .await;
+        match result {
+            Ok(joined) => {
+                tracing::info!(node = %self.shared.name, seeds = ?targets, "joined the cluster");
+                Ok(joined.len())
+            }
+            Err((_, MlError::NotRunning)) => Err(MembershipError::NotRunning),
+            Err((joined, e)) if !joined.is_empty() => {
+                tracing::warn!(
+                    node = %self.shared.name, joined = ?joined.as_slice(), error = %e,
+                    "joined the cluster, but some seeds failed"
+                );
+                Ok(joined.len())
+            }
+            Err((_, e)) => Err(MembershipError::JoinFailed {
+                seeds: targets,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Leaves gracefully: broadcasts the departure (waiting up to `timeout` for it to go out),
+    /// then shuts down. The others notice within tens of milliseconds instead of after the
+    /// failure detector's seconds.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError::LeaveTimeout`] if the leave broadcast did not go out in time (the node
+    /// is shut down all the same), [`MembershipError::Memberlist`] for other failures.
+    pub async fn leave(&self, timeout: Duration) -> Result<(), MembershipError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let left = self.shared.ml.leave(timeout).await;
+        let stopped = self.shutdown().await;
+        match left {
+            Ok(_) => {
+                tracing::info!(node = %self.shared.name, "left the cluster");
+                stopped
+            }
+            Err(MlError::LeaveTimeout) => Err(MembershipError::LeaveTimeout),
+            Err(MlError::NotRunning) => stopped,
+            Err(e) => Err(MembershipError::Memberlist(e.to_string())),
+        }
+    }
+
+    /// Stops gossip at once without announcing it, as a crash would: the sockets close and the
+    /// others detect the node as failed by probing. Safe to call more than once.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError::Memberlist`] if the transport fails to shut down.
+    pub async fn shutdown(&self) -> Result<(), MembershipError> {
+        if self.shared.stopped.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.shared
+            .ml
+            .shutdown()
+            .await
+            .map_err(|e| MembershipError::Memberlist(e.to_string()))?;
+        tracing::info!(node = %self.shared.name, "gossip membership stopped");
+        Ok(())
+    }
+
+    /// Shuts down after a failed start, logging rather than returning a failure to do so.
+    async fn stop(&self) {
+        if let Err(e) = self.shutdown().await {
+            tracing::warn!(node = %self.shared.name, error = %e, "shutdown after failed start");
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        tracing::debug!(node = %self.name, "last membership handle dropped without shutdown");
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let ml = self.ml.clone();
+            runtime.spawn(async move {
+                let _ = ml.shutdown().await;
+            });
+        }
+    }
+}
+
+/// Encodes metadata for memberlist, checking memberlist's size cap.
+fn encode_meta(node_meta: &NodeMeta) -> Result<Meta, MembershipError> {
+    let bytes = meta::encode(node_meta)?;
+    let size = bytes.len();
+    Meta::try_from(bytes).map_err(|_| MembershipError::MetaTooLarge { size })
+}
+
+/// memberlist options for `config`: the profile's timings plus the optional gossip key.
+fn options(config: &MembershipConfig) -> Options {
+    let options = config.profile.options();
+    match config.gossip_key {
+        // All four are needed: with only a key, memberlist silently sends plaintext.
+        Some(key) => options
+            .with_primary_key(SecretKey::Aes256(key))
+            .with_encryption_algo(EncryptionAlgorithm::NoPadding)
+            .with_gossip_verify_incoming(true)
+            .with_gossip_verify_outgoing(true),
+        None => options,
+    }
+}

@@ -1,0 +1,103 @@
+//! [`NodeMeta`], the metadata each node gossips about itself, and its compact wire form.
+//!
+//! The wire form is one format byte ([`META_FORMAT`]) followed by the MessagePack of [`NodeMeta`]
+//! as an array (field order, no names), which keeps the typical advertisement around 40 bytes. The
+//! encoded form must fit memberlist's [`META_MAX_SIZE`] (512 bytes); [`encode`] checks that,
+//! because memberlist itself panics when the delegate hands it more.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::MembershipError;
+
+/// memberlist's hard cap on a node's metadata, in bytes.
+pub const META_MAX_SIZE: usize = memberlist::META_MAX_SIZE;
+
+/// The first byte of every encoded [`NodeMeta`]. Bump it when the layout changes incompatibly, so
+/// an old node logs "unknown format" instead of misreading fields.
+pub(crate) const META_FORMAT: u8 = 1;
+
+/// What a node advertises about itself through gossip.
+///
+/// Keep it small: the encoded form travels in every alive message and must stay under
+/// [`META_MAX_SIZE`] bytes. Bulky data (such as the full module index) belongs on gRPC;
+/// only its digest travels here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMeta {
+    /// Where the node's gRPC server listens, for example `"127.0.0.1:50051"`.
+    pub grpc_addr: String,
+    /// Free-form labels used for placement (for example `zone = "a"`).
+    pub labels: BTreeMap<String, String>,
+    /// A digest of the node's module set; the full index is fetched over gRPC when it changes.
+    pub modules_digest: u64,
+    /// In-flight invocations, a hint for "any" placement. Gossip is not a metrics bus: advertise
+    /// changes at a bounded rate (every update is a new alive broadcast).
+    pub load: u32,
+}
+
+/// Encodes `meta` for gossip.
+///
+/// # Errors
+///
+/// [`MembershipError::MetaTooLarge`] if the encoded form is over [`META_MAX_SIZE`] bytes, and
+/// [`MembershipError::MetaEncode`] if MessagePack encoding fails.
+pub(crate) fn encode(meta: &NodeMeta) -> Result<Vec<u8>, MembershipError> {
+    let mut out = vec![META_FORMAT];
+    rmp_serde::encode::write(&mut out, meta)
+        .map_err(|e| MembershipError::MetaEncode(e.to_string()))?;
+    if out.len() > META_MAX_SIZE {
+        return Err(MembershipError::MetaTooLarge { size: out.len() });
+    }
+    Ok(out)
+}
+
+/// Decodes a peer's advertised metadata.
+///
+/// # Errors
+///
+/// A description of the problem if the bytes are empty, of an unknown format, or malformed.
+pub(crate) fn decode(bytes: &[u8]) -> Result<NodeMeta, String> {
+    match bytes.split_first() {
+        None => Err("no metadata (not a steinadler node?)".to_owned()),
+        Some((&META_FORMAT, rest)) => rmp_serde::from_slice(rest).map_err(|e| e.to_string()),
+        Some((other, _)) => Err(format!("unknown metadata format {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NodeMeta {
+        NodeMeta {
+            grpc_addr: "127.0.0.1:50051".to_owned(),
+            labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
+            modules_digest: u64::MAX,
+            load: 7,
+        }
+    }
+
+    #[test]
+    fn round_trips_compactly() {
+        let bytes = encode(&sample()).unwrap();
+        assert!(bytes.len() < 48, "{} bytes", bytes.len());
+        assert_eq!(decode(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn oversized_is_an_error() {
+        let mut meta = sample();
+        meta.labels
+            .insert("big".to_owned(), "x".repeat(META_MAX_SIZE));
+        let err = encode(&meta).unwrap_err();
+        assert!(matches!(err, MembershipError::MetaTooLarge { size } if size > META_MAX_SIZE));
+    }
+
+    #[test]
+    fn foreign_bytes_are_rejected() {
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[99, 1, 2]).is_err());
+        assert!(decode(&[META_FORMAT, 0xc1]).is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! [`Profile`]: the failure-detector timings, mapped onto memberlist's [`Options`].
+//!
+//! How long a crash takes to notice, in SWIM as memberlist implements it, for a cluster under ten
+//! nodes:
+//!
+//! 1. some survivor's probe round reaches the dead node: each node probes one peer per
+//!    `probe_interval`, in a shuffled round-robin, so that takes up to about `(n - 1)` intervals
+//!    for one prober and usually far less with several;
+//! 2. the direct ping times out after `probe_timeout`, indirect pings and a TCP ping run until the
+//!    end of that interval, and the node becomes *suspect*;
+//! 3. the suspicion timeout is `suspicion_mult * probe_interval` (times `log10(n)` from ten nodes
+//!    on). memberlist waits for `suspicion_mult - 2` independent confirmations and, without them,
+//!    up to `suspicion_max_timeout_mult` times longer. With `suspicion_mult = 2` no confirmations
+//!    are expected, so the timeout is exactly `2 * probe_interval`;
+//! 4. the *dead* verdict reaches the other survivors on the next gossip round (`gossip_interval`).
+//!
+//! A live node wrongly suspected refutes as soon as the suspicion gossip reaches it, well inside
+//! the suspicion timeout on any LAN; Lifeguard's awareness also stretches a struggling node's own
+//! timeouts (up to `awareness_max_multiplier` times) so a starved process does not accuse others.
+
+use std::time::Duration;
+
+use memberlist::Options;
+use memberlist::proto::ChecksumAlgorithm;
+
+/// Failure-detector timings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Profile {
+    /// Fast detection for loopback, tests and small clusters (up to about ten nodes): a crashed
+    /// node is dropped by the survivors of a 3–5 node loopback cluster in about 1–2 s (always
+    /// under 3 s in our measurements), a graceful leave in well under 100 ms.
+    ///
+    /// Timings: probe every [`LOCAL_PROBE_INTERVAL`], ping timeout [`LOCAL_PROBE_TIMEOUT`],
+    /// `suspicion_mult` [`LOCAL_SUSPICION_MULT`] (so a suspect is declared dead after
+    /// 2 × the probe interval with no confirmations needed), gossip every
+    /// [`LOCAL_GOSSIP_INTERVAL`], push/pull every 15 s, TCP timeout 1 s. Don't use it for large
+    /// clusters: it retransmits each update fewer times (see `docs` in `stack.md`).
+    Local,
+    /// memberlist's LAN defaults: probe every 500 ms, ping timeout 1 s, `suspicion_mult` 4,
+    /// gossip every 200 ms, TCP timeout 10 s. A crash is noticed in a few seconds (about 3 s at
+    /// 10 nodes, 5 s at 100); it scales to hundreds of nodes.
+    #[default]
+    Lan,
+}
+
+/// [`Profile::Local`]: how often each node probes one peer.
+pub const LOCAL_PROBE_INTERVAL: Duration = Duration::from_millis(400);
+/// [`Profile::Local`]: how long a direct UDP ping waits for its ack before indirect probes start.
+pub const LOCAL_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// [`Profile::Local`]: the suspicion timeout is this many probe intervals (below ten nodes).
+pub const LOCAL_SUSPICION_MULT: usize = 2;
+/// [`Profile::Local`]: how often queued broadcasts (suspect, dead, alive) are gossiped.
+pub const LOCAL_GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// [`Profile::Local`]: how long a dead node's name stays reserved for its old address. A node
+/// restarted under the same name on a new port (port 0) is accepted after this, rather than
+/// rejected as a name conflict until the dead entry is reaped.
+const LOCAL_DEAD_NODE_RECLAIM: Duration = Duration::from_secs(2);
+/// [`Profile::Lan`]: as [`LOCAL_DEAD_NODE_RECLAIM`].
+const LAN_DEAD_NODE_RECLAIM: Duration = Duration::from_secs(10);
+
+impl Profile {
+    /// memberlist options for this profile, without encryption.
+    pub(crate) fn options(self) -> Options {
+        let options = match self {
+            Profile::Local => Options::local()
+                .with_probe_interval(LOCAL_PROBE_INTERVAL)
+                .with_probe_timeout(LOCAL_PROBE_TIMEOUT)
+                .with_suspicion_mult(LOCAL_SUSPICION_MULT)
+                .with_gossip_interval(LOCAL_GOSSIP_INTERVAL)
+                .with_dead_node_reclaim_time(LOCAL_DEAD_NODE_RECLAIM),
+            Profile::Lan => Options::lan().with_dead_node_reclaim_time(LAN_DEAD_NODE_RECLAIM),
+        };
+        options.with_checksum_algo(ChecksumAlgorithm::Crc32)
+    }
+}

@@ -1,0 +1,134 @@
+//! Node settings and the builder that starts a [`Node`](crate::Node).
+
+use crate::node::{Node, NodeError};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use steinadler_host::HostConfig;
+use steinadler_membership::Profile;
+
+/// Everything a node needs to start. Build one with [`Node::builder`].
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's name, unique in the cluster.
+    pub name: String,
+    /// The gRPC listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The gossip bind address; port 0 picks a free port.
+    pub gossip: SocketAddr,
+    /// Gossip addresses of nodes to join. Empty for the first node.
+    pub join: Vec<SocketAddr>,
+    /// Labels for target selection, like `zone=a`.
+    pub labels: BTreeMap<String, String>,
+    /// The wasm host's settings, including its data directory.
+    pub host: HostConfig,
+    /// Failure-detector timings.
+    pub profile: Profile,
+    /// At most this many invocations run at once on this node.
+    pub max_concurrent: usize,
+    /// At most this many more wait for a slot; past that, callers get `RESOURCE_EXHAUSTED`.
+    pub max_queued: usize,
+    /// The largest gRPC message accepted or sent, in bytes. Modules are streamed in chunks, so
+    /// this bounds arguments and results, not modules.
+    pub max_message_bytes: usize,
+    /// The largest module accepted by deploy or fetch, in bytes.
+    pub max_module_bytes: usize,
+    /// Argument payloads at least this large are content-addressed and cached by receivers.
+    pub args_cache_threshold: usize,
+    /// How many bytes of cached arguments a node keeps.
+    pub args_cache_bytes: u64,
+    /// How long a cached argument lives.
+    pub args_cache_ttl: Duration,
+    /// How long a graceful shutdown waits for in-flight calls.
+    pub drain_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            name: "node".to_owned(),
+            listen: localhost,
+            gossip: localhost,
+            join: Vec::new(),
+            labels: BTreeMap::new(),
+            host: HostConfig::default(),
+            profile: Profile::Local,
+            max_concurrent: 64,
+            max_queued: 1024,
+            max_message_bytes: 64 << 20,
+            max_module_bytes: 64 << 20,
+            args_cache_threshold: 4 << 10,
+            args_cache_bytes: 256 << 20,
+            args_cache_ttl: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds and starts a [`Node`].
+#[derive(Debug, Default, Clone)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+}
+
+impl NodeBuilder {
+    /// Starts from a full configuration.
+    pub fn from_config(config: NodeConfig) -> Self {
+        Self { config }
+    }
+
+    /// Sets the node's name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self.config.host.node_name = self.config.name.clone();
+        self
+    }
+
+    /// Sets the gRPC listen address.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Sets the gossip bind address.
+    pub fn gossip(mut self, addr: SocketAddr) -> Self {
+        self.config.gossip = addr;
+        self
+    }
+
+    /// Adds a gossip address to join.
+    pub fn join(mut self, addr: SocketAddr) -> Self {
+        self.config.join.push(addr);
+        self
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Keeps modules and precompiled artifacts in `dir`.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.host.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Changes any other setting.
+    pub fn configure(mut self, f: impl FnOnce(&mut NodeConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Starts the node: binds gRPC, joins the cluster, and serves.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError`] if an address cannot be bound, the host cannot start, or no seed answers.
+    pub async fn start(mut self) -> Result<Node, NodeError> {
+        self.config.host.node_name = self.config.name.clone();
+        Node::start(self.config).await
+    }
+}

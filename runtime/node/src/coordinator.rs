@@ -1,0 +1,309 @@
+//! Running one invocation on the nodes a target selects: resolve the module, select live
+//! members, fan out concurrently, and collect one result per node.
+//!
+//! Retries follow one rule: only what cannot have run is retried automatically. A peer that
+//! could not be connected to, or that answered `RESOURCE_EXHAUSTED`, is retried with exponential
+//! backoff and full jitter (base 10 ms, factor 2, cap 1 s) until the deadline. Any other failure
+//! after the request was sent is retried only for calls marked idempotent.
+
+use crate::args;
+use crate::node::Inner;
+use crate::target::Target;
+use crate::wire::{self, RemoteError};
+use bytes::Bytes;
+use rand::Rng;
+use std::time::{Duration, Instant};
+use steinadler_core::{InvokeError, ModuleId};
+use steinadler_membership::Member;
+use steinadler_proto::v1 as pb;
+use tonic::{Code, Status};
+
+const BACKOFF_BASE: Duration = Duration::from_millis(10);
+const BACKOFF_CAP: Duration = Duration::from_secs(1);
+
+/// One invocation, before fan-out.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub(crate) target: Target,
+    pub(crate) module: String,
+    pub(crate) function: String,
+    pub(crate) args: Bytes,
+    pub(crate) limits: pb::Limits,
+    pub(crate) idempotent: bool,
+}
+
+/// One node's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeResult {
+    /// The node's name.
+    pub node: String,
+    /// The encoded result, or why there is none.
+    pub outcome: Result<Vec<u8>, RemoteError>,
+    /// The time the node reported, or the caller's wall time if it did not answer.
+    pub elapsed: Duration,
+}
+
+impl NodeResult {
+    pub(crate) fn into_wire(self) -> pb::InvokeReply {
+        let outcome = match self.outcome {
+            Ok(v) => pb::invoke_reply::Outcome::Value(v.into()),
+            Err(RemoteError::Invoke(e)) => {
+                pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e))
+            }
+            Err(RemoteError::ArgsMissing) => {
+                let mut e = pb::Error::default();
+                e.set_code(pb::error::Code::ArgsMissing);
+                pb::invoke_reply::Outcome::Error(e)
+            }
+            Err(RemoteError::Unavailable(m)) => {
+                let mut e = pb::Error {
+                    message: m,
+                    ..Default::default()
+                };
+                e.set_code(pb::error::Code::Unavailable);
+                pb::invoke_reply::Outcome::Error(e)
+            }
+        };
+        pb::InvokeReply {
+            node: self.node,
+            elapsed_us: u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX),
+            outcome: Some(outcome),
+        }
+    }
+
+    pub(crate) fn from_wire(reply: pb::InvokeReply) -> Self {
+        let outcome = match reply.outcome {
+            Some(pb::invoke_reply::Outcome::Value(v)) => Ok(v.to_vec()),
+            Some(pb::invoke_reply::Outcome::Error(e)) => Err(wire::error_from_wire(&e)),
+            None => Err(RemoteError::Unavailable(
+                "the reply carried no outcome".into(),
+            )),
+        };
+        Self {
+            node: reply.node,
+            outcome,
+            elapsed: Duration::from_micros(reply.elapsed_us),
+        }
+    }
+}
+
+/// Resolves, selects and fans out.
+pub(crate) async fn invoke_on(inner: &Inner, req: Request) -> Result<Vec<NodeResult>, Status> {
+    let (id, origin) = resolve_module(inner, &req.module).await?;
+    let members = inner.membership.members().await;
+    let selected = req.target.select(&members);
+    if selected.is_empty() {
+        return match &req.target {
+            Target::Node(name) => Ok(vec![NodeResult {
+                node: name.clone(),
+                outcome: Err(RemoteError::Unavailable(format!(
+                    "node {name} is not a live member of the cluster"
+                ))),
+                elapsed: Duration::ZERO,
+            }]),
+            other => Err(Status::failed_precondition(format!(
+                "no live node matches the target {other}"
+            ))),
+        };
+    }
+    let deadline = Instant::now() + deadline_of(inner, &req.limits);
+    let hash = (req.args.len() >= inner.config.args_cache_threshold).then(|| args::hash(&req.args));
+    let calls = selected
+        .into_iter()
+        .map(|member| call_member(inner, member, id, &origin, &req, hash, deadline));
+    Ok(futures::future::join_all(calls).await)
+}
+
+fn deadline_of(inner: &Inner, limits: &pb::Limits) -> Duration {
+    if limits.deadline_ms > 0 {
+        Duration::from_millis(limits.deadline_ms)
+    } else {
+        inner.host.default_limits().deadline
+    }
+}
+
+/// Finds a module by name or id: locally, or in a live member's index. Returns its id and the
+/// gRPC address of a node that holds it.
+async fn resolve_module(inner: &Inner, module: &str) -> Result<(ModuleId, String), Status> {
+    if let Ok(local) = inner.host.resolve(module) {
+        return Ok((local.id(), inner.grpc_addr.clone()));
+    }
+    let by_id = module.parse::<ModuleId>().ok();
+    for member in inner.membership.members().await {
+        if member.meta.grpc_addr == inner.grpc_addr {
+            continue;
+        }
+        let Ok(mut client) = inner.peers.client(&member.meta.grpc_addr).await else {
+            continue;
+        };
+        let Ok(reply) = client.list_modules(pb::ListModulesRequest {}).await else {
+            continue;
+        };
+        for m in reply.into_inner().modules {
+            let id = wire::module_id(&m.id)?;
+            if by_id == Some(id) || m.names.iter().any(|n| n == module) {
+                return Ok((id, member.meta.grpc_addr));
+            }
+        }
+    }
+    Err(Status::not_found(format!(
+        "no live node holds a module named {module:?}; deploy it first with `steinadler deploy`"
+    )))
+}
+
+async fn call_member(
+    inner: &Inner,
+    member: &Member,
+    id: ModuleId,
+    origin: &str,
+    req: &Request,
+    hash: Option<args::ArgsHash>,
+    deadline: Instant,
+) -> NodeResult {
+    let started = Instant::now();
+    let mut wire_req = pb::InvokeRequest {
+        module_id: id.as_bytes().to_vec().into(),
+        function: req.function.clone(),
+        args: req.args.clone(),
+        args_hash: hash.map(|h| h.to_vec().into()).unwrap_or_default(),
+        limits: Some(req.limits),
+        origin: origin.to_owned(),
+    };
+    let remaining = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
+    let result = if member.meta.grpc_addr == inner.grpc_addr {
+        inner
+            .invoke_local(wire_req)
+            .await
+            .map(NodeResult::from_wire)
+    } else {
+        // Send only the hash to a peer believed to hold the arguments.
+        let believed = hash.is_some_and(|h| inner.sent.believes(&member.name, &h));
+        if believed {
+            wire_req.args = Bytes::new();
+        }
+        let mut attempt = 0u32;
+        loop {
+            match call_remote(
+                inner,
+                &member.meta.grpc_addr,
+                wire_req.clone(),
+                remaining(deadline),
+            )
+            .await
+            {
+                Ok(r)
+                    if matches!(r.outcome, Err(RemoteError::ArgsMissing))
+                        && wire_req.args.is_empty() =>
+                {
+                    if let Some(h) = hash {
+                        inner.sent.forget(&member.name, &h);
+                    }
+                    wire_req.args = req.args.clone();
+                }
+                Ok(r) => {
+                    if let (Some(h), Ok(_)) = (hash, &r.outcome) {
+                        inner.sent.record(&member.name, h);
+                    }
+                    break Ok(r);
+                }
+                Err(e)
+                    if is_retryable(&e, req.idempotent) && remaining(deadline) > Duration::ZERO =>
+                {
+                    let sleep = backoff(attempt).min(remaining(deadline));
+                    attempt += 1;
+                    tracing::debug!(peer = %member.name, attempt, ?sleep, "retrying: {}", e.message());
+                    tokio::time::sleep(sleep).await;
+                }
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    result.unwrap_or_else(|status| NodeResult {
+        node: member.name.clone(),
+        outcome: Err(status_to_remote(&status)),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A status that means the call cannot have run, or that may be repeated.
+fn is_retryable(status: &Status, idempotent: bool) -> bool {
+    match status.code() {
+        Code::ResourceExhausted => true,
+        Code::Unavailable => idempotent || status.message().starts_with(NOT_SENT),
+        _ => false,
+    }
+}
+
+const NOT_SENT: &str = "not sent: ";
+
+async fn call_remote(
+    inner: &Inner,
+    addr: &str,
+    req: pb::InvokeRequest,
+    timeout: Duration,
+) -> Result<NodeResult, Status> {
+    let mut client = inner
+        .peers
+        .client(addr)
+        .await
+        .map_err(|e| Status::unavailable(format!("{NOT_SENT}{e}")))?;
+    let mut request = tonic::Request::new(req);
+    request.set_timeout(timeout);
+    let reply = client.invoke(request).await?;
+    Ok(NodeResult::from_wire(reply.into_inner()))
+}
+
+fn status_to_remote(status: &Status) -> RemoteError {
+    match status.code() {
+        Code::ResourceExhausted => {
+            RemoteError::Invoke(InvokeError::Overloaded(status.message().to_owned()))
+        }
+        Code::DeadlineExceeded => RemoteError::Unavailable(format!(
+            "no answer before the deadline: {}",
+            status.message()
+        )),
+        Code::InvalidArgument => {
+            RemoteError::Invoke(InvokeError::BadArguments(status.message().to_owned()))
+        }
+        _ => RemoteError::Unavailable(status.message().to_owned()),
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait up to `min(cap, base * 2^attempt)`.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(BACKOFF_CAP);
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_by_the_capped_exponential() {
+        for attempt in 0..40 {
+            let ceiling = BACKOFF_BASE
+                .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+                .min(BACKOFF_CAP);
+            for _ in 0..50 {
+                assert!(backoff(attempt) <= ceiling);
+            }
+        }
+        assert!(backoff(30) <= BACKOFF_CAP);
+    }
+
+    #[test]
+    fn only_unsent_or_refused_calls_retry_unless_idempotent() {
+        let refused = Status::resource_exhausted("busy");
+        let unsent = Status::unavailable(format!("{NOT_SENT}connect refused"));
+        let broken = Status::unavailable("connection reset");
+        assert!(is_retryable(&refused, false));
+        assert!(is_retryable(&unsent, false));
+        assert!(!is_retryable(&broken, false));
+        assert!(is_retryable(&broken, true));
+        assert!(!is_retryable(&Status::internal("x"), true));
+    }
+}

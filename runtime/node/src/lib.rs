@@ -1,0 +1,50 @@
+//! A Steinadler node: the pieces that turn a wasm host into a cluster member.
+//!
+//! This crate owns:
+//! - [`Node`] and its [`NodeBuilder`]: a gRPC server (tonic, with the health and reflection
+//!   services), gossip membership, and the wasm [`Host`](steinadler_host::Host), started together
+//!   and shut down gracefully;
+//! - remote invoke: [`Target`] selection over live members, concurrent fan-out, per-node results,
+//!   retries of transient failures with backoff, admission control (`RESOURCE_EXHAUSTED` past the
+//!   node's limit), content-addressed argument caching, and pulling a missing module from a peer
+//!   with its hash verified;
+//! - [`Client`], which the CLI (or any Rust program) uses to talk to a node;
+//! - the wire conversions ([`wire`]): the one place where core types become proto messages and
+//!   `tonic::Status`.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use steinadler_node::{Node, Target};
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = Node::builder().name("n1").label("zone", "a").start().await?;
+//! let id = node.deploy("hello", &std::fs::read("hello.wasm")?).await?;
+//! let results = node
+//!     .invoke(&Target::All, "hello", "greet", &steinadler_core::Term::list(["World".into()]).encode())
+//!     .await?;
+//! for r in results {
+//!     println!("{}: {:?}", r.node, r.outcome);
+//! }
+//! node.shutdown().await;
+//! # let _ = id;
+//! # Ok(())
+//! # }
+//! ```
+
+mod admission;
+mod args;
+mod client;
+mod config;
+mod coordinator;
+mod fetch;
+mod node;
+mod peers;
+mod service;
+mod target;
+pub mod wire;
+
+pub use client::{Client, ClientError};
+pub use config::{NodeBuilder, NodeConfig};
+pub use coordinator::NodeResult;
+pub use node::{Node, NodeError, Stats};
+pub use target::{Target, TargetError};

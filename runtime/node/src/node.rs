@@ -1,0 +1,384 @@
+//! The [`Node`]: start-up, shared state, local invocation and graceful shutdown.
+
+use crate::admission::Admission;
+use crate::args::{ArgsCache, SentArgs};
+use crate::config::{NodeBuilder, NodeConfig};
+use crate::coordinator::NodeResult;
+use crate::peers::Peers;
+use crate::target::Target;
+use crate::wire;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use steinadler_core::{InvokeError, ModuleId};
+use steinadler_host::{Host, HostError, InvokeLimits, LoadedModule};
+use steinadler_membership::{MemberEvent, Membership, MembershipConfig, MembershipError, NodeMeta};
+use steinadler_proto::v1 as pb;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::Status;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The wasm host could not start.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// Gossip could not start or join.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// The gRPC address could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A request named something that does not exist, or the cluster cannot serve it.
+    #[error("{0}")]
+    Request(String),
+}
+
+/// What the node knows about a module it holds.
+#[derive(Debug, Clone)]
+pub(crate) struct ModuleEntry {
+    pub(crate) names: Vec<String>,
+    pub(crate) size: usize,
+    pub(crate) functions: Vec<String>,
+}
+
+/// State shared by the gRPC service, the coordinator and background tasks.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: NodeConfig,
+    pub(crate) grpc_addr: String,
+    pub(crate) host: Arc<Host>,
+    pub(crate) membership: Membership,
+    pub(crate) peers: Peers,
+    pub(crate) admission: Admission,
+    pub(crate) args: ArgsCache,
+    pub(crate) sent: SentArgs,
+    pub(crate) fetches: moka::future::Cache<ModuleId, Arc<LoadedModule>>,
+    pub(crate) modules: Mutex<BTreeMap<ModuleId, ModuleEntry>>,
+    pub(crate) stats: Stats,
+}
+
+/// Counters a node keeps about its traffic.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Invocations that arrived carrying an argument body at or over the caching threshold.
+    pub args_bodies_received: std::sync::atomic::AtomicU64,
+    /// Invocations that arrived carrying only an argument hash, served from the cache.
+    pub args_cache_hits: std::sync::atomic::AtomicU64,
+    /// Modules fetched from peers.
+    pub modules_fetched: std::sync::atomic::AtomicU64,
+}
+
+/// A running node. Dropping it does not stop it; call [`Node::shutdown`].
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    server: Mutex<Option<JoinHandle<()>>>,
+    ticker: JoinHandle<()>,
+}
+
+impl Node {
+    /// A builder with default settings: 127.0.0.1 with free ports, no seeds.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    pub(crate) async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| NodeError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| NodeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let grpc_addr = local.to_string();
+        let host = Arc::new(Host::new(config.host.clone())?);
+        let membership = Membership::start(MembershipConfig {
+            name: config.name.clone(),
+            gossip_addr: config.gossip,
+            seeds: config.join.clone(),
+            meta: NodeMeta {
+                grpc_addr: grpc_addr.clone(),
+                labels: config.labels.clone(),
+                modules_digest: 0,
+                load: 0,
+            },
+            profile: config.profile,
+            gossip_key: None,
+        })
+        .await?;
+        let inner = Arc::new(Inner {
+            grpc_addr,
+            host,
+            membership,
+            peers: Peers::new(config.max_message_bytes),
+            admission: Admission::new(config.max_concurrent, config.max_queued),
+            args: ArgsCache::new(config.args_cache_bytes, config.args_cache_ttl),
+            sent: SentArgs::new(config.args_cache_ttl / 2),
+            fetches: moka::future::Cache::builder()
+                .max_capacity(1024)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+            modules: Mutex::new(BTreeMap::new()),
+            stats: Stats::default(),
+            config,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(crate::service::serve(inner.clone(), listener, stopped));
+        let ticker = tokio::spawn(advertise(inner.clone()));
+        tracing::info!(node = %inner.config.name, grpc = %inner.grpc_addr, gossip = %inner.membership.gossip_addr(), "node started");
+        Ok(Self {
+            inner,
+            stop,
+            server: Mutex::new(Some(server)),
+            ticker,
+        })
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> &str {
+        &self.inner.grpc_addr
+    }
+
+    /// The bound gossip address, for others to `--join`.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.inner.membership.gossip_addr()
+    }
+
+    /// This node's traffic counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// The live members as this node sees them, itself included.
+    pub async fn members(&self) -> Vec<steinadler_membership::Member> {
+        self.inner.membership.members().await
+    }
+
+    /// Loads a module on this node and names it.
+    ///
+    /// # Errors
+    ///
+    /// [`InvokeError::InvalidModule`] for bytes that are not a Steinadler module.
+    pub async fn deploy(&self, name: &str, bytes: &[u8]) -> Result<ModuleId, InvokeError> {
+        let module = self.inner.load(bytes.to_vec()).await?;
+        self.inner.name_module(name, &module);
+        Ok(module.id())
+    }
+
+    /// Runs `function` of `module` (a name or id) on the nodes `target` selects, concurrently.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Request`] if the module is unknown in the cluster or no live node matches;
+    /// each node's own failure is in its [`NodeResult`].
+    pub async fn invoke(
+        &self,
+        target: &Target,
+        module: &str,
+        function: &str,
+        args: &[u8],
+    ) -> Result<Vec<NodeResult>, NodeError> {
+        let request = crate::coordinator::Request {
+            target: target.clone(),
+            module: module.to_owned(),
+            function: function.to_owned(),
+            args: Bytes::copy_from_slice(args),
+            limits: pb::Limits::default(),
+            idempotent: false,
+        };
+        crate::coordinator::invoke_on(&self.inner, request)
+            .await
+            .map_err(|s| NodeError::Request(s.message().to_owned()))
+    }
+
+    /// Leaves the cluster, stops accepting calls, and drains in-flight calls up to the
+    /// configured timeout.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.membership.leave(Duration::from_secs(1)).await {
+            tracing::warn!("leaving the cluster: {e}");
+        }
+        let _ = self.stop.send(true);
+        let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(server) = server
+            && tokio::time::timeout(self.inner.config.drain_timeout, server)
+                .await
+                .is_err()
+        {
+            tracing::warn!("in-flight calls did not drain within the timeout");
+        }
+        self.ticker.abort();
+        tracing::info!(node = %self.inner.config.name, "node stopped");
+    }
+
+    /// Stops gossip and the server at once, without leaving: a crash, for tests.
+    pub async fn kill(&self) {
+        let _ = self.inner.membership.shutdown().await;
+        let _ = self.stop.send(true);
+        let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(server) = server {
+            server.abort();
+        }
+        self.ticker.abort();
+    }
+}
+
+impl Inner {
+    /// Compiles (or finds) a module off the async threads and records it in the index.
+    pub(crate) async fn load(&self, bytes: Vec<u8>) -> Result<Arc<LoadedModule>, InvokeError> {
+        let host = self.host.clone();
+        let module = tokio::task::spawn_blocking(move || host.load(&bytes))
+            .await
+            .map_err(|e| InvokeError::InvalidModule(format!("loading failed: {e}")))??;
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        modules.entry(module.id()).or_insert_with(|| ModuleEntry {
+            names: Vec::new(),
+            size: module.size(),
+            functions: module.functions().map(str::to_owned).collect(),
+        });
+        Ok(module)
+    }
+
+    pub(crate) fn name_module(&self, name: &str, module: &LoadedModule) {
+        self.host.set_name(name, module.id());
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = modules.get_mut(&module.id())
+            && !entry.names.iter().any(|n| n == name)
+        {
+            entry.names.push(name.to_owned());
+        }
+    }
+
+    /// Runs one invocation on this node.
+    pub(crate) async fn invoke_local(
+        &self,
+        req: pb::InvokeRequest,
+    ) -> Result<pb::InvokeReply, Status> {
+        let started = Instant::now();
+        let _ticket = self.admission.admit().await?;
+        let id = wire::module_id(&req.module_id)?;
+        let reply = |outcome| pb::InvokeReply {
+            node: self.config.name.clone(),
+            elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            outcome: Some(outcome),
+        };
+
+        let args = if !req.args.is_empty() || req.args_hash.is_empty() {
+            if req.args.len() >= self.config.args_cache_threshold {
+                self.stats
+                    .args_bodies_received
+                    .fetch_add(1, Ordering::Relaxed);
+                self.args.insert(req.args.clone());
+            }
+            req.args
+        } else {
+            let hash: [u8; 32] = req.args_hash[..]
+                .try_into()
+                .map_err(|_| Status::invalid_argument("an argument hash is 32 bytes"))?;
+            match self.args.get(&hash) {
+                Some(body) => {
+                    self.stats.args_cache_hits.fetch_add(1, Ordering::Relaxed);
+                    body
+                }
+                None => {
+                    let mut e = pb::Error::default();
+                    e.set_code(pb::error::Code::ArgsMissing);
+                    return Ok(reply(pb::invoke_reply::Outcome::Error(e)));
+                }
+            }
+        };
+
+        let module = match crate::fetch::ensure(self, id, &req.origin).await {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok(reply(pb::invoke_reply::Outcome::Error(
+                    wire::error_to_wire(&e),
+                )));
+            }
+        };
+        let limits = self.limits(req.limits.as_ref());
+        let host = self.host.clone();
+        let function = req.function;
+        let result =
+            tokio::task::spawn_blocking(move || host.invoke(&module, &function, &args, &limits))
+                .await
+                .map_err(|e| Status::internal(format!("the invocation task failed: {e}")))?;
+        Ok(reply(match result {
+            Ok(value) => pb::invoke_reply::Outcome::Value(value.into()),
+            Err(e) => pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e)),
+        }))
+    }
+
+    fn limits(&self, wire: Option<&pb::Limits>) -> InvokeLimits {
+        let mut limits = self.host.default_limits();
+        if let Some(l) = wire {
+            if l.deadline_ms > 0 {
+                limits.deadline = Duration::from_millis(l.deadline_ms);
+            }
+            if l.memory_bytes > 0 {
+                limits.memory_bytes = l.memory_bytes.min(self.host.config().max_memory_bytes);
+            }
+        }
+        limits
+    }
+
+    /// A digest of the module set, advertised in gossip.
+    fn modules_digest(&self) -> u64 {
+        let modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = DefaultHasher::new();
+        for id in modules.keys() {
+            id.hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+/// Re-advertises the load and module digest when they change, and forgets departed peers.
+async fn advertise(inner: Arc<Inner>) {
+    let mut events = inner.membership.subscribe();
+    let mut last = (0u32, 0u64);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                if let Ok(MemberEvent::Left { name }) = event {
+                    tracing::info!(peer = %name, "peer left the cluster");
+                }
+            }
+            _ = tick.tick() => {
+                let now = (inner.admission.load(), inner.modules_digest());
+                if now != last {
+                    last = now;
+                    let meta = NodeMeta {
+                        grpc_addr: inner.grpc_addr.clone(),
+                        labels: inner.config.labels.clone(),
+                        modules_digest: now.1,
+                        load: now.0,
+                    };
+                    if let Err(e) = inner.membership.update_meta(meta).await {
+                        tracing::warn!("cannot advertise node metadata: {e}");
+                    }
+                }
+            }
+        }
+    }
+}

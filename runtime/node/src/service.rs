@@ -1,0 +1,211 @@
+//! The gRPC service: the `Node` API plus the standard health and reflection services.
+
+use crate::coordinator;
+use crate::node::Inner;
+use crate::target::Target;
+use crate::wire;
+use std::pin::Pin;
+use std::sync::Arc;
+use steinadler_proto::v1 as pb;
+use steinadler_proto::v1::node_server::{Node as NodeApi, NodeServer};
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Module bytes per `ModuleChunk` when streaming a module out.
+const CHUNK: usize = 256 << 10;
+
+/// Serves until `stopped` turns true, then drains in-flight calls.
+pub(crate) async fn serve(
+    inner: Arc<Inner>,
+    listener: tokio::net::TcpListener,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let max = inner.config.max_message_bytes;
+    let api = NodeServer::new(Service {
+        inner: inner.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<NodeServer<Service>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(steinadler_proto::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let incoming = TcpListenerStream::new(listener);
+    let mut router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health)
+        .add_service(api);
+    if let Ok(reflection) = reflection {
+        router = router.add_service(reflection);
+    }
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    if let Err(e) = router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+    {
+        tracing::error!(node = %inner.config.name, "the gRPC server stopped: {e}");
+    }
+}
+
+#[derive(Debug)]
+struct Service {
+    inner: Arc<Inner>,
+}
+
+type ModuleStream = Pin<Box<dyn Stream<Item = Result<pb::ModuleChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeApi for Service {
+    async fn deploy(
+        &self,
+        request: Request<Streaming<pb::DeployChunk>>,
+    ) -> Result<Response<pb::DeployReply>, Status> {
+        let mut stream = request.into_inner();
+        let mut name = String::new();
+        let mut expected = None;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            if bytes.is_empty() && name.is_empty() {
+                name = chunk.name;
+                if !chunk.expected_id.is_empty() {
+                    expected = Some(wire::module_id(&chunk.expected_id)?);
+                }
+            }
+            if bytes.len() + chunk.data.len() > self.inner.config.max_module_bytes {
+                return Err(Status::resource_exhausted(format!(
+                    "the module is larger than the node's limit of {} bytes",
+                    self.inner.config.max_module_bytes
+                )));
+            }
+            bytes.extend_from_slice(&chunk.data);
+        }
+        if let Some(expected) = expected
+            && steinadler_core::ModuleId::of(&bytes) != expected
+        {
+            return Err(Status::data_loss(
+                "the uploaded bytes do not match the expected module id",
+            ));
+        }
+        let module = self
+            .inner
+            .load(bytes)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !name.is_empty() {
+            self.inner.name_module(&name, &module);
+        }
+        tracing::info!(module = %module.id().short(), name = %name, size = module.size(), "deployed module");
+        Ok(Response::new(pb::DeployReply {
+            id: module.id().as_bytes().to_vec().into(),
+            size: module.size() as u64,
+            functions: module.functions().map(str::to_owned).collect(),
+        }))
+    }
+
+    type FetchModuleStream = ModuleStream;
+
+    async fn fetch_module(
+        &self,
+        request: Request<pb::FetchModuleRequest>,
+    ) -> Result<Response<Self::FetchModuleStream>, Status> {
+        let id = wire::module_id(&request.into_inner().id)?;
+        let module = self
+            .inner
+            .host
+            .resolve(&id.to_string())
+            .map_err(|_| Status::not_found(format!("this node does not hold module {id}")))?;
+        let bytes = module.bytes();
+        let chunks: Vec<Result<pb::ModuleChunk, Status>> = bytes
+            .chunks(CHUNK)
+            .map(|c| {
+                Ok(pb::ModuleChunk {
+                    data: bytes::Bytes::copy_from_slice(c),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn invoke(
+        &self,
+        request: Request<pb::InvokeRequest>,
+    ) -> Result<Response<pb::InvokeReply>, Status> {
+        self.inner
+            .invoke_local(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn invoke_on(
+        &self,
+        request: Request<pb::InvokeOnRequest>,
+    ) -> Result<Response<pb::InvokeOnReply>, Status> {
+        let req = request.into_inner();
+        let target: Target = req
+            .target
+            .parse()
+            .map_err(|e: crate::TargetError| Status::invalid_argument(e.to_string()))?;
+        let results = coordinator::invoke_on(
+            &self.inner,
+            coordinator::Request {
+                target,
+                module: req.module,
+                function: req.function,
+                args: req.args,
+                limits: req.limits.unwrap_or_default(),
+                idempotent: req.idempotent,
+            },
+        )
+        .await?;
+        Ok(Response::new(pb::InvokeOnReply {
+            results: results
+                .into_iter()
+                .map(coordinator::NodeResult::into_wire)
+                .collect(),
+        }))
+    }
+
+    async fn list_members(
+        &self,
+        _request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersReply>, Status> {
+        let members = self.inner.membership.members().await;
+        Ok(Response::new(pb::ListMembersReply {
+            members: members
+                .into_iter()
+                .map(|m| pb::Member {
+                    name: m.name,
+                    grpc_addr: m.meta.grpc_addr,
+                    gossip_addr: m.gossip_addr.to_string(),
+                    labels: m.meta.labels.into_iter().collect(),
+                    modules_digest: m.meta.modules_digest,
+                    load: m.meta.load,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_modules(
+        &self,
+        _request: Request<pb::ListModulesRequest>,
+    ) -> Result<Response<pb::ListModulesReply>, Status> {
+        let modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Response::new(pb::ListModulesReply {
+            node: self.inner.config.name.clone(),
+            modules: modules
+                .iter()
+                .map(|(id, m)| pb::ModuleInfo {
+                    id: id.as_bytes().to_vec().into(),
+                    names: m.names.clone(),
+                    size: m.size as u64,
+                    functions: m.functions.clone(),
+                })
+                .collect(),
+        }))
+    }
+}

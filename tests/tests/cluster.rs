@@ -1,0 +1,235 @@
+//! Real in-process nodes on 127.0.0.1 with port 0: gossip, gRPC, deploy, fan-out, module
+//! fetch with hash checks, argument caching and node death.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use steinadler_core::{InvokeError, Term};
+use steinadler_node::wire::RemoteError;
+use steinadler_node::{Client, Node, NodeResult};
+use steinadler_test_modules as m;
+
+async fn start(name: &str, zone: &str, seed: Option<&Node>) -> Node {
+    let mut b = Node::builder().name(name).label("zone", zone);
+    if let Some(seed) = seed {
+        b = b.join(seed.gossip_addr());
+    }
+    b.start()
+        .await
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"))
+}
+
+async fn wait_for_members(nodes: &[&Node], n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut ok = true;
+        for node in nodes {
+            ok &= node.members().await.len() == n;
+        }
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "members did not converge to {n}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn cluster() -> (Node, Node, Node) {
+    let n1 = start("n1", "a", None).await;
+    let n2 = start("n2", "a", Some(&n1)).await;
+    let n3 = start("n3", "b", Some(&n1)).await;
+    wait_for_members(&[&n1, &n2, &n3], 3).await;
+    (n1, n2, n3)
+}
+
+fn greet_args() -> Vec<u8> {
+    Term::list([Term::from("World")]).encode()
+}
+
+fn names(results: &[NodeResult]) -> Vec<&str> {
+    let mut names: Vec<&str> = results.iter().map(|r| r.node.as_str()).collect();
+    names.sort();
+    names
+}
+
+fn hello_ok(r: &NodeResult) {
+    let value = r
+        .outcome
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{}: {e}", r.node));
+    assert_eq!(
+        Term::decode(value),
+        Ok(Term::from("Hello, World!")),
+        "{}",
+        r.node
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_once_invoke_on_one_some_and_all() {
+    let (n1, n2, n3) = cluster().await;
+    let hello = std::fs::read(m::HELLO).unwrap();
+
+    // Deploy to n1 over real gRPC; coordinate from n2, which has never seen the module.
+    let mut c1 = Client::connect(n1.grpc_addr()).await.unwrap();
+    let (id, functions) = c1.deploy("hello", &hello).await.unwrap();
+    assert_eq!(functions, vec!["greet".to_owned()]);
+    let mut c2 = Client::connect(n2.grpc_addr()).await.unwrap();
+    let timeout = Duration::from_secs(5);
+
+    let all = c2
+        .invoke("all", "hello", "greet", greet_args(), timeout, false)
+        .await
+        .unwrap();
+    assert_eq!(names(&all), ["n1", "n2", "n3"]);
+    all.iter().for_each(hello_ok);
+    // n2 and n3 pulled the module and verified its hash; n1 had it.
+    assert_eq!(n1.stats().modules_fetched.load(Ordering::Relaxed), 0);
+    assert_eq!(n2.stats().modules_fetched.load(Ordering::Relaxed), 1);
+    assert_eq!(n3.stats().modules_fetched.load(Ordering::Relaxed), 1);
+
+    let zone_a = c2
+        .invoke("zone=a", "hello", "greet", greet_args(), timeout, false)
+        .await
+        .unwrap();
+    assert_eq!(names(&zone_a), ["n1", "n2"]);
+    let zone_b = c2
+        .invoke(
+            "label:zone=b",
+            &id.to_string(),
+            "greet",
+            greet_args(),
+            timeout,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&zone_b), ["n3"]);
+    let one = c2
+        .invoke("node:n3", "hello", "greet", greet_args(), timeout, false)
+        .await
+        .unwrap();
+    assert_eq!(names(&one), ["n3"]);
+    hello_ok(&one[0]);
+    let any = c2
+        .invoke("any", "hello", "greet", greet_args(), timeout, false)
+        .await
+        .unwrap();
+    assert_eq!(any.len(), 1);
+    hello_ok(&any[0]);
+
+    // Typed errors travel per node.
+    let bad = c2
+        .invoke("all", "hello", "nope", greet_args(), timeout, false)
+        .await
+        .unwrap();
+    for r in &bad {
+        assert!(
+            matches!(&r.outcome, Err(RemoteError::Invoke(InvokeError::FunctionNotFound { available, .. })) if available == "greet"),
+            "{r:?}"
+        );
+    }
+    let err = c2
+        .invoke("zone=c", "hello", "greet", greet_args(), timeout, false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no live node matches"), "{err}");
+    let err = c2
+        .invoke("all", "nosuch", "greet", greet_args(), timeout, false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("deploy it first"), "{err}");
+
+    for n in [&n1, &n2, &n3] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_argument_crosses_the_wire_about_once_per_peer() {
+    let (n1, n2, n3) = cluster().await;
+    n1.deploy("echo", &std::fs::read(m::ECHO).unwrap())
+        .await
+        .unwrap();
+    let big = Term::Bytes(vec![42; 1 << 20]);
+    let args = Term::list([big.clone()]).encode();
+    for _ in 0..100 {
+        let results = n1
+            .invoke(&"all".parse().unwrap(), "echo", "echo", &args)
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 3);
+        for r in &results {
+            assert_eq!(Term::decode(r.outcome.as_ref().unwrap()).as_ref(), Ok(&big));
+        }
+    }
+    for peer in [&n2, &n3] {
+        let bodies = peer.stats().args_bodies_received.load(Ordering::Relaxed);
+        let hits = peer.stats().args_cache_hits.load(Ordering::Relaxed);
+        assert!(
+            bodies <= 2,
+            "{}: the body crossed {bodies} times",
+            peer.name()
+        );
+        assert_eq!(bodies + hits, 100, "{}", peer.name());
+    }
+    for n in [&n1, &n2, &n3] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_dropped_and_calls_to_it_fail_fast() {
+    let (n1, n2, n3) = cluster().await;
+    n1.deploy("math", &std::fs::read(m::MATH).unwrap())
+        .await
+        .unwrap();
+    let add = Term::list([Term::Int(1), Term::Int(2)]).encode();
+    // Warm every node, so each holds the module.
+    let warm = n1
+        .invoke(&"all".parse().unwrap(), "math", "add", &add)
+        .await
+        .unwrap();
+    assert_eq!(warm.len(), 3);
+
+    let killed = Instant::now();
+    n3.kill().await;
+    // Calls to live nodes keep succeeding while n3 is being detected.
+    let mut live_calls = 0;
+    loop {
+        for r in n1
+            .invoke(&"zone=a".parse().unwrap(), "math", "add", &add)
+            .await
+            .unwrap()
+        {
+            assert_eq!(Term::decode(r.outcome.as_ref().unwrap()), Ok(Term::Int(3)));
+            live_calls += 1;
+        }
+        let gone = n1.members().await.len() == 2 && n2.members().await.len() == 2;
+        if gone {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "n3 still listed after 5 s"
+        );
+    }
+    let detected = killed.elapsed();
+    eprintln!("n3 dropped by both survivors after {detected:?}, {live_calls} live calls meanwhile");
+    assert!(detected < Duration::from_millis(3500), "took {detected:?}");
+
+    // A call that names the dead node fails clearly, well before its deadline.
+    let started = Instant::now();
+    let results = n1
+        .invoke(&"node:n3".parse().unwrap(), "math", "add", &add)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    assert!(
+        matches!(&results[0].outcome, Err(RemoteError::Unavailable(msg)) if msg.contains("not a live member")),
+        "{results:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
