@@ -64,11 +64,13 @@ fn main() {
         let path = wasm_dir.join(format!("{name}.wasm"));
         assert!(exists(&path), "{} was not built", path.display());
         let konst = name.to_uppercase();
+        let path = path.display().to_string();
         writeln!(src, "/// Path of the `{name}` guest module.").unwrap();
+        writeln!(src, "pub const {konst}: &str = {path:?};").unwrap();
+        writeln!(src, "/// The bytes of the `{name}` guest module.").unwrap();
         writeln!(
             src,
-            "pub const {konst}: &str = {:?};",
-            path.display().to_string()
+            "pub const {konst}_WASM: &[u8] = include_bytes!({path:?});"
         )
         .unwrap();
         writeln!(all, "    ({name:?}, {konst}),").unwrap();

@@ -4,6 +4,9 @@
 //! the library crates (`steinadler-host` runs functions). Exit codes: 0 success, 1 a function or
 //! runtime error, 2 a usage error.
 
+mod client_cmd;
+mod demo;
+mod node_cmd;
 mod parse;
 mod run;
 
@@ -22,6 +25,17 @@ struct Cli {
 enum Command {
     /// Run a function of a local .wasm module and print its result as JSON.
     Run(run::RunArgs),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(node_cmd::NodeCommand),
+    /// Upload a module to the cluster, through one node.
+    Deploy(client_cmd::DeployArgs),
+    /// Run a function on one node, on the nodes matching labels, or on all nodes.
+    Invoke(client_cmd::InvokeArgs),
+    /// List the cluster's live nodes.
+    Nodes(client_cmd::NodesArgs),
+    /// Start a local 3-node cluster, deploy `hello`, invoke it on one, some and all nodes.
+    Demo,
 }
 
 /// A failure, with the exit code it maps to.
@@ -35,9 +49,21 @@ pub(crate) enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The demo prints its own story; logs would drown it.
+    let quiet = matches!(cli.command, Command::Demo);
+    init_tracing(if quiet {
+        "warn"
+    } else {
+        "warn,steinadler::guest=info,steinadler_node=info"
+    });
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        other => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(run_async(other)),
+            Err(e) => Err(Failure::Runtime(anyhow::anyhow!(
+                "cannot start the async runtime: {e}"
+            ))),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,12 +78,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr through `tracing`. Guest output (target `steinadler::guest`) shows at info;
-/// everything else at warn unless `RUST_LOG` says otherwise.
-fn init_tracing() {
+async fn run_async(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Run(args) => run::run(args),
+        Command::Node(cmd) => node_cmd::run(cmd).await,
+        Command::Deploy(args) => client_cmd::deploy(args).await,
+        Command::Invoke(args) => client_cmd::invoke(args).await,
+        Command::Nodes(args) => client_cmd::nodes(args).await,
+        Command::Demo => demo::run().await,
+    }
+}
+
+/// Logs go to stderr through `tracing`. By default guest output (target `steinadler::guest`) and
+/// node events show at info, everything else at warn; `RUST_LOG` overrides it.
+fn init_tracing(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,steinadler::guest=info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

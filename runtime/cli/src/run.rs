@@ -65,7 +65,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
 }
 
 /// `--args` is a JSON array of arguments; any other JSON value is the single argument.
-fn parse_args(text: &str) -> anyhow::Result<Vec<Term>> {
+pub(crate) fn parse_args(text: &str) -> anyhow::Result<Vec<Term>> {
     match json::parse_json(text) {
         Ok(Term::List(items)) => Ok(items),
         Ok(single) => Ok(vec![single]),

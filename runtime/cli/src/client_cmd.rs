@@ -1,0 +1,213 @@
+//! `steinadler deploy`, `invoke` and `nodes`: commands that talk to a running node.
+
+use crate::{Failure, parse};
+use anyhow::anyhow;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+use steinadler_core::{Term, json};
+use steinadler_node::wire::RemoteError;
+use steinadler_node::{Client, NodeResult};
+
+/// Which node to talk to.
+#[derive(Debug, Args)]
+pub(crate) struct NodeAddr {
+    /// The gRPC address of any node in the cluster.
+    #[arg(long, env = "STEINADLER_NODE", default_value = "127.0.0.1:7100")]
+    node: String,
+}
+
+impl NodeAddr {
+    async fn connect(&self) -> Result<Client, Failure> {
+        Client::connect(&self.node)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// The module: a .wasm file built with the steinadler guest SDK.
+    file: PathBuf,
+    /// The name to call it by [default: the file's stem].
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    node: NodeAddr,
+}
+
+pub(crate) async fn deploy(args: DeployArgs) -> Result<(), Failure> {
+    let bytes = std::fs::read(&args.file)
+        .map_err(|e| Failure::Usage(anyhow!("cannot read {}: {e}", args.file.display())))?;
+    let name = match args.name {
+        Some(n) => n,
+        None => args
+            .file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| Failure::Usage(anyhow!("pass --name: the file name is not UTF-8")))?,
+    };
+    let mut client = args.node.connect().await?;
+    let (id, functions) = client
+        .deploy(&name, &bytes)
+        .await
+        .map_err(|e| Failure::Runtime(anyhow!("deploy failed: {e}")))?;
+    println!(
+        "deployed {name} ({id}) to {}: {} bytes, functions: {}",
+        client.addr(),
+        bytes.len(),
+        functions.join(", ")
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InvokeArgs {
+    /// The module's name or id.
+    module: String,
+    /// The function.
+    function: String,
+    /// The arguments as JSON: an array, or one non-array value as the only argument.
+    #[arg(long, default_value = "[]")]
+    args: String,
+    /// Where to run: all, any, node:NAME, or label:k=v,k2=v2.
+    #[arg(long, default_value = "any")]
+    on: String,
+    /// The call's deadline, like 5s.
+    #[arg(long, default_value = "5s", value_parser = parse::duration)]
+    timeout: Duration,
+    /// Allow retrying the call if it may already have run.
+    #[arg(long)]
+    idempotent: bool,
+    /// Print one JSON object per node instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    node: NodeAddr,
+}
+
+pub(crate) async fn invoke(args: InvokeArgs) -> Result<(), Failure> {
+    let call_args = crate::run::parse_args(&args.args).map_err(Failure::Usage)?;
+    let mut client = args.node.connect().await?;
+    let results = client
+        .invoke(
+            &args.on,
+            &args.module,
+            &args.function,
+            Term::List(call_args).encode(),
+            args.timeout,
+            args.idempotent,
+        )
+        .await
+        .map_err(|e| Failure::Runtime(anyhow!("invoke failed: {e}")))?;
+    let mut failed = 0;
+    for r in &results {
+        let (value, error) = outcome(r);
+        failed += usize::from(error.is_some());
+        if args.json {
+            let line = serde_json::json!({
+                "node": r.node,
+                "ok": error.is_none(),
+                "value": value,
+                "error": error,
+                "elapsed_us": r.elapsed.as_micros() as u64,
+            });
+            println!("{line}");
+        } else {
+            let shown = match (&value, &error) {
+                (Some(v), _) => v.to_string(),
+                (None, Some(e)) => format!("error: {e}"),
+                (None, None) => String::new(),
+            };
+            println!(
+                "{:<12} {:>9}  {shown}",
+                r.node,
+                format!("{:.1?}", r.elapsed)
+            );
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::Runtime(anyhow!(
+            "{failed} of {} nodes failed",
+            results.len()
+        )));
+    }
+    Ok(())
+}
+
+fn outcome(r: &NodeResult) -> (Option<serde_json::Value>, Option<String>) {
+    match &r.outcome {
+        Ok(bytes) => match Term::decode(bytes) {
+            Ok(t) => (Some(json::term_to_json(&t)), None),
+            Err(e) => (None, Some(format!("undecodable result: {e}"))),
+        },
+        Err(RemoteError::Invoke(steinadler_core::InvokeError::GuestError(t))) => (
+            None,
+            Some(format!("guest error: {}", json::term_to_json(t))),
+        ),
+        Err(e) => (None, Some(e.to_string())),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    node: NodeAddr,
+}
+
+pub(crate) async fn nodes(args: NodesArgs) -> Result<(), Failure> {
+    let mut client = args.node.connect().await?;
+    let members = client
+        .members()
+        .await
+        .map_err(|e| Failure::Runtime(anyhow!("listing members failed: {e}")))?;
+    let mut rows = Vec::new();
+    for m in &members {
+        // The module index travels over gRPC, not gossip: ask each node.
+        let modules = match Client::connect(&m.grpc_addr).await {
+            Ok(mut c) => match c.modules().await {
+                Ok(reply) => reply
+                    .modules
+                    .iter()
+                    .flat_map(|i| i.names.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Err(_) => "?".to_owned(),
+            },
+            Err(_) => "?".to_owned(),
+        };
+        let mut labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        rows.push((
+            m.name.clone(),
+            m.grpc_addr.clone(),
+            labels.join(","),
+            modules,
+        ));
+    }
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(name, addr, labels, modules)| {
+                serde_json::json!({"name": name, "address": addr, "status": "alive", "labels": labels, "modules": modules})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        println!(
+            "{:<12} {:<22} {:<7} {:<20} MODULES",
+            "NAME", "ADDRESS", "STATUS", "LABELS"
+        );
+        for (name, addr, labels, modules) in rows {
+            println!(
+                "{name:<12} {addr:<22} {:<7} {labels:<20} {modules}",
+                "alive"
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `steinadler demo`: a local 3-node cluster, a deploy, invocations on one, some and all nodes,
+//! a latency summary, and a clean shutdown.
+
+use crate::Failure;
+use anyhow::anyhow;
+use std::time::{Duration, Instant};
+use steinadler_core::Term;
+use steinadler_node::{Client, Node, NodeResult};
+
+pub(crate) async fn run() -> Result<(), Failure> {
+    demo().await.map_err(Failure::Runtime)
+}
+
+async fn demo() -> anyhow::Result<()> {
+    println!("starting a 3-node cluster on 127.0.0.1 ...");
+    let n1 = Node::builder()
+        .name("n1")
+        .label("zone", "a")
+        .start()
+        .await?;
+    let n2 = Node::builder()
+        .name("n2")
+        .label("zone", "a")
+        .join(n1.gossip_addr())
+        .start()
+        .await?;
+    let n3 = Node::builder()
+        .name("n3")
+        .label("zone", "b")
+        .join(n1.gossip_addr())
+        .start()
+        .await?;
+    let nodes = [&n1, &n2, &n3];
+    for (node, zone) in nodes.iter().zip(["a", "a", "b"]) {
+        println!(
+            "  {}  grpc {}  gossip {}  zone={zone}",
+            node.name(),
+            node.grpc_addr(),
+            node.gossip_addr()
+        );
+    }
+    let started = Instant::now();
+    loop {
+        let mut agreed = true;
+        for node in nodes {
+            agreed &= node.members().await.len() == 3;
+        }
+        if agreed {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err(anyhow!("the nodes did not agree on membership within 10 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "all 3 nodes agree on membership ({:.0?})",
+        started.elapsed()
+    );
+
+    let mut client = Client::connect(n1.grpc_addr()).await?;
+    let (id, _) = client
+        .deploy("hello", steinadler_test_modules::HELLO_WASM)
+        .await?;
+    println!("deployed hello ({}) to n1 over gRPC\n", id.short());
+
+    let args = Term::list([Term::from("World")]).encode();
+    let timeout = Duration::from_secs(5);
+    for target in ["node:n2", "zone=a", "all"] {
+        println!("greet on {target}:");
+        let results = client
+            .invoke(target, "hello", "greet", args.clone(), timeout, false)
+            .await?;
+        print_results(&results);
+    }
+
+    println!("\nlatency, client -> n1 -> target, 200 sequential calls each:");
+    for target in ["node:n1", "node:n2", "all"] {
+        let mut samples = Vec::with_capacity(200);
+        for _ in 0..200 {
+            let t = Instant::now();
+            let results = client
+                .invoke(target, "hello", "greet", args.clone(), timeout, false)
+                .await?;
+            samples.push(t.elapsed());
+            if let Some(bad) = results.iter().find(|r| r.outcome.is_err()) {
+                return Err(anyhow!("{} failed: {:?}", bad.node, bad.outcome));
+            }
+        }
+        samples.sort();
+        println!(
+            "  {target:<8} p50 {:>9.1?}  p99 {:>9.1?}",
+            samples[samples.len() / 2],
+            samples[samples.len() * 99 / 100]
+        );
+    }
+
+    println!("\nshutting down ...");
+    for node in nodes {
+        node.shutdown().await;
+    }
+    println!("done");
+    Ok(())
+}
+
+fn print_results(results: &[NodeResult]) {
+    for r in results {
+        let shown = match &r.outcome {
+            Ok(bytes) => {
+                Term::decode(bytes).map_or_else(|e| format!("undecodable: {e}"), |t| t.to_string())
+            }
+            Err(e) => format!("error: {e}"),
+        };
+        println!("  {:<4} {:>9.1?}  {shown}", r.node, r.elapsed);
+    }
+}

@@ -1,0 +1,163 @@
+//! `steinadler node start`: run a node until SIGINT or SIGTERM.
+
+use crate::Failure;
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use steinadler_node::{NodeBuilder, NodeConfig};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Start a node and serve until SIGINT or SIGTERM.
+    Start(StartArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StartArgs {
+    /// A TOML file with the same settings (name, listen, gossip, join, labels, data_dir);
+    /// flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The node's name, unique in the cluster.
+    #[arg(long)]
+    name: Option<String>,
+    /// The gRPC listen address [default: 127.0.0.1:7100].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The gossip address [default: 127.0.0.1:7101].
+    #[arg(long)]
+    gossip: Option<SocketAddr>,
+    /// A gossip address to join, repeatable. `dns:NAME:PORT` joins every A/AAAA record of NAME
+    /// (a Kubernetes headless service, for example).
+    #[arg(long)]
+    join: Vec<String>,
+    /// A label `k=v`, repeatable.
+    #[arg(long)]
+    label: Vec<String>,
+    /// Where modules and precompiled artifacts are kept.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// The `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    name: Option<String>,
+    listen: Option<SocketAddr>,
+    gossip: Option<SocketAddr>,
+    #[serde(default)]
+    join: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    data_dir: Option<PathBuf>,
+}
+
+pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
+    match cmd {
+        NodeCommand::Start(args) => start(args).await,
+    }
+}
+
+async fn start(args: StartArgs) -> Result<(), Failure> {
+    let config = node_config(args).await.map_err(Failure::Usage)?;
+    let name = config.name.clone();
+    let node = NodeBuilder::from_config(config)
+        .start()
+        .await
+        .map_err(|e| Failure::Runtime(anyhow!(e).context(format!("cannot start node {name}"))))?;
+    println!(
+        "node {} serving gRPC on {} and gossip on {}",
+        node.name(),
+        node.grpc_addr(),
+        node.gossip_addr()
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down: leaving the cluster and draining calls");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --config {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("--config {} is not a valid node file", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut config = NodeConfig {
+        name: args
+            .name
+            .or(file.name)
+            .ok_or_else(|| anyhow!("a node needs a name: pass --name NAME"))?,
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7100))),
+        gossip: args
+            .gossip
+            .or(file.gossip)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7101))),
+        ..NodeConfig::default()
+    };
+    config.labels = file.labels;
+    for label in &args.label {
+        let (k, v) = label
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--label {label:?} is not k=v"))?;
+        config.labels.insert(k.to_owned(), v.to_owned());
+    }
+    let joins = if args.join.is_empty() {
+        file.join
+    } else {
+        args.join
+    };
+    for seed in &joins {
+        config.join.extend(resolve_seed(seed).await?);
+    }
+    config.host.data_dir = args.data_dir.or(file.data_dir);
+    config.host.node_name = config.name.clone();
+    Ok(config)
+}
+
+/// `ADDR`, `HOST:PORT`, or `dns:NAME:PORT` (every A/AAAA record).
+async fn resolve_seed(seed: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let name = seed.strip_prefix("dns:").unwrap_or(seed);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(name)
+        .await
+        .with_context(|| {
+            format!("cannot resolve --join {seed}: expected ADDR:PORT or dns:NAME:PORT")
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(anyhow!("--join {seed} resolved to no address"));
+    }
+    Ok(addrs)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
