@@ -4,6 +4,7 @@
 //! the library crates (`steinadler-host` runs functions). Exit codes: 0 success, 1 a function or
 //! runtime error, 2 a usage error.
 
+mod bench;
 mod client_cmd;
 mod demo;
 mod node_cmd;
@@ -36,6 +37,8 @@ enum Command {
     Nodes(client_cmd::NodesArgs),
     /// Start a local 3-node cluster, deploy `hello`, invoke it on one, some and all nodes.
     Demo,
+    /// Measure remote invoke next to a raw TCP echo and a bare gRPC echo, in one run.
+    Bench(bench::BenchArgs),
 }
 
 /// A failure, with the exit code it maps to.
@@ -50,7 +53,7 @@ pub(crate) enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own story; logs would drown it.
-    let quiet = matches!(cli.command, Command::Demo);
+    let quiet = matches!(cli.command, Command::Demo | Command::Bench(_));
     init_tracing(if quiet {
         "warn"
     } else {
@@ -86,6 +89,7 @@ async fn run_async(command: Command) -> Result<(), Failure> {
         Command::Invoke(args) => client_cmd::invoke(args).await,
         Command::Nodes(args) => client_cmd::nodes(args).await,
         Command::Demo => demo::run().await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -131,6 +131,20 @@ impl Client {
             .collect())
     }
 
+    /// Echoes `payload` through the node: a bare gRPC round trip.
+    ///
+    /// # Errors
+    ///
+    /// The node's refusal.
+    pub async fn ping(&mut self, payload: bytes::Bytes) -> Result<bytes::Bytes, ClientError> {
+        Ok(self
+            .inner
+            .ping(pb::PingRequest { payload })
+            .await?
+            .into_inner()
+            .payload)
+    }
+
     /// The live members, as the node sees them.
     ///
     /// # Errors

@@ -190,6 +190,15 @@ impl NodeApi for Service {
         }))
     }
 
+    async fn ping(
+        &self,
+        request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingReply>, Status> {
+        Ok(Response::new(pb::PingReply {
+            payload: request.into_inner().payload,
+        }))
+    }
+
     async fn list_modules(
         &self,
         _request: Request<pb::ListModulesRequest>,

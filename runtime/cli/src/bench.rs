@@ -1,0 +1,174 @@
+//! `steinadler bench`: the remote-invoke hot path next to its baselines, in one run.
+//!
+//! Everything runs in this process on one tokio runtime, over real loopback sockets: a raw TCP
+//! echo, a bare tonic unary echo (the node's `Ping`), a remote invoke of the `noop` module from
+//! node n1 on node n2, and a fan-out to all 5 nodes. Each is measured at 1, 16 and 64 calls in
+//! flight, reporting p50, p99 and calls/s.
+
+use crate::Failure;
+use anyhow::anyhow;
+use clap::Args;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use steinadler_node::{Client, Node, Target};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Calls per measurement.
+    #[arg(long, default_value_t = 4000)]
+    calls: usize,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
+    bench(args).await.map_err(Failure::Runtime)
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let n1 = Node::builder().name("n1").start().await?;
+    let mut nodes = vec![];
+    for i in 2..=5 {
+        nodes.push(
+            Node::builder()
+                .name(format!("n{i}"))
+                .join(n1.gossip_addr())
+                .start()
+                .await?,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while n1.members().await.len() < 5 {
+        if Instant::now() > deadline {
+            return Err(anyhow!("the 5 nodes did not converge"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    n1.deploy("noop", steinadler_test_modules::NOOP_WASM)
+        .await?;
+    let n1 = Arc::new(n1);
+    let to_n2 = Target::Node("n2".into());
+    let noop_args = steinadler_core::Term::List(vec![]).encode();
+    // Warm: every node fetches and compiles the module once.
+    n1.invoke(&Target::All, "noop", "noop", &noop_args).await?;
+
+    let tcp = tcp_echo_server().await?;
+    let ping = Client::connect(nodes[0].grpc_addr()).await?;
+    println!(
+        "{:<32} {:>9} {:>10} {:>10} {:>10}",
+        "benchmark", "in flight", "p50", "p99", "calls/s"
+    );
+    let scenarios = [
+        ("raw TCP echo, 64 B", Scenario::Tcp(tcp)),
+        ("tonic unary echo (Ping), 64 B", Scenario::Ping(ping)),
+        (
+            "remote invoke noop, n1 -> n2",
+            Scenario::Invoke(n1.clone(), to_n2, noop_args.clone()),
+        ),
+        (
+            "fan-out noop, n1 -> all 5",
+            Scenario::Invoke(n1.clone(), Target::All, noop_args),
+        ),
+    ];
+    for (label, scenario) in &scenarios {
+        for inflight in [1, 16, 64] {
+            measure(label, scenario, inflight, args.calls).await?;
+        }
+    }
+    n1.shutdown().await;
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
+
+/// What one call is.
+#[derive(Clone)]
+enum Scenario {
+    Tcp(std::net::SocketAddr),
+    Ping(Client),
+    Invoke(Arc<Node>, Target, Vec<u8>),
+}
+
+/// Runs `calls` calls from `inflight` concurrent workers and prints the figures.
+async fn measure(
+    label: &str,
+    scenario: &Scenario,
+    inflight: usize,
+    calls: usize,
+) -> anyhow::Result<()> {
+    let per_worker = calls.div_ceil(inflight).max(1);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..inflight)
+        .map(|_| tokio::spawn(worker(scenario.clone(), per_worker)))
+        .collect();
+    let mut samples = Vec::with_capacity(per_worker * inflight);
+    for w in workers {
+        samples.extend(w.await??);
+    }
+    let wall = started.elapsed();
+    samples.sort();
+    let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
+    println!(
+        "{label:<32} {inflight:>9} {:>10.1?} {:>10.1?} {:>10.0}",
+        pct(50),
+        pct(99),
+        samples.len() as f64 / wall.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn worker(scenario: Scenario, calls: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(calls);
+    match scenario {
+        Scenario::Tcp(addr) => {
+            let mut conn = tokio::net::TcpStream::connect(addr).await?;
+            conn.set_nodelay(true)?;
+            let mut buf = [0u8; 64];
+            for _ in 0..calls {
+                let t = Instant::now();
+                conn.write_all(&[7; 64]).await?;
+                conn.read_exact(&mut buf).await?;
+                samples.push(t.elapsed());
+            }
+        }
+        Scenario::Ping(mut client) => {
+            let payload = bytes::Bytes::from_static(&[7; 64]);
+            for _ in 0..calls {
+                let t = Instant::now();
+                client.ping(payload.clone()).await?;
+                samples.push(t.elapsed());
+            }
+        }
+        Scenario::Invoke(node, target, args) => {
+            for _ in 0..calls {
+                let t = Instant::now();
+                let results = node.invoke(&target, "noop", "noop", &args).await?;
+                samples.push(t.elapsed());
+                if let Some(bad) = results.iter().find(|r| r.outcome.is_err()) {
+                    return Err(anyhow!("{}: {:?}", bad.node, bad.outcome));
+                }
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// A raw TCP echo of 64-byte messages, one task per connection.
+async fn tcp_echo_server() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let _ = conn.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while conn.read_exact(&mut buf).await.is_ok() {
+                    if conn.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
