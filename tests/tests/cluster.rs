@@ -233,3 +233,197 @@ async fn a_killed_node_is_dropped_and_calls_to_it_fail_fast() {
     n1.shutdown().await;
     n2.shutdown().await;
 }
+
+/// `bytes` with a custom section of `extra` bytes appended: still a valid module, with a new id.
+fn padded(bytes: &[u8], extra: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let name = b"padding";
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    leb(1 + name.len() + extra, &mut out);
+    leb(name.len(), &mut out);
+    out.extend_from_slice(name);
+    out.resize(out.len() + extra, 0xab);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_16_mib_module_deploys_by_streaming_and_oversize_is_refused() {
+    let node = Node::builder()
+        .name("big")
+        .configure(|c| c.max_module_bytes = 20 << 20)
+        .start()
+        .await
+        .unwrap();
+    let mut client = Client::connect(node.grpc_addr()).await.unwrap();
+    let big = padded(&std::fs::read(m::HELLO).unwrap(), 16 << 20);
+    let (id, functions) = client.deploy("big-hello", &big).await.unwrap();
+    assert_eq!(id, steinadler_core::ModuleId::of(&big));
+    assert_eq!(functions, ["greet"]);
+    let out = client
+        .invoke(
+            "all",
+            "big-hello",
+            "greet",
+            greet_args(),
+            Duration::from_secs(5),
+            false,
+        )
+        .await
+        .unwrap();
+    hello_ok(&out[0]);
+
+    let huge = padded(&std::fs::read(m::HELLO).unwrap(), 21 << 20);
+    let err = client.deploy("huge", &huge).await.unwrap_err();
+    assert!(
+        err.to_string().contains("larger than the node's limit"),
+        "{err}"
+    );
+    // The node still serves.
+    let out = client
+        .invoke(
+            "all",
+            "big-hello",
+            "greet",
+            greet_args(),
+            Duration::from_secs(5),
+            false,
+        )
+        .await
+        .unwrap();
+    hello_ok(&out[0]);
+    node.shutdown().await;
+}
+
+mod fake_peer {
+    //! A peer that serves the wrong bytes for every module: the fetching node must refuse them.
+    use std::pin::Pin;
+    use steinadler_proto::v1 as pb;
+    use steinadler_proto::v1::node_server::{Node as NodeApi, NodeServer};
+    use tokio_stream::Stream;
+    use tonic::{Request, Response, Status, Streaming};
+
+    pub(super) struct Liar(pub(super) Vec<u8>);
+
+    type Chunks = Pin<Box<dyn Stream<Item = Result<pb::ModuleChunk, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl NodeApi for Liar {
+        async fn deploy(
+            &self,
+            _: Request<Streaming<pb::DeployChunk>>,
+        ) -> Result<Response<pb::DeployReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        type FetchModuleStream = Chunks;
+        async fn fetch_module(
+            &self,
+            _: Request<pb::FetchModuleRequest>,
+        ) -> Result<Response<Chunks>, Status> {
+            let chunk = pb::ModuleChunk {
+                data: self.0.clone().into(),
+            };
+            Ok(Response::new(Box::pin(tokio_stream::iter([Ok(chunk)]))))
+        }
+        async fn invoke(
+            &self,
+            _: Request<pb::InvokeRequest>,
+        ) -> Result<Response<pb::InvokeReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn invoke_on(
+            &self,
+            _: Request<pb::InvokeOnRequest>,
+        ) -> Result<Response<pb::InvokeOnReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn list_members(
+            &self,
+            _: Request<pb::ListMembersRequest>,
+        ) -> Result<Response<pb::ListMembersReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn list_modules(
+            &self,
+            _: Request<pb::ListModulesRequest>,
+        ) -> Result<Response<pb::ListModulesReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn ping(
+            &self,
+            _: Request<pb::PingRequest>,
+        ) -> Result<Response<pb::PingReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+    }
+
+    pub(super) async fn serve(bytes: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(NodeServer::new(Liar(bytes)))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_body_that_does_not_match_its_hash_is_refused() {
+    let node = Node::builder().name("victim").start().await.unwrap();
+    let hello = std::fs::read(m::HELLO).unwrap();
+    // The liar serves `math` when asked for `hello`.
+    let liar = fake_peer::serve(std::fs::read(m::MATH).unwrap()).await;
+    let mut client = steinadler_proto::v1::node_client::NodeClient::connect(format!(
+        "http://{}",
+        node.grpc_addr()
+    ))
+    .await
+    .unwrap();
+    let reply = client
+        .invoke(steinadler_proto::v1::InvokeRequest {
+            module_id: steinadler_core::ModuleId::of(&hello)
+                .as_bytes()
+                .to_vec()
+                .into(),
+            function: "greet".into(),
+            args: greet_args().into(),
+            origin: liar,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let result = steinadler_node::wire::error_from_wire(match &reply.outcome {
+        Some(steinadler_proto::v1::invoke_reply::Outcome::Error(e)) => e,
+        other => panic!("expected an error, got {other:?}"),
+    });
+    assert!(
+        matches!(&result, RemoteError::Invoke(InvokeError::ModuleNotFound(msg)) if msg.contains("refused")),
+        "{result:?}"
+    );
+    assert_eq!(node.stats().modules_fetched.load(Ordering::Relaxed), 0);
+    // The node keeps serving, and holds nothing it should not.
+    assert!(
+        node.invoke(&"all".parse().unwrap(), "math", "add", &[])
+            .await
+            .is_err()
+    );
+    node.deploy("hello", &hello).await.unwrap();
+    let ok = node
+        .invoke(&"all".parse().unwrap(), "hello", "greet", &greet_args())
+        .await
+        .unwrap();
+    hello_ok(&ok[0]);
+    node.shutdown().await;
+}

@@ -1,0 +1,42 @@
+//! Embeds two Steinadler nodes in one program with the library API: start them with the
+//! builder, deploy `hello` to one, invoke it on both, and shut down.
+//!
+//! Run it with `cargo run -p steinadler-example-embed`.
+
+use std::time::Duration;
+use steinadler_core::Term;
+use steinadler_node::{Node, Target};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A first node, and a second that joins it by its gossip address.
+    let first = Node::builder()
+        .name("first")
+        .label("role", "demo")
+        .start()
+        .await?;
+    let second = Node::builder()
+        .name("second")
+        .join(first.gossip_addr())
+        .start()
+        .await?;
+    while first.members().await.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Deploy to the first node only; the second pulls the module when it first needs it.
+    let id = first
+        .deploy("hello", steinadler_test_modules::HELLO_WASM)
+        .await?;
+    println!("deployed hello as {id}");
+
+    let args = Term::list([Term::from("embedder")]).encode();
+    for result in first.invoke(&Target::All, "hello", "greet", &args).await? {
+        let value = Term::decode(&result.outcome?)?;
+        println!("{}: {value} in {:?}", result.node, result.elapsed);
+    }
+
+    second.shutdown().await;
+    first.shutdown().await;
+    Ok(())
+}
