@@ -427,3 +427,89 @@ async fn a_module_body_that_does_not_match_its_hash_is_refused() {
     hello_ok(&ok[0]);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_that_need_a_missing_module_share_one_fetch() {
+    let n1 = start("n1", "a", None).await;
+    let n2 = start("n2", "a", Some(&n1)).await;
+    wait_for_members(&[&n1, &n2], 2).await;
+    n1.deploy("hello", &std::fs::read(m::HELLO).unwrap())
+        .await
+        .unwrap();
+    let target: steinadler_node::Target = "node:n2".parse().unwrap();
+    let args = greet_args();
+    let calls = (0..20).map(|_| n1.invoke(&target, "hello", "greet", &args));
+    for results in futures::future::join_all(calls).await {
+        hello_ok(&results.unwrap()[0]);
+    }
+    assert_eq!(n2.stats().modules_fetched.load(Ordering::Relaxed), 1);
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_limit_a_node_answers_resource_exhausted_and_keeps_serving() {
+    let node = Node::builder()
+        .name("tight")
+        .configure(|c| {
+            c.max_concurrent = 1;
+            c.max_queued = 0;
+        })
+        .start()
+        .await
+        .unwrap();
+    let spin = node
+        .deploy("spin", &std::fs::read(m::SPIN).unwrap())
+        .await
+        .unwrap();
+    let hello = node
+        .deploy("hello", &std::fs::read(m::HELLO).unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", node.grpc_addr());
+    let request = |id: steinadler_core::ModuleId, function: &str, args: Vec<u8>| {
+        steinadler_proto::v1::InvokeRequest {
+            module_id: id.as_bytes().to_vec().into(),
+            function: function.into(),
+            args: args.into(),
+            limits: Some(steinadler_proto::v1::Limits {
+                deadline_ms: 1000,
+                memory_bytes: 0,
+            }),
+            ..Default::default()
+        }
+    };
+    let mut busy = steinadler_proto::v1::node_client::NodeClient::connect(url.clone())
+        .await
+        .unwrap();
+    let spin_call = tokio::spawn({
+        let req = request(spin, "forever", Term::List(vec![]).encode());
+        async move { busy.invoke(req).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut other = steinadler_proto::v1::node_client::NodeClient::connect(url)
+        .await
+        .unwrap();
+    let refused = other
+        .invoke(request(hello, "greet", greet_args()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    // The spinning call times out on its own deadline, then the node serves again.
+    let timed_out = spin_call.await.unwrap().unwrap().into_inner();
+    assert!(matches!(
+        steinadler_node::NodeResult::from_reply(timed_out).outcome,
+        Err(RemoteError::Invoke(InvokeError::Timeout { limit_ms: 1000 }))
+    ));
+    let ok = other
+        .invoke(request(hello, "greet", greet_args()))
+        .await
+        .unwrap()
+        .into_inner();
+    hello_ok(&steinadler_node::NodeResult::from_reply(ok));
+    node.shutdown().await;
+}

@@ -71,6 +71,11 @@ impl NodeResult {
         }
     }
 
+    /// Reads one node's reply as it came off the wire.
+    pub fn from_reply(reply: pb::InvokeReply) -> Self {
+        Self::from_wire(reply)
+    }
+
     pub(crate) fn from_wire(reply: pb::InvokeReply) -> Self {
         let outcome = match reply.outcome {
             Some(pb::invoke_reply::Outcome::Value(v)) => Ok(v.to_vec()),
