@@ -102,6 +102,15 @@ impl Host {
         self.store.resolve(&self.engine, &self.linker, name_or_id)
     }
 
+    /// Finds a module by its id.
+    ///
+    /// # Errors
+    ///
+    /// [`InvokeError::ModuleNotFound`] if this host does not hold it.
+    pub fn get(&self, id: ModuleId) -> Result<Arc<LoadedModule>, InvokeError> {
+        self.store.get(&self.engine, &self.linker, id)
+    }
+
     /// Runs `function` with `args`, a MessagePack array, and returns the encoded result.
     ///
     /// Each call gets a fresh instance, so no state leaks between calls.

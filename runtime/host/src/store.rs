@@ -120,6 +120,16 @@ impl ModuleStore {
             Some(id) => id,
             None => name_or_id.parse::<ModuleId>().map_err(|_| not_found())?,
         };
+        self.get(engine, linker, id).map_err(|_| not_found())
+    }
+
+    /// The module with this id, from memory or the data directory.
+    pub(crate) fn get(
+        &self,
+        engine: &Engine,
+        linker: &Linker<State>,
+        id: ModuleId,
+    ) -> Result<Arc<LoadedModule>, InvokeError> {
         if let Some(module) = self.cache.get(&id) {
             return Ok(module);
         }
@@ -127,7 +137,7 @@ impl ModuleStore {
             .disk
             .as_ref()
             .and_then(|d| d.read_wasm(id))
-            .ok_or_else(not_found)?;
+            .ok_or_else(|| InvokeError::ModuleNotFound(id.to_string()))?;
         self.load(engine, linker, &bytes)
     }
 }

@@ -14,7 +14,7 @@ pub(crate) async fn ensure(
     id: ModuleId,
     origin: &str,
 ) -> Result<Arc<LoadedModule>, InvokeError> {
-    match inner.host.resolve(&id.to_string()) {
+    match inner.host.get(id) {
         Ok(module) => return Ok(module),
         Err(InvokeError::ModuleNotFound(_)) => {}
         Err(other) => return Err(other),

@@ -117,7 +117,7 @@ impl NodeApi for Service {
         let module = self
             .inner
             .host
-            .resolve(&id.to_string())
+            .get(id)
             .map_err(|_| Status::not_found(format!("this node does not hold module {id}")))?;
         let bytes = module.bytes();
         let chunks: Vec<Result<pb::ModuleChunk, Status>> = bytes
