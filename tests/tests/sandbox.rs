@@ -1,7 +1,6 @@
 //! The adversarial modules: each ends with its typed error within its limit, and the host keeps
 //! serving afterwards.
 
-use std::time::{Duration, Instant};
 use steinadler_core::{InvokeError, Term};
 use steinadler_host::InvokeLimits;
 use steinadler_test_modules as m;
@@ -9,34 +8,6 @@ use steinadler_tests::{host, load, rss_bytes};
 
 fn limits() -> InvokeLimits {
     InvokeLimits::default()
-}
-
-#[test]
-fn endless_loop_times_out_within_deadline_plus_100ms() {
-    let host = host();
-    let spin = load(&host, m::SPIN);
-    for deadline in [Duration::from_millis(200), Duration::from_secs(1)] {
-        let limits = InvokeLimits {
-            deadline,
-            ..limits()
-        };
-        let started = Instant::now();
-        let err = host
-            .invoke_term(&spin, "forever", &[], &limits)
-            .unwrap_err();
-        let took = started.elapsed();
-        assert_eq!(
-            err,
-            InvokeError::Timeout {
-                limit_ms: deadline.as_millis() as u64
-            }
-        );
-        assert!(took >= deadline, "stopped early: {took:?} < {deadline:?}");
-        assert!(
-            took <= deadline + Duration::from_millis(100),
-            "took {took:?} for a {deadline:?} deadline"
-        );
-    }
 }
 
 #[test]
