@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 
 /// Everything that can go wrong starting, running or stopping cluster membership.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum MembershipError {
     /// The encoded [`NodeMeta`](crate::NodeMeta) is larger than memberlist's 512-byte cap.
     ///

@@ -27,6 +27,10 @@ type Inner = Memberlist<Transport, Delegate>;
 /// [`RecvError::Lagged`](tokio::sync::broadcast::error::RecvError::Lagged).
 pub const EVENT_CAPACITY: usize = 1024;
 
+/// How long after the reclaim time a joined node re-advertises itself (see
+/// [`Membership::readvertise_after`]).
+const READVERTISE_SLACK: Duration = Duration::from_millis(250);
+
 /// How long [`Membership::update_meta`] waits for the new advertisement to go out.
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -125,7 +129,29 @@ impl Membership {
             membership.stop().await;
             return Err(e);
         }
+        if !config.seeds.is_empty() {
+            membership.readvertise_after(config.profile.dead_node_reclaim() + READVERTISE_SLACK);
+        }
         Ok(membership)
+    }
+
+    /// Re-advertises the local node once, `delay` from now.
+    ///
+    /// A node restarted under its old name at a new address (port 0, a rescheduled container)
+    /// usually joins right after the others declared its old self dead, and they reject it as a
+    /// name conflict until the dead entry is older than the profile's reclaim time. Without help
+    /// it then waits for a push/pull (seconds to tens of seconds); one fresh alive broadcast after
+    /// the reclaim time gets it accepted at once. For any other join it is a harmless no-op update.
+    fn readvertise_after(&self, delay: Duration) {
+        let ml = self.shared.ml.clone();
+        let name = self.shared.name.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            match ml.update_node(UPDATE_TIMEOUT).await {
+                Ok(()) | Err(MlError::NotRunning) | Err(MlError::UpdateTimeout) => {}
+                Err(e) => tracing::debug!(node = %name, error = %e, "re-advertising after join"),
+            }
+        });
     }
 
     /// The local node's name.

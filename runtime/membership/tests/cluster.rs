@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{cluster, config, converge, expected, meta, stop, wait_for};
-use steinadler_membership::{META_MAX_SIZE, MemberEvent, Membership, MembershipError, NodeMeta};
+use steinadler_membership::{
+    META_MAX_SIZE, MemberEvent, Membership, MembershipError, NodeMeta, Profile,
+};
 
 const AGREE: Duration = Duration::from_secs(5);
 
@@ -71,6 +73,23 @@ async fn join_events_name_the_newcomer() {
         other => panic!("expected Joined, got {other:?}"),
     }
     stop(&[first, second]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_profile_nodes_join() {
+    let mut a = config("lan-a", &[]);
+    a.profile = Profile::Lan;
+    let a = Membership::start(a).await.unwrap();
+    let mut b = config("lan-b", &[a.gossip_addr()]);
+    b.profile = Profile::Lan;
+    let b = Membership::start(b).await.unwrap();
+    let both = wait_for(AGREE, || async {
+        common::names(&a).await == ["lan-a", "lan-b"]
+            && common::names(&b).await == ["lan-a", "lan-b"]
+    })
+    .await;
+    assert!(both.is_some(), "LAN-profile nodes did not agree");
+    stop(&[a, b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -376,8 +376,11 @@ async fn advertise(inner: Arc<Inner>) {
                         modules_digest: now.1,
                         load: now.0,
                     };
-                    if let Err(e) = inner.membership.update_meta(meta).await {
-                        tracing::warn!("cannot advertise node metadata: {e}");
+                    match inner.membership.update_meta(meta).await {
+                        Ok(()) => {}
+                        // The node is leaving or stopped: nothing more to advertise.
+                        Err(MembershipError::NotRunning) => return,
+                        Err(e) => tracing::warn!("cannot advertise node metadata: {e}"),
                     }
                 }
             }
