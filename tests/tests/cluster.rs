@@ -19,17 +19,10 @@ async fn start(name: &str, zone: &str, seed: Option<&Node>) -> Node {
 }
 
 async fn wait_for_members(nodes: &[&Node], n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut ok = true;
-        for node in nodes {
-            ok &= node.members().await.len() == n;
-        }
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "members did not converge to {n}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for node in nodes {
+        node.wait_for_members(n, Duration::from_secs(10))
+            .await
+            .unwrap();
     }
 }
 

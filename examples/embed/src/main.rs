@@ -20,9 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .join(first.gossip_addr())
         .start()
         .await?;
-    while first.members().await.len() < 2 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    first.wait_for_members(2, Duration::from_secs(10)).await?;
 
     // Deploy to the first node only; the second pulls the module when it first needs it.
     let id = first

@@ -36,13 +36,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 .await?,
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while n1.members().await.len() < 5 {
-        if Instant::now() > deadline {
-            return Err(anyhow!("the 5 nodes did not converge"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    n1.wait_for_members(5, Duration::from_secs(10)).await?;
     n1.deploy("noop", steinadler_test_modules::NOOP_WASM)
         .await?;
     let n1 = Arc::new(n1);

@@ -40,18 +40,8 @@ async fn demo() -> anyhow::Result<()> {
         );
     }
     let started = Instant::now();
-    loop {
-        let mut agreed = true;
-        for node in nodes {
-            agreed &= node.members().await.len() == 3;
-        }
-        if agreed {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err(anyhow!("the nodes did not agree on membership within 10 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for node in nodes {
+        node.wait_for_members(3, Duration::from_secs(10)).await?;
     }
     println!(
         "all 3 nodes agree on membership ({:.0?})",

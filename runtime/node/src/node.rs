@@ -174,6 +174,28 @@ impl Node {
         self.inner.membership.members().await
     }
 
+    /// Waits until this node sees at least `count` live members, itself included.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Request`] if that does not happen within `timeout`.
+    pub async fn wait_for_members(&self, count: usize, timeout: Duration) -> Result<(), NodeError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.members().await.len();
+            if seen >= count {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::Request(format!(
+                    "{} sees {seen} of {count} members after {timeout:?}; check the --join addresses",
+                    self.name()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Loads a module on this node and names it.
     ///
     /// # Errors
