@@ -48,8 +48,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let tcp = tcp_echo_server().await?;
     let ping = Client::connect(nodes[0].grpc_addr()).await?;
     println!(
-        "{:<32} {:>9} {:>10} {:>10} {:>10}",
-        "benchmark", "in flight", "p50", "p99", "calls/s"
+        "{:<32} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "benchmark", "in flight", "p50", "p99", "max", "calls/s"
     );
     let scenarios = [
         ("raw TCP echo, 64 B", Scenario::Tcp(tcp)),
@@ -103,9 +103,10 @@ async fn measure(
     samples.sort();
     let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
     println!(
-        "{label:<32} {inflight:>9} {:>10.1?} {:>10.1?} {:>10.0}",
+        "{label:<32} {inflight:>9} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.0}",
         pct(50),
         pct(99),
+        samples[samples.len() - 1],
         samples.len() as f64 / wall.as_secs_f64()
     );
     Ok(())
