@@ -113,11 +113,29 @@ impl Host {
 
     /// Runs `function` with `args`, a MessagePack array, and returns the encoded result.
     ///
-    /// Each call gets a fresh instance, so no state leaks between calls.
+    /// Each call gets a fresh instance, so no state leaks between calls. The guest runs inside
+    /// the returned future and yields to the executor at every tick of the deadline clock, so
+    /// an async caller may await it on its own workers. Dropping the future stops the guest.
     ///
     /// # Errors
     ///
     /// Every failure is an [`InvokeError`]; the host keeps serving after all of them.
+    pub async fn invoke_async(
+        &self,
+        module: &LoadedModule,
+        function: &str,
+        args: &[u8],
+        limits: &InvokeLimits,
+    ) -> Result<Vec<u8>, InvokeError> {
+        crate::invoke::invoke(self, module, function, args, limits).await
+    }
+
+    /// [`Host::invoke_async`] for synchronous callers: blocks the calling thread until the call
+    /// ends. Do not call it from inside an async runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::invoke_async`].
     pub fn invoke(
         &self,
         module: &LoadedModule,
@@ -125,7 +143,7 @@ impl Host {
         args: &[u8],
         limits: &InvokeLimits,
     ) -> Result<Vec<u8>, InvokeError> {
-        crate::invoke::invoke(self, module, function, args, limits)
+        futures::executor::block_on(self.invoke_async(module, function, args, limits))
     }
 
     /// Like [`Host::invoke`], with the arguments and result as [`Term`]s.
@@ -161,6 +179,7 @@ fn engine_config(config: &HostConfig) -> Config {
         .table_keep_resident(64 << 10)
         .pagemap_scan(wasmtime::Enabled::Auto);
 
+    pool.total_stacks(config.max_instances);
     let mut cfg = Config::new();
     cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .epoch_interruption(true)

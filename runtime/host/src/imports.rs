@@ -69,7 +69,7 @@ impl ResourceLimiter for Limiter {
 
 /// Links WASI preview 1 and the `steinadler` imports.
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p1::add_to_linker_sync(linker, |s: &mut State| &mut s.wasi)?;
+    wasmtime_wasi::p1::add_to_linker_async(linker, |s: &mut State| &mut s.wasi)?;
     add_steinadler_to_linker(linker)
 }
 

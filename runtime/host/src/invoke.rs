@@ -8,8 +8,9 @@ use crate::imports::{Limiter, State};
 use crate::module::LoadedModule;
 use crate::output::{GuestStdio, OutputBudget};
 use std::sync::Arc;
+use std::time::Instant;
 use steinadler_core::Term;
-use wasmtime::{Extern, Memory, Store, Trap, WasmBacktrace};
+use wasmtime::{Extern, Memory, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::WasiCtxBuilder;
 
 /// Envelope status bytes, as written by the guest SDK (`docs/abi.md`).
@@ -18,7 +19,7 @@ const STATUS_GUEST_ERROR: u8 = 1;
 const STATUS_BAD_ARGUMENTS: u8 = 2;
 const STATUS_BAD_OUTPUT: u8 = 3;
 
-pub(crate) fn invoke(
+pub(crate) async fn invoke(
     host: &Host,
     module: &LoadedModule,
     function: &str,
@@ -42,7 +43,7 @@ pub(crate) fn invoke(
     ));
     let mut store = new_store(host, limits, &budget);
 
-    let instance = match module.pre.instantiate(&mut store) {
+    let instance = match module.pre.instantiate_async(&mut store).await {
         Ok(instance) => instance,
         // A pre-linked module fails to instantiate without a trap only for lack of resources.
         Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().limiter.hit => {
@@ -54,7 +55,7 @@ pub(crate) fn invoke(
         }
         Err(e) => return Err(classify(e, store.data_mut(), limits)),
     };
-    let result = (|| {
+    let result = async {
         let memory = match instance.get_module_export(&mut store, &module.memory) {
             Some(Extern::Memory(m)) => m,
             _ => wasmtime::bail!("the module's `memory` export is not a memory"),
@@ -70,11 +71,12 @@ pub(crate) fn invoke(
             .ok_or_else(|| wasmtime::format_err!("the export `{function}` is not a function"))?
             .typed::<(u32, u32), u64>(&store)?;
 
-        let ptr = alloc.call(&mut store, args_len)?;
+        let ptr = alloc.call_async(&mut store, args_len).await?;
         memory.write(&mut store, ptr as usize, args)?;
-        let packed = func.call(&mut store, (ptr, args_len))?;
-        Ok((memory, packed))
-    })();
+        let packed = func.call_async(&mut store, (ptr, args_len)).await?;
+        Ok::<_, wasmtime::Error>((memory, packed))
+    }
+    .await;
     budget.finish();
 
     match result {
@@ -100,10 +102,16 @@ fn new_store(host: &Host, limits: &InvokeLimits, budget: &Arc<OutputBudget>) -> 
     };
     let mut store = Store::new(&host.engine, state);
     store.limiter(|s| &mut s.limiter);
-    let tick = host.config.epoch_tick.as_nanos().max(1);
-    // One extra tick: the deadline clock may advance just after the call starts.
-    let ticks = limits.deadline.as_nanos().div_ceil(tick) + 1;
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    // At every tick the guest yields to the executor; past its deadline it is interrupted.
+    let deadline = Instant::now() + limits.deadline;
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+    store.set_epoch_deadline(1);
     store
 }
 
