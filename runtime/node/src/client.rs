@@ -127,7 +127,7 @@ impl Client {
         Ok(reply
             .results
             .into_iter()
-            .map(NodeResult::from_wire)
+            .map(NodeResult::from_reply)
             .collect())
     }
 

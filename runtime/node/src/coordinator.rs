@@ -47,22 +47,7 @@ impl NodeResult {
     pub(crate) fn into_wire(self) -> pb::InvokeReply {
         let outcome = match self.outcome {
             Ok(v) => pb::invoke_reply::Outcome::Value(v.into()),
-            Err(RemoteError::Invoke(e)) => {
-                pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e))
-            }
-            Err(RemoteError::ArgsMissing) => {
-                let mut e = pb::Error::default();
-                e.set_code(pb::error::Code::ArgsMissing);
-                pb::invoke_reply::Outcome::Error(e)
-            }
-            Err(RemoteError::Unavailable(m)) => {
-                let mut e = pb::Error {
-                    message: m,
-                    ..Default::default()
-                };
-                e.set_code(pb::error::Code::Unavailable);
-                pb::invoke_reply::Outcome::Error(e)
-            }
+            Err(e) => pb::invoke_reply::Outcome::Error(wire::remote_error_to_wire(&e)),
         };
         pb::InvokeReply {
             node: self.node,
@@ -73,10 +58,6 @@ impl NodeResult {
 
     /// Reads one node's reply as it came off the wire.
     pub fn from_reply(reply: pb::InvokeReply) -> Self {
-        Self::from_wire(reply)
-    }
-
-    pub(crate) fn from_wire(reply: pb::InvokeReply) -> Self {
         let outcome = match reply.outcome {
             Some(pb::invoke_reply::Outcome::Value(v)) => Ok(v.to_vec()),
             Some(pb::invoke_reply::Outcome::Error(e)) => Err(wire::error_from_wire(&e)),
@@ -179,7 +160,7 @@ async fn call_member(
         inner
             .invoke_local(wire_req)
             .await
-            .map(NodeResult::from_wire)
+            .map(NodeResult::from_reply)
     } else {
         // Send only the hash to a peer believed to hold the arguments.
         let believed = hash.is_some_and(|h| inner.sent.believes(&member.name, &h));
@@ -255,7 +236,7 @@ async fn call_remote(
     let mut request = tonic::Request::new(req);
     request.set_timeout(timeout);
     let reply = client.invoke(request).await?;
-    Ok(NodeResult::from_wire(reply.into_inner()))
+    Ok(NodeResult::from_reply(reply.into_inner()))
 }
 
 fn status_to_remote(status: &Status) -> RemoteError {

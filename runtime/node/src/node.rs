@@ -6,7 +6,7 @@ use crate::config::{NodeBuilder, NodeConfig};
 use crate::coordinator::NodeResult;
 use crate::peers::Peers;
 use crate::target::Target;
-use crate::wire;
+use crate::wire::{self, RemoteError};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -322,8 +322,7 @@ impl Inner {
                     body
                 }
                 None => {
-                    let mut e = pb::Error::default();
-                    e.set_code(pb::error::Code::ArgsMissing);
+                    let e = wire::remote_error_to_wire(&RemoteError::ArgsMissing);
                     return Ok(reply(pb::invoke_reply::Outcome::Error(e)));
                 }
             }

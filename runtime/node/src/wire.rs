@@ -88,6 +88,26 @@ pub enum RemoteError {
     Unavailable(String),
 }
 
+/// What a node reported, as a wire error: the inverse of [`error_from_wire`].
+pub fn remote_error_to_wire(err: &RemoteError) -> pb::Error {
+    match err {
+        RemoteError::Invoke(e) => error_to_wire(e),
+        RemoteError::ArgsMissing => {
+            let mut e = pb::Error::default();
+            e.set_code(Code::ArgsMissing);
+            e
+        }
+        RemoteError::Unavailable(message) => {
+            let mut e = pb::Error {
+                message: message.clone(),
+                ..Default::default()
+            };
+            e.set_code(Code::Unavailable);
+            e
+        }
+    }
+}
+
 /// A wire error back into a typed error.
 pub fn error_from_wire(e: &pb::Error) -> RemoteError {
     let msg = e.message.clone();
