@@ -62,6 +62,23 @@ pub enum MembershipError {
     #[error("gossip encryption was configured but memberlist reports it disabled")]
     EncryptionNotEnabled,
 
+    /// A gossip key operation on a node started without a gossip key (plaintext gossip).
+    ///
+    /// Encryption cannot be switched on at runtime; restart the node with
+    /// [`MembershipConfig::gossip_key`](crate::MembershipConfig::gossip_key) set.
+    #[error(
+        "gossip encryption is off on this node; restart it with a gossip key to use key rotation"
+    )]
+    GossipEncryptionOff,
+
+    /// The gossip key is not in this node's keyring.
+    #[error("that gossip key is not installed on this node; install it first")]
+    GossipKeyNotInstalled,
+
+    /// The gossip key to remove is this node's primary key, which it encrypts with.
+    #[error("cannot remove the primary gossip key; use another key first")]
+    RemovePrimaryGossipKey,
+
     /// Any other memberlist failure, as text.
     #[error("memberlist: {0}")]
     Memberlist(String),

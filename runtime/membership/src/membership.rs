@@ -10,8 +10,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use memberlist::error::Error as MlError;
+use memberlist::keyring::{Keyring, KeyringError};
 use memberlist::net::NetTransportOptions;
-use memberlist::proto::{EncryptionAlgorithm, MaybeResolvedAddress, Meta, SecretKey};
+use memberlist::proto::{EncryptionAlgorithm, MaybeResolvedAddress, Meta, SecretKey, SecretKeys};
 use memberlist::tokio::{TokioNetTransport, TokioSocketAddrResolver, TokioTcp};
 use memberlist::{Memberlist, Options};
 use smol_str::SmolStr;
@@ -73,7 +74,8 @@ impl Membership {
     ///
     /// # Errors
     ///
-    /// - [`MembershipError::InvalidConfig`] for an empty node name;
+    /// - [`MembershipError::InvalidConfig`] for an empty node name, or extra gossip keys without
+    ///   a primary one;
     /// - [`MembershipError::MetaTooLarge`] / [`MembershipError::MetaEncode`] for unusable metadata;
     /// - [`MembershipError::Start`] if the address cannot be bound;
     /// - [`MembershipError::EncryptionNotEnabled`] if a gossip key was given but memberlist did
@@ -84,6 +86,11 @@ impl Membership {
         if config.name.trim().is_empty() {
             return Err(MembershipError::InvalidConfig(
                 "the node name must not be empty".to_owned(),
+            ));
+        }
+        if config.gossip_key.is_none() && !config.extra_gossip_keys.is_empty() {
+            return Err(MembershipError::InvalidConfig(
+                "extra gossip keys need a primary gossip key; set gossip_key too".to_owned(),
             ));
         }
         let encoded = encode_meta(&config.meta)?;
@@ -120,7 +127,7 @@ impl Membership {
         tracing::info!(
             node = %membership.shared.name, gossip = %membership.shared.gossip_addr,
             profile = ?config.profile, encrypted = config.gossip_key.is_some(),
-            "gossip membership started"
+            gossip_keys = membership.gossip_keys().len(), "gossip membership started"
         );
 
         if !config.seeds.is_empty()
@@ -169,6 +176,99 @@ impl Membership {
     /// Whether gossip is encrypted with the configured key.
     pub fn encryption_enabled(&self) -> bool {
         self.shared.ml.encryption_enabled()
+    }
+
+    /// This node's gossip keys, the primary one (which it encrypts with) first, then the
+    /// secondary ones it also accepts. Empty when gossip is plaintext.
+    pub fn gossip_keys(&self) -> Vec<[u8; 32]> {
+        let Some(keyring) = self.shared.ml.keyring() else {
+            return Vec::new();
+        };
+        let mut keys: Vec<[u8; 32]> = Vec::new();
+        // Only AES-256 keys are ever installed by this crate; the dedup guards against memberlist
+        // listing the primary twice.
+        for key in keyring.keys() {
+            if let SecretKey::Aes256(bytes) = key
+                && !keys.contains(&bytes)
+            {
+                keys.push(bytes);
+            }
+        }
+        keys
+    }
+
+    /// Adds `key` to this node's keyring as a secondary key: from now on this node accepts
+    /// traffic encrypted with it, and still sends with its primary key. The first step of a key
+    /// rotation (see "Key rotation" in the crate docs). Installing a key that is already
+    /// installed (or is the primary) does nothing.
+    ///
+    /// The keyring lives in memory only; a restarted node gets its keys from its configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError::GossipEncryptionOff`] if the node gossips in plaintext, and
+    /// [`MembershipError::NotRunning`] after leave or shutdown.
+    pub fn install_gossip_key(&self, key: [u8; 32]) -> Result<(), MembershipError> {
+        let keyring = self.keyring()?;
+        if keyring.primary_key().as_ref() != key.as_slice() {
+            keyring.insert(SecretKey::Aes256(key));
+        }
+        tracing::info!(node = %self.shared.name, keys = self.gossip_keys().len(), "gossip key installed");
+        Ok(())
+    }
+
+    /// Makes the installed `key` this node's primary key: everything it sends from now on is
+    /// encrypted with it. The previous primary key stays installed as a secondary key, so traffic
+    /// from nodes that still use it is still accepted. The second step of a key rotation; do it
+    /// only once every node has installed `key`, or the nodes without it lose this one. Using the
+    /// current primary key does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError::GossipKeyNotInstalled`] if `key` is not in the keyring (see
+    /// [`install_gossip_key`](Self::install_gossip_key)),
+    /// [`MembershipError::GossipEncryptionOff`] if the node gossips in plaintext, and
+    /// [`MembershipError::NotRunning`] after leave or shutdown.
+    pub fn use_gossip_key(&self, key: [u8; 32]) -> Result<(), MembershipError> {
+        self.keyring()?
+            .use_key(&key)
+            .map_err(|_| MembershipError::GossipKeyNotInstalled)?;
+        tracing::info!(node = %self.shared.name, "now encrypting gossip with another key");
+        Ok(())
+    }
+
+    /// Removes the secondary `key` from this node's keyring: traffic encrypted with it is
+    /// rejected from now on. The last step of a key rotation, once every node uses the new key.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError::RemovePrimaryGossipKey`] if `key` is the primary key (make another key
+    /// primary with [`use_gossip_key`](Self::use_gossip_key) first),
+    /// [`MembershipError::GossipKeyNotInstalled`] if it is not in the keyring,
+    /// [`MembershipError::GossipEncryptionOff`] if the node gossips in plaintext, and
+    /// [`MembershipError::NotRunning`] after leave or shutdown.
+    pub fn remove_gossip_key(&self, key: [u8; 32]) -> Result<(), MembershipError> {
+        let keyring = self.keyring()?;
+        if !self.gossip_keys().contains(&key) {
+            return Err(MembershipError::GossipKeyNotInstalled);
+        }
+        keyring.remove(&key).map_err(|e| match e {
+            KeyringError::RemovePrimaryKey => MembershipError::RemovePrimaryGossipKey,
+            KeyringError::SecretKeyNotFound => MembershipError::GossipKeyNotInstalled,
+        })?;
+        tracing::info!(node = %self.shared.name, keys = self.gossip_keys().len(), "gossip key removed");
+        Ok(())
+    }
+
+    /// The running node's keyring, for the key operations.
+    fn keyring(&self) -> Result<&Keyring, MembershipError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(MembershipError::NotRunning);
+        }
+        self.shared
+            .ml
+            .keyring()
+            .ok_or(MembershipError::GossipEncryptionOff)
     }
 
     /// The live members (alive or suspect, not dead or departed), including this node, sorted by
@@ -342,13 +442,20 @@ fn encode_meta(node_meta: &NodeMeta) -> Result<Meta, MembershipError> {
     Meta::try_from(bytes).map_err(|_| MembershipError::MetaTooLarge { size })
 }
 
-/// memberlist options for `config`: the profile's timings plus the optional gossip key.
+/// memberlist options for `config`: the profile's timings plus the optional gossip keys.
 fn options(config: &MembershipConfig) -> Options {
     let options = config.profile.options();
     match config.gossip_key {
         // All four are needed: with only a key, memberlist silently sends plaintext.
         Some(key) => options
             .with_primary_key(SecretKey::Aes256(key))
+            .with_secret_keys(
+                config
+                    .extra_gossip_keys
+                    .iter()
+                    .map(|k| SecretKey::Aes256(*k))
+                    .collect::<SecretKeys>(),
+            )
             .with_encryption_algo(EncryptionAlgorithm::NoPadding)
             .with_gossip_verify_incoming(true)
             .with_gossip_verify_outgoing(true),

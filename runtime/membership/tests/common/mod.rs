@@ -29,6 +29,7 @@ pub fn config(name: &str, seeds: &[SocketAddr]) -> MembershipConfig {
         meta: meta(name, 50_000),
         profile: Profile::Local,
         gossip_key: None,
+        extra_gossip_keys: Vec::new(),
     }
 }
 
