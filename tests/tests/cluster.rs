@@ -5,26 +5,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use steinadler_core::{InvokeError, Term};
 use steinadler_node::wire::RemoteError;
-use steinadler_node::{Client, Node, NodeResult};
+use steinadler_node::{Node, NodeResult};
 use steinadler_test_modules as m;
 
-async fn start(name: &str, zone: &str, seed: Option<&Node>) -> Node {
-    let mut b = Node::builder().name(name).label("zone", zone);
-    if let Some(seed) = seed {
-        b = b.join(seed.gossip_addr());
-    }
-    b.start()
-        .await
-        .unwrap_or_else(|e| panic!("starting {name}: {e}"))
-}
-
-async fn wait_for_members(nodes: &[&Node], n: usize) {
-    for node in nodes {
-        node.wait_for_members(n, Duration::from_secs(10))
-            .await
-            .unwrap();
-    }
-}
+mod common;
+use common::{client, start, wait_for_members};
 
 async fn cluster() -> (Node, Node, Node) {
     let n1 = start("n1", "a", None).await;
@@ -63,10 +48,10 @@ async fn deploy_once_invoke_on_one_some_and_all() {
     let hello = std::fs::read(m::HELLO).unwrap();
 
     // Deploy to n1 over real gRPC; coordinate from n2, which has never seen the module.
-    let mut c1 = Client::connect(n1.grpc_addr()).await.unwrap();
+    let mut c1 = client(&n1).await;
     let (id, functions) = c1.deploy("hello", &hello).await.unwrap();
     assert_eq!(functions, vec!["greet".to_owned()]);
-    let mut c2 = Client::connect(n2.grpc_addr()).await.unwrap();
+    let mut c2 = client(&n2).await;
     let timeout = Duration::from_secs(5);
 
     let all = c2
@@ -257,7 +242,7 @@ async fn a_16_mib_module_deploys_by_streaming_and_oversize_is_refused() {
         .start()
         .await
         .unwrap();
-    let mut client = Client::connect(node.grpc_addr()).await.unwrap();
+    let mut client = client(&node).await;
     let big = padded(&std::fs::read(m::HELLO).unwrap(), 16 << 20);
     let (id, functions) = client.deploy("big-hello", &big).await.unwrap();
     assert_eq!(id, steinadler_core::ModuleId::of(&big));
@@ -357,6 +342,30 @@ mod fake_peer {
         ) -> Result<Response<pb::PingReply>, Status> {
             Err(Status::unimplemented("fake"))
         }
+        async fn get_ca(
+            &self,
+            _: Request<pb::GetCaRequest>,
+        ) -> Result<Response<pb::GetCaReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn join(
+            &self,
+            _: Request<pb::JoinRequest>,
+        ) -> Result<Response<pb::JoinReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn gossip_key(
+            &self,
+            _: Request<pb::GossipKeyRequest>,
+        ) -> Result<Response<pb::GossipKeyReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn rotate_gossip_key(
+            &self,
+            _: Request<pb::RotateGossipKeyRequest>,
+        ) -> Result<Response<pb::RotateGossipKeyReply>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
     }
 
     pub(super) async fn serve(bytes: Vec<u8>) -> String {
@@ -373,7 +382,13 @@ mod fake_peer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_body_that_does_not_match_its_hash_is_refused() {
-    let node = Node::builder().name("victim").start().await.unwrap();
+    // Insecure, so that a raw client and a plaintext fake peer can reach it.
+    let node = Node::builder()
+        .name("victim")
+        .insecure()
+        .start()
+        .await
+        .unwrap();
     let hello = std::fs::read(m::HELLO).unwrap();
     // The liar serves `math` when asked for `hello`.
     let liar = fake_peer::serve(std::fs::read(m::MATH).unwrap()).await;
@@ -444,6 +459,7 @@ async fn concurrent_calls_that_need_a_missing_module_share_one_fetch() {
 async fn past_its_limit_a_node_answers_resource_exhausted_and_keeps_serving() {
     let node = Node::builder()
         .name("tight")
+        .insecure()
         .configure(|c| {
             c.max_concurrent = 1;
             c.max_queued = 0;

@@ -9,15 +9,18 @@ use steinadler_node::{Node, Target};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // A first node, and a second that joins it by its gossip address.
+    // A first node creates a cluster: a CA, its certificate and a join token. A second node
+    // joins through it with that token and runs mutual TLS from then on.
     let first = Node::builder()
         .name("first")
         .label("role", "demo")
         .start()
         .await?;
+    let token = first.join_token().ok_or("the first node made no token")?;
     let second = Node::builder()
         .name("second")
-        .join(first.gossip_addr())
+        .seed(first.grpc_addr())
+        .token(token)
         .start()
         .await?;
     first.wait_for_members(2, Duration::from_secs(10)).await?;

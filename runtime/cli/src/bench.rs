@@ -1,16 +1,18 @@
 //! `steinadler bench`: the remote-invoke hot path next to its baselines, in one run.
 //!
 //! Everything runs in this process on one tokio runtime, over real loopback sockets: a raw TCP
-//! echo, a bare tonic unary echo (the node's `Ping`), a remote invoke of the `noop` module from
-//! node n1 on node n2, and a fan-out to all 5 nodes. Each is measured at 1, 16 and 64 calls in
-//! flight, reporting p50, p99 and calls/s.
+//! echo, then on a 5-node cluster in plaintext and again with mutual TLS: a bare tonic unary echo
+//! (the node's `Ping`), a remote invoke of the `noop` module from node n1 on node n2, and a
+//! fan-out to all 5 nodes. Each is measured at 1, 16 and 64 calls in flight, reporting p50, p99
+//! and calls/s.
 
 use crate::Failure;
 use anyhow::anyhow;
 use clap::Args;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use steinadler_node::{Client, Node, Target};
+use steinadler_node::{Client, ClientAuth, Node, Target};
+use steinadler_security::{ClientCredentials, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, Args)]
@@ -25,54 +27,89 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let n1 = Node::builder().name("n1").start().await?;
-    let mut nodes = vec![];
-    for i in 2..=5 {
-        nodes.push(
-            Node::builder()
-                .name(format!("n{i}"))
-                .join(n1.gossip_addr())
-                .start()
-                .await?,
-        );
-    }
-    n1.wait_for_members(5, Duration::from_secs(10)).await?;
-    n1.deploy("noop", steinadler_test_modules::NOOP_WASM)
-        .await?;
-    let n1 = Arc::new(n1);
-    let to_n2 = Target::Node("n2".into());
-    let noop_args = steinadler_core::Term::List(vec![]).encode();
-    // Warm: every node fetches and compiles the module once.
-    n1.invoke(&Target::All, "noop", "noop", &noop_args).await?;
-
-    let tcp = tcp_echo_server().await?;
-    let ping = Client::connect(nodes[0].grpc_addr()).await?;
     println!(
-        "{:<32} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "{:<36} {:>9} {:>10} {:>10} {:>10} {:>10}",
         "benchmark", "in flight", "p50", "p99", "max", "calls/s"
     );
-    let scenarios = [
-        ("raw TCP echo, 64 B", Scenario::Tcp(tcp)),
-        ("tonic unary echo (Ping), 64 B", Scenario::Ping(ping)),
-        (
-            "remote invoke noop, n1 -> n2",
-            Scenario::Invoke(n1.clone(), to_n2, noop_args.clone()),
-        ),
-        (
-            "fan-out noop, n1 -> all 5",
-            Scenario::Invoke(n1.clone(), Target::All, noop_args),
-        ),
-    ];
-    for (label, scenario) in &scenarios {
-        for inflight in [1, 16, 64] {
-            measure(label, scenario, inflight, args.calls).await?;
+    let tcp = Scenario::Tcp(tcp_echo_server().await?);
+    for inflight in [1, 16, 64] {
+        measure("raw TCP echo, 64 B", &tcp, inflight, args.calls).await?;
+    }
+    // The same cluster twice: plaintext, then mutual TLS with the cluster cookie.
+    for secure in [false, true] {
+        let mode = if secure { "mTLS" } else { "plain" };
+        let (nodes, ping) = start_cluster(secure).await?;
+        let n1 = nodes[0].clone();
+        let noop_args = steinadler_core::Term::List(vec![]).encode();
+        // Warm: every node fetches and compiles the module once.
+        n1.invoke(&Target::All, "noop", "noop", &noop_args).await?;
+        let scenarios = [
+            (
+                format!("tonic unary Ping, 64 B ({mode})"),
+                Scenario::Ping(ping),
+            ),
+            (
+                format!("remote invoke noop, n1->n2 ({mode})"),
+                Scenario::Invoke(n1.clone(), Target::Node("n2".into()), noop_args.clone()),
+            ),
+            (
+                format!("fan-out noop, n1->all 5 ({mode})"),
+                Scenario::Invoke(n1.clone(), Target::All, noop_args),
+            ),
+        ];
+        for (label, scenario) in &scenarios {
+            for inflight in [1, 16, 64] {
+                measure(label, scenario, inflight, args.calls).await?;
+            }
+        }
+        for n in &nodes {
+            n.shutdown().await;
         }
     }
-    n1.shutdown().await;
-    for n in &nodes {
-        n.shutdown().await;
-    }
     Ok(())
+}
+
+/// Five nodes with `noop` deployed on n1, and a client of n2 for the Ping baseline.
+async fn start_cluster(secure: bool) -> anyhow::Result<(Vec<Arc<Node>>, Client)> {
+    let builder = |name: String| {
+        let b = Node::builder().name(name);
+        if secure { b } else { b.insecure() }
+    };
+    let n1 = builder("n1".into()).start().await?;
+    let token = n1.join_token();
+    let mut nodes = vec![Arc::new(n1)];
+    for i in 2..=5 {
+        let mut b = builder(format!("n{i}")).seed(nodes[0].grpc_addr());
+        if let Some(token) = &token {
+            b = b.token(token.clone());
+        }
+        nodes.push(Arc::new(b.start().await?));
+    }
+    nodes[0]
+        .wait_for_members(5, Duration::from_secs(10))
+        .await?;
+    nodes[0]
+        .deploy("noop", steinadler_test_modules::NOOP_WASM)
+        .await?;
+    let auth = match &token {
+        None => ClientAuth::Insecure,
+        Some(token) => {
+            let joined = steinadler_node::request_certificate(
+                nodes[0].grpc_addr(),
+                &token.parse()?,
+                Role::Client,
+                "bench",
+            )
+            .await?;
+            ClientAuth::Certificate(Arc::new(ClientCredentials {
+                ca_cert_pem: joined.reply.ca_cert_pem,
+                cert_pem: joined.reply.cert_pem,
+                key_pem: joined.key_pem,
+            }))
+        }
+    };
+    let ping = Client::connect(nodes[1].grpc_addr(), &auth).await?;
+    Ok((nodes, ping))
 }
 
 /// What one call is.
@@ -103,7 +140,7 @@ async fn measure(
     samples.sort();
     let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
     println!(
-        "{label:<32} {inflight:>9} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.0}",
+        "{label:<36} {inflight:>9} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.0}",
         pct(50),
         pct(99),
         samples[samples.len() - 1],

@@ -1,29 +1,14 @@
 //! `steinadler deploy`, `invoke` and `nodes`: commands that talk to a running node.
 
+use crate::auth::NodeAddr;
 use crate::{Failure, parse};
 use anyhow::anyhow;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 use steinadler_core::{Term, json};
+use steinadler_node::NodeResult;
 use steinadler_node::wire::RemoteError;
-use steinadler_node::{Client, NodeResult};
-
-/// Which node to talk to.
-#[derive(Debug, Args)]
-pub(crate) struct NodeAddr {
-    /// The gRPC address of any node in the cluster.
-    #[arg(long, env = "STEINADLER_NODE", default_value = "127.0.0.1:7100")]
-    node: String,
-}
-
-impl NodeAddr {
-    async fn connect(&self) -> Result<Client, Failure> {
-        Client::connect(&self.node)
-            .await
-            .map_err(|e| Failure::Runtime(e.into()))
-    }
-}
 
 #[derive(Debug, Args)]
 pub(crate) struct DeployArgs {
@@ -161,14 +146,15 @@ pub(crate) struct NodesArgs {
 
 pub(crate) async fn nodes(args: NodesArgs) -> Result<(), Failure> {
     let mut client = args.node.connect().await?;
-    let members = client
+    let reply = client
         .members()
         .await
         .map_err(|e| Failure::Runtime(anyhow!("listing members failed: {e}")))?;
+    let status = if reply.insecure { "insecure" } else { "alive" };
     let mut rows = Vec::new();
-    for m in &members {
+    for m in &reply.members {
         // The module index travels over gRPC, not gossip: ask each node.
-        let modules = match Client::connect(&m.grpc_addr).await {
+        let modules = match args.node.connect_to(&m.grpc_addr).await {
             Ok(mut c) => match c.modules().await {
                 Ok(reply) => reply
                     .modules
@@ -193,20 +179,17 @@ pub(crate) async fn nodes(args: NodesArgs) -> Result<(), Failure> {
         let list: Vec<_> = rows
             .iter()
             .map(|(name, addr, labels, modules)| {
-                serde_json::json!({"name": name, "address": addr, "status": "alive", "labels": labels, "modules": modules})
+                serde_json::json!({"name": name, "address": addr, "status": status, "labels": labels, "modules": modules})
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else {
         println!(
-            "{:<12} {:<22} {:<7} {:<20} MODULES",
+            "{:<12} {:<22} {:<8} {:<20} MODULES",
             "NAME", "ADDRESS", "STATUS", "LABELS"
         );
         for (name, addr, labels, modules) in rows {
-            println!(
-                "{name:<12} {addr:<22} {:<7} {labels:<20} {modules}",
-                "alive"
-            );
+            println!("{name:<12} {addr:<22} {status:<8} {labels:<20} {modules}");
         }
     }
     Ok(())

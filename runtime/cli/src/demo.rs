@@ -3,33 +3,47 @@
 
 use crate::Failure;
 use anyhow::anyhow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use steinadler_core::Term;
-use steinadler_node::{Client, Node, NodeResult};
+use steinadler_node::{Client, ClientAuth, Node, NodeResult};
+use steinadler_security::{ClientCredentials, Role};
 
 pub(crate) async fn run() -> Result<(), Failure> {
     demo().await.map_err(Failure::Runtime)
 }
 
 async fn demo() -> anyhow::Result<()> {
-    println!("starting a 3-node cluster on 127.0.0.1 ...");
+    println!("starting a 3-node cluster on 127.0.0.1, secured by token join ...");
     let n1 = Node::builder()
         .name("n1")
         .label("zone", "a")
         .start()
         .await?;
+    let token = n1
+        .join_token()
+        .ok_or_else(|| anyhow!("n1 created no join token"))?;
+    println!(
+        "  n1 created a cluster CA and a join token ({}...)",
+        &token[..12]
+    );
     let n2 = Node::builder()
         .name("n2")
         .label("zone", "a")
-        .join(n1.gossip_addr())
+        .seed(n1.grpc_addr())
+        .token(token.clone())
         .start()
         .await?;
     let n3 = Node::builder()
         .name("n3")
         .label("zone", "b")
-        .join(n1.gossip_addr())
+        .seed(n1.grpc_addr())
+        .token(token.clone())
         .start()
         .await?;
+    println!(
+        "  n2 and n3 checked n1's CA against the token, got certificates, and joined over mutual TLS"
+    );
     let nodes = [&n1, &n2, &n3];
     for (node, zone) in nodes.iter().zip(["a", "a", "b"]) {
         println!(
@@ -48,7 +62,18 @@ async fn demo() -> anyhow::Result<()> {
         started.elapsed()
     );
 
-    let mut client = Client::connect(n1.grpc_addr()).await?;
+    // The demo's CLI user logs in with the same token, as `steinadler login` does.
+    let joined =
+        steinadler_node::request_certificate(n1.grpc_addr(), &token.parse()?, Role::Client, "demo")
+            .await?;
+    let creds = ClientCredentials {
+        ca_cert_pem: joined.reply.ca_cert_pem,
+        cert_pem: joined.reply.cert_pem,
+        key_pem: joined.key_pem,
+    };
+    let mut client =
+        Client::connect(n1.grpc_addr(), &ClientAuth::Certificate(Arc::new(creds))).await?;
+    println!("  the demo user logged in: it holds a client certificate from the cluster CA");
     let (id, _) = client
         .deploy("hello", steinadler_test_modules::HELLO_WASM)
         .await?;

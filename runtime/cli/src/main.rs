@@ -4,8 +4,10 @@
 //! the library crates (`steinadler-host` runs functions). Exit codes: 0 success, 1 a function or
 //! runtime error, 2 a usage error.
 
+mod auth;
 mod bench;
 mod client_cmd;
+mod cluster_cmd;
 mod demo;
 mod node_cmd;
 mod parse;
@@ -35,6 +37,11 @@ enum Command {
     Invoke(client_cmd::InvokeArgs),
     /// List the cluster's live nodes.
     Nodes(client_cmd::NodesArgs),
+    /// Cluster security: offline PKI, join tokens, gossip key rotation.
+    #[command(subcommand)]
+    Cluster(cluster_cmd::ClusterCommand),
+    /// Get a client certificate from a node with a join token; later commands use it.
+    Login(cluster_cmd::LoginArgs),
     /// Start a local 3-node cluster, deploy `hello`, invoke it on one, some and all nodes.
     Demo,
     /// Measure remote invoke next to a raw TCP echo and a bare gRPC echo, in one run.
@@ -88,6 +95,8 @@ async fn run_async(command: Command) -> Result<(), Failure> {
         Command::Deploy(args) => client_cmd::deploy(args).await,
         Command::Invoke(args) => client_cmd::invoke(args).await,
         Command::Nodes(args) => client_cmd::nodes(args).await,
+        Command::Cluster(cmd) => cluster_cmd::run(cmd).await,
+        Command::Login(args) => cluster_cmd::login(args).await,
         Command::Demo => demo::run().await,
         Command::Bench(args) => bench::run(args).await,
     }
@@ -97,6 +106,9 @@ async fn run_async(command: Command) -> Result<(), Failure> {
 /// node events show at info, everything else at warn; `RUST_LOG` overrides it.
 fn init_tracing(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
+    // memberlist logs an ERROR whenever a metadata broadcast finishes after the update call
+    // stopped waiting for it (its receiver is gone). Nothing is lost; the update was gossiped.
+    let default_filter = format!("{default_filter},memberlist_core::broadcast=off");
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     tracing_subscriber::fmt()

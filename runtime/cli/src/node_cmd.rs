@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use steinadler_node::{NodeBuilder, NodeConfig};
+use steinadler_node::{NodeBuilder, NodeConfig, SecurityMode};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum NodeCommand {
@@ -30,10 +30,20 @@ pub(crate) struct StartArgs {
     /// The gossip address [default: 127.0.0.1:7101].
     #[arg(long)]
     gossip: Option<SocketAddr>,
-    /// A gossip address to join, repeatable. `dns:NAME:PORT` joins every A/AAAA record of NAME
-    /// (a Kubernetes headless service, for example).
+    /// The gRPC address of a running member to join through, repeatable. `dns:NAME:PORT` tries
+    /// every A/AAAA record of NAME (a Kubernetes headless service, for example).
     #[arg(long)]
     join: Vec<String>,
+    /// The join token a member printed (`steinadler cluster token`); the first start of a new
+    /// node uses it to get its certificate.
+    #[arg(long, env = "STEINADLER_TOKEN")]
+    token: Option<String>,
+    /// Use the certificates in DIR (from `steinadler cluster issue`) instead of a token.
+    #[arg(long, conflicts_with_all = ["token", "insecure"])]
+    secure: Option<PathBuf>,
+    /// Run without TLS or authentication. Anyone who reaches the ports controls the node.
+    #[arg(long, conflicts_with = "token")]
+    insecure: bool,
     /// A label `k=v`, repeatable.
     #[arg(long)]
     label: Vec<String>,
@@ -54,6 +64,9 @@ struct FileConfig {
     #[serde(default)]
     labels: BTreeMap<String, String>,
     data_dir: Option<PathBuf>,
+    secure: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
 }
 
 pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
@@ -70,11 +83,26 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Runtime(anyhow!(e).context(format!("cannot start node {name}"))))?;
     println!(
-        "node {} serving gRPC on {} and gossip on {}",
+        "node {} serving gRPC on {} and gossip on {}{}",
         node.name(),
         node.grpc_addr(),
-        node.gossip_addr()
+        node.gossip_addr(),
+        if node.is_secure() {
+            " (mutual TLS)"
+        } else {
+            " (INSECURE: plaintext, unauthenticated)"
+        }
     );
+    if node.created_cluster()
+        && let Some(token) = node.join_token()
+    {
+        println!(
+            "created a new cluster. Join token (keep it secret):\n  {token}\n\
+             add a node:    steinadler node start --name NAME --join {addr} --token {token}\n\
+             log in a user: steinadler login --node {addr} --token {token}",
+            addr = node.grpc_addr()
+        );
+    }
     wait_for_signal().await;
     tracing::info!("shutting down: leaving the cluster and draining calls");
     node.shutdown().await;
@@ -119,9 +147,23 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
         args.join
     };
     for seed in &joins {
-        config.join.extend(resolve_seed(seed).await?);
+        config
+            .seeds
+            .extend(resolve_seed(seed).await?.iter().map(ToString::to_string));
     }
     config.host.data_dir = args.data_dir.or(file.data_dir);
+    config.security = if args.insecure || file.insecure {
+        SecurityMode::Insecure
+    } else if let Some(dir) = args.secure.or(file.secure) {
+        SecurityMode::Dir(dir)
+    } else {
+        if config.host.data_dir.is_none() {
+            tracing::warn!(
+                "no --data-dir: this node's certificate lives in memory only, and a restart makes it a stranger to the cluster"
+            );
+        }
+        SecurityMode::Auto { token: args.token }
+    };
     config.host.node_name = config.name.clone();
     Ok(config)
 }

@@ -1,5 +1,5 @@
-//! Three real `steinadler node start` processes, driven by the real CLI: deploy, invoke on all
-//! and by label, list nodes, and a graceful shutdown on SIGTERM.
+//! Three real `steinadler node start` processes, driven by the real CLI: token join over mutual
+//! TLS, login, deploy, invoke on all and by label, list nodes, and a graceful shutdown on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -10,7 +10,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_steinadler");
 struct NodeProc {
     child: Child,
     grpc: String,
-    gossip: String,
+    /// The join token, printed by a node that created a new cluster.
+    token: Option<String>,
 }
 
 impl Drop for NodeProc {
@@ -20,8 +21,9 @@ impl Drop for NodeProc {
     }
 }
 
-/// Starts a node on free ports and reads the addresses it prints.
-fn start(name: &str, zone: &str, join: Option<&str>) -> NodeProc {
+/// Starts a node on free ports and reads the addresses it prints; with a seed, it joins the
+/// seed's cluster with its token.
+fn start(name: &str, zone: &str, join: Option<&NodeProc>) -> NodeProc {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "node",
@@ -37,11 +39,16 @@ fn start(name: &str, zone: &str, join: Option<&str>) -> NodeProc {
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
     if let Some(seed) = join {
-        cmd.args(["--join", seed]);
+        cmd.args(["--join", &seed.grpc]);
+        cmd.args([
+            "--token",
+            seed.token.as_deref().expect("the seed printed a token"),
+        ]);
     }
     let mut child = cmd.spawn().expect("start a node");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
+    stdout
         .read_line(&mut line)
         .expect("read the node's first line");
     // "node n1 serving gRPC on ADDR and gossip on ADDR"
@@ -51,17 +58,35 @@ fn start(name: &str, zone: &str, join: Option<&str>) -> NodeProc {
         Some(&"serving"),
         "unexpected first line: {line:?}"
     );
-    NodeProc {
-        grpc: words[5].to_owned(),
-        gossip: words[9].to_owned(),
-        child,
-    }
+    assert!(
+        line.contains("(mutual TLS)"),
+        "not secure by default: {line:?}"
+    );
+    let grpc = words[5].to_owned();
+    let token = if join.is_none() {
+        // "created a new cluster. Join token (keep it secret):" then the token.
+        let mut header = String::new();
+        stdout.read_line(&mut header).unwrap();
+        assert!(header.contains("created a new cluster"), "{header:?}");
+        let mut token = String::new();
+        stdout.read_line(&mut token).unwrap();
+        Some(token.trim().to_owned())
+    } else {
+        None
+    };
+    NodeProc { grpc, token, child }
+}
+
+/// Where this test's CLI keeps its login.
+fn config_home() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("steinadler-cli-test-{}", std::process::id()))
 }
 
 fn cli(node: &NodeProc, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env("STEINADLER_NODE", &node.grpc)
+        .env("XDG_CONFIG_HOME", config_home())
         .output()
         .expect("run the CLI")
 }
@@ -74,8 +99,19 @@ fn ok(o: &Output) -> String {
 #[test]
 fn three_processes_deploy_invoke_list_and_stop() {
     let n1 = start("n1", "a", None);
-    let n2 = start("n2", "a", Some(&n1.gossip));
-    let n3 = start("n3", "b", Some(&n1.gossip));
+    let n2 = start("n2", "a", Some(&n1));
+    let n3 = start("n3", "b", Some(&n1));
+
+    // Without a login the CLI says what to do.
+    let o = cli(&n2, &["nodes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("steinadler login"),
+        "{o:?}"
+    );
+    let token = n1.token.clone().unwrap();
+    let login = ok(&cli(&n1, &["login", "--token", &token, "--name", "tester"]));
+    assert!(login.contains("logged in as tester"), "{login}");
 
     // Wait until n2 sees all three.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -160,12 +196,13 @@ fn three_processes_deploy_invoke_list_and_stop() {
         let status = node.child.wait().unwrap();
         assert!(status.success(), "{status:?}");
     }
+    let _ = std::fs::remove_dir_all(config_home());
 }
 
 #[test]
 fn unreachable_node_is_a_clear_error() {
     let o = Command::new(BIN)
-        .args(["nodes", "--node", "127.0.0.1:1"])
+        .args(["nodes", "--node", "127.0.0.1:1", "--insecure"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));

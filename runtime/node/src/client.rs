@@ -1,11 +1,13 @@
 //! [`Client`]: talks to one node, for the CLI and any Rust program.
 
 use crate::coordinator::NodeResult;
-use crate::peers;
+use crate::tls::{self, ClientTls};
 use crate::wire;
+use std::sync::Arc;
 use steinadler_core::ModuleId;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_client::NodeClient;
+use steinadler_security::{ANY_NODE_SERVER_NAME, ClientCredentials, CookieSigner, Material};
 use tonic::transport::Channel;
 
 /// Deploy chunks are this large, so a module of any size streams within message limits.
@@ -16,6 +18,21 @@ const CHUNK: usize = 1 << 20;
 pub struct Client {
     inner: NodeClient<Channel>,
     addr: String,
+    /// Signs node-only requests when the client holds a node's material.
+    signer: Option<Arc<CookieSigner>>,
+}
+
+/// How a [`Client`] proves who it is.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// Plaintext, for clusters started with `--insecure`.
+    Insecure,
+    /// Mutual TLS with a client certificate, from `steinadler login` or
+    /// `steinadler cluster issue-client`. Enough to deploy, invoke and inspect.
+    Certificate(Arc<ClientCredentials>),
+    /// Mutual TLS with a node's own certificate and cluster cookie, read from its security
+    /// directory: for operator actions such as rotating the gossip key.
+    Node(Arc<Material>),
 }
 
 /// A failed client call.
@@ -23,41 +40,71 @@ pub struct Client {
 pub enum ClientError {
     /// The node could not be reached.
     #[error(
-        "cannot reach a node at {addr}: {source}. Is it running? Pass its gRPC address with --node or STEINADLER_NODE"
+        "cannot reach a node at {addr}: {detail}. Is it running? Pass its gRPC address with --node or STEINADLER_NODE"
     )]
     Connect {
         /// The address tried.
         addr: String,
-        /// The cause.
-        source: tonic::transport::Error,
+        /// The cause, with its chain (a certificate problem shows only there).
+        detail: String,
     },
+    /// The credentials could not be used.
+    #[error(transparent)]
+    Security(#[from] steinadler_security::SecurityError),
     /// The node refused or failed the request.
     #[error("{}", .0.message())]
     Status(#[from] tonic::Status),
 }
 
 impl Client {
-    /// Connects to the node's gRPC address, like `127.0.0.1:7100`.
+    /// Connects to the node's gRPC address, like `127.0.0.1:7100`. With a certificate, the node
+    /// must present a node certificate from the same cluster CA.
     ///
     /// # Errors
     ///
-    /// [`ClientError::Connect`] if nothing answers there.
-    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
-        let connect_err = |source| ClientError::Connect {
-            addr: addr.to_owned(),
-            source,
+    /// [`ClientError::Connect`] if nothing answers there or the TLS handshake fails.
+    pub async fn connect(addr: &str, auth: &ClientAuth) -> Result<Self, ClientError> {
+        let (tls, signer) = match auth {
+            ClientAuth::Insecure => (ClientTls::Off, None),
+            ClientAuth::Certificate(c) => (
+                ClientTls::On {
+                    config: steinadler_security::client_config(
+                        &c.ca_cert_pem,
+                        Some((&c.cert_pem, &c.key_pem)),
+                    )?,
+                    server_name: ANY_NODE_SERVER_NAME.to_owned(),
+                },
+                None,
+            ),
+            ClientAuth::Node(m) => (
+                ClientTls::On {
+                    config: steinadler_security::client_config(
+                        &m.ca_cert_pem,
+                        Some((&m.cert_pem, &m.key_pem)),
+                    )?,
+                    server_name: ANY_NODE_SERVER_NAME.to_owned(),
+                },
+                Some(Arc::new(CookieSigner::new(&m.secret))),
+            ),
         };
-        let channel = peers::endpoint(addr)
-            .map_err(connect_err)?
-            .connect()
+        let channel = tls::connect(addr, tls)
             .await
-            .map_err(connect_err)?;
+            .map_err(|e| ClientError::Connect {
+                addr: addr.to_owned(),
+                detail: tls::chain(&e),
+            })?;
         Ok(Self {
             inner: NodeClient::new(channel)
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20),
             addr: addr.to_owned(),
+            signer,
         })
+    }
+
+    /// The generated gRPC client on this client's connection, for calls this type does not wrap.
+    pub fn raw(&self) -> NodeClient<Channel> {
+        self.inner.clone()
     }
 
     /// The address this client talks to.
@@ -145,18 +192,44 @@ impl Client {
             .payload)
     }
 
-    /// The live members, as the node sees them.
+    /// The live members, as the node sees them, and whether the cluster runs insecure.
     ///
     /// # Errors
     ///
     /// The node's refusal.
-    pub async fn members(&mut self) -> Result<Vec<pb::Member>, ClientError> {
+    pub async fn members(&mut self) -> Result<pb::ListMembersReply, ClientError> {
         Ok(self
             .inner
             .list_members(pb::ListMembersRequest {})
             .await?
+            .into_inner())
+    }
+
+    /// Rotates the gossip key on every live node. Needs [`ClientAuth::Node`].
+    ///
+    /// # Errors
+    ///
+    /// `PERMISSION_DENIED` with a client certificate; `ABORTED` naming the nodes that failed a
+    /// step.
+    pub async fn rotate_gossip_key(&mut self) -> Result<Vec<String>, ClientError> {
+        let mut request = tonic::Request::new(pb::RotateGossipKeyRequest {});
+        if let Some(signer) = &self.signer {
+            let value = signer.sign(
+                "/steinadler.v1.Node/RotateGossipKey",
+                &prost::Message::encode_to_vec(request.get_ref()),
+            );
+            if let Ok(value) = value.parse() {
+                request
+                    .metadata_mut()
+                    .insert(steinadler_security::COOKIE_HEADER, value);
+            }
+        }
+        Ok(self
+            .inner
+            .rotate_gossip_key(request)
+            .await?
             .into_inner()
-            .members)
+            .nodes)
     }
 
     /// The modules the node holds.

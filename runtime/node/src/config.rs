@@ -19,6 +19,11 @@ pub struct NodeConfig {
     pub gossip: SocketAddr,
     /// Gossip addresses of nodes to join. Empty for the first node.
     pub join: Vec<SocketAddr>,
+    /// gRPC addresses of running members. The node asks them for the gossip addresses to join,
+    /// and, with a token, for its certificate.
+    pub seeds: Vec<String>,
+    /// How the node secures its links: mutual TLS unless [`SecurityMode::Insecure`].
+    pub security: SecurityMode,
     /// Labels for target selection, like `zone=a`.
     pub labels: BTreeMap<String, String>,
     /// The wasm host's settings, including its data directory.
@@ -52,6 +57,8 @@ impl Default for NodeConfig {
             listen: localhost,
             gossip: localhost,
             join: Vec::new(),
+            seeds: Vec::new(),
+            security: SecurityMode::default(),
             labels: BTreeMap::new(),
             host: HostConfig::default(),
             profile: Profile::Local,
@@ -64,6 +71,30 @@ impl Default for NodeConfig {
             args_cache_ttl: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// How a node secures its links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityMode {
+    /// Mutual TLS with the material in `<data dir>/security`. If there is none yet, a node with
+    /// a `token` gets its certificate from a seed; a node without one creates a new cluster
+    /// (a CA, its certificate, a cluster secret and a join token). Without a data dir the
+    /// material lives in memory only.
+    Auto {
+        /// A join token (`SA1-...`), from `steinadler cluster token` on a member.
+        token: Option<String>,
+    },
+    /// Mutual TLS with the material in this directory, as `steinadler cluster issue` writes it.
+    Dir(PathBuf),
+    /// Plaintext and unauthenticated. The node logs a warning; for trusted networks and
+    /// comparisons only.
+    Insecure,
+}
+
+impl Default for SecurityMode {
+    fn default() -> Self {
+        Self::Auto { token: None }
     }
 }
 
@@ -101,6 +132,32 @@ impl NodeBuilder {
     /// Adds a gossip address to join.
     pub fn join(mut self, addr: SocketAddr) -> Self {
         self.config.join.push(addr);
+        self
+    }
+
+    /// Adds the gRPC address of a running member to join through.
+    pub fn seed(mut self, addr: impl Into<String>) -> Self {
+        self.config.seeds.push(addr.into());
+        self
+    }
+
+    /// Joins an existing cluster with a token (needs a [`seed`](Self::seed)).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.config.security = SecurityMode::Auto {
+            token: Some(token.into()),
+        };
+        self
+    }
+
+    /// Runs without TLS or authentication.
+    pub fn insecure(mut self) -> Self {
+        self.config.security = SecurityMode::Insecure;
+        self
+    }
+
+    /// Uses the security material in `dir` (offline PKI).
+    pub fn secure_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.security = SecurityMode::Dir(dir.into());
         self
     }
 

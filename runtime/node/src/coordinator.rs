@@ -119,7 +119,7 @@ async fn resolve_module(inner: &Inner, module: &str) -> Result<(ModuleId, String
         if member.meta.grpc_addr == inner.grpc_addr {
             continue;
         }
-        let Ok(mut client) = inner.peers.client(&member.meta.grpc_addr).await else {
+        let Ok(mut client) = inner.peer(&member.meta.grpc_addr, &member.name).await else {
             continue;
         };
         let Ok(reply) = client.list_modules(pb::ListModulesRequest {}).await else {
@@ -169,14 +169,7 @@ async fn call_member(
         }
         let mut attempt = 0u32;
         loop {
-            match call_remote(
-                inner,
-                &member.meta.grpc_addr,
-                wire_req.clone(),
-                remaining(deadline),
-            )
-            .await
-            {
+            match call_remote(inner, member, wire_req.clone(), remaining(deadline)).await {
                 Ok(r)
                     if matches!(r.outcome, Err(RemoteError::ArgsMissing))
                         && wire_req.args.is_empty() =>
@@ -224,17 +217,17 @@ const NOT_SENT: &str = "not sent: ";
 
 async fn call_remote(
     inner: &Inner,
-    addr: &str,
+    member: &Member,
     req: pb::InvokeRequest,
     timeout: Duration,
 ) -> Result<NodeResult, Status> {
     let mut client = inner
-        .peers
-        .client(addr)
+        .peer(&member.meta.grpc_addr, &member.name)
         .await
         .map_err(|e| Status::unavailable(format!("{NOT_SENT}{e}")))?;
     let mut request = tonic::Request::new(req);
     request.set_timeout(timeout);
+    inner.security.sign(&mut request, crate::service::INVOKE);
     let reply = client.invoke(request).await?;
     Ok(NodeResult::from_reply(reply.into_inner()))
 }

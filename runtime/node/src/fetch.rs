@@ -8,7 +8,8 @@ use steinadler_core::{InvokeError, ModuleId};
 use steinadler_host::LoadedModule;
 use steinadler_proto::v1 as pb;
 
-/// The module with `id`, loaded locally or fetched from `origin` or a peer.
+/// The module with `id`, loaded locally or fetched from `origin` (the gRPC address of a node
+/// that holds it) or a peer.
 pub(crate) async fn ensure(
     inner: &Inner,
     id: ModuleId,
@@ -31,18 +32,30 @@ async fn fetch_and_load(
     id: ModuleId,
     origin: &str,
 ) -> Result<Arc<LoadedModule>, InvokeError> {
-    let mut sources: Vec<String> = Vec::new();
+    // (gRPC address, node name) as membership claims them; with TLS on, the peer's certificate
+    // must carry that name, so an origin that is no live member cannot be reached securely.
+    let members = inner.membership.members().await;
+    let mut sources: Vec<(String, String)> = Vec::new();
     if !origin.is_empty() && origin != inner.grpc_addr {
-        sources.push(origin.to_owned());
+        let name = members
+            .iter()
+            .find(|m| m.meta.grpc_addr == origin)
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        sources.push((origin.to_owned(), name));
     }
-    for member in inner.membership.members().await {
-        if member.meta.grpc_addr != inner.grpc_addr && !sources.contains(&member.meta.grpc_addr) {
-            sources.push(member.meta.grpc_addr);
+    for member in members {
+        if member.meta.grpc_addr != inner.grpc_addr
+            && !sources
+                .iter()
+                .any(|(addr, _)| *addr == member.meta.grpc_addr)
+        {
+            sources.push((member.meta.grpc_addr, member.name));
         }
     }
     let mut failures = Vec::new();
-    for source in &sources {
-        match fetch_from(inner, source, id).await {
+    for (source, name) in &sources {
+        match fetch_from(inner, source, name, id).await {
             Ok(bytes) => {
                 let module = inner.load(bytes).await?;
                 inner
@@ -70,11 +83,19 @@ async fn fetch_and_load(
 
 /// Streams the module from one peer, bounded by the node's module size limit, and checks that
 /// the bytes hash to `id`.
-async fn fetch_from(inner: &Inner, addr: &str, id: ModuleId) -> Result<Vec<u8>, String> {
-    let mut client = inner.peers.client(addr).await.map_err(|e| e.to_string())?;
-    let request = pb::FetchModuleRequest {
+async fn fetch_from(
+    inner: &Inner,
+    addr: &str,
+    name: &str,
+    id: ModuleId,
+) -> Result<Vec<u8>, String> {
+    let mut client = inner.peer(addr, name).await.map_err(|e| e.to_string())?;
+    let mut request = tonic::Request::new(pb::FetchModuleRequest {
         id: id.as_bytes().to_vec().into(),
-    };
+    });
+    inner
+        .security
+        .sign(&mut request, crate::service::FETCH_MODULE);
     let mut stream = client
         .fetch_module(request)
         .await

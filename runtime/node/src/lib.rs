@@ -8,6 +8,9 @@
 //!   retries of transient failures with backoff, admission control (`RESOURCE_EXHAUSTED` past the
 //!   node's limit), content-addressed argument caching, and pulling a missing module from a peer
 //!   with its hash verified;
+//! - security: mutual TLS on every link (the node runs the handshake itself, in `tls`), the
+//!   cluster cookie on node-to-node requests, per-method access rules (`security`), token join
+//!   ([`request_certificate`]), and gossip key rotation;
 //! - [`Client`], which the CLI (or any Rust program) uses to talk to a node;
 //! - the wire conversions ([`wire`]): the one place where core types become proto messages and
 //!   `tonic::Status`.
@@ -37,14 +40,20 @@ mod client;
 mod config;
 mod coordinator;
 mod fetch;
+mod join;
 mod node;
 mod peers;
+mod rotate;
+mod security;
 mod service;
+mod setup;
 mod target;
+mod tls;
 pub mod wire;
 
-pub use client::{Client, ClientError};
-pub use config::{NodeBuilder, NodeConfig};
+pub use client::{Client, ClientAuth, ClientError};
+pub use config::{NodeBuilder, NodeConfig, SecurityMode};
 pub use coordinator::NodeResult;
+pub use join::{JoinError, Joined, request_certificate};
 pub use node::{Node, NodeError, Stats};
 pub use target::{Target, TargetError};

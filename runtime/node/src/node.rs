@@ -4,8 +4,10 @@ use crate::admission::Admission;
 use crate::args::{ArgsCache, SentArgs};
 use crate::config::{NodeBuilder, NodeConfig};
 use crate::coordinator::NodeResult;
-use crate::peers::Peers;
+use crate::peers::{ConnectError, Peers};
+use crate::security::Security;
 use crate::target::Target;
+use crate::tls::ClientTls;
 use crate::wire::{self, RemoteError};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -18,9 +20,11 @@ use steinadler_core::{InvokeError, ModuleId};
 use steinadler_host::{Host, HostError, InvokeLimits, LoadedModule};
 use steinadler_membership::{MemberEvent, Membership, MembershipConfig, MembershipError, NodeMeta};
 use steinadler_proto::v1 as pb;
+use steinadler_proto::v1::node_client::NodeClient;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::Status;
+use tonic::transport::Channel;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,12 @@ pub enum NodeError {
     /// A request named something that does not exist, or the cluster cannot serve it.
     #[error("{0}")]
     Request(String),
+    /// The security material is missing, unreadable or does not fit this node.
+    #[error("{0}")]
+    Security(String),
+    /// Joining with a token failed.
+    #[error(transparent)]
+    Join(#[from] crate::join::JoinError),
 }
 
 /// What the node knows about a module it holds.
@@ -60,6 +70,7 @@ pub(crate) struct Inner {
     pub(crate) host: Arc<Host>,
     pub(crate) membership: Membership,
     pub(crate) peers: Peers,
+    pub(crate) security: Security,
     pub(crate) admission: Admission,
     pub(crate) args: ArgsCache,
     pub(crate) sent: SentArgs,
@@ -77,6 +88,33 @@ pub struct Stats {
     pub args_cache_hits: std::sync::atomic::AtomicU64,
     /// Modules fetched from peers.
     pub modules_fetched: std::sync::atomic::AtomicU64,
+    /// Connections refused during or right after the TLS handshake: plain TCP or HTTP/2, a
+    /// foreign CA, an expired or not-yet-valid certificate.
+    pub rejected_tls: std::sync::atomic::AtomicU64,
+    /// Requests without a client certificate on a method that needs one.
+    pub rejected_unauthenticated: std::sync::atomic::AtomicU64,
+    /// Client certificates on node-only methods.
+    pub rejected_role: std::sync::atomic::AtomicU64,
+    /// Node requests with a wrong, stale or replayed cookie.
+    pub rejected_cookie: std::sync::atomic::AtomicU64,
+    /// Join requests with a bad HMAC, a stale timestamp or a replayed nonce.
+    pub rejected_join: std::sync::atomic::AtomicU64,
+}
+
+impl Stats {
+    /// All rejections of every kind.
+    pub fn rejections(&self) -> u64 {
+        [
+            &self.rejected_tls,
+            &self.rejected_unauthenticated,
+            &self.rejected_role,
+            &self.rejected_cookie,
+            &self.rejected_join,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
 }
 
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
@@ -86,6 +124,8 @@ pub struct Node {
     stop: watch::Sender<bool>,
     server: Mutex<Option<JoinHandle<()>>>,
     ticker: JoinHandle<()>,
+    watcher: JoinHandle<()>,
+    created_cluster: bool,
 }
 
 impl Node {
@@ -106,11 +146,14 @@ impl Node {
             source,
         })?;
         let grpc_addr = local.to_string();
+        let setup = crate::setup::prepare(&config, local).await?;
         let host = Arc::new(Host::new(config.host.clone())?);
+        let mut seeds = config.join.clone();
+        seeds.extend(setup.gossip_seeds.iter().copied());
         let membership = Membership::start(MembershipConfig {
             name: config.name.clone(),
             gossip_addr: config.gossip,
-            seeds: config.join.clone(),
+            seeds,
             meta: NodeMeta {
                 grpc_addr: grpc_addr.clone(),
                 labels: config.labels.clone(),
@@ -118,14 +161,22 @@ impl Node {
                 load: 0,
             },
             profile: config.profile,
-            gossip_key: None,
+            gossip_key: setup.gossip_keys.first().copied(),
+            extra_gossip_keys: setup.gossip_keys.iter().skip(1).copied().collect(),
         })
         .await?;
+        if setup.security.is_secure() && !membership.encryption_enabled() {
+            let _ = membership.shutdown().await;
+            return Err(NodeError::Security(
+                "gossip encryption did not turn on although a key was set; refusing to run with plaintext gossip".into(),
+            ));
+        }
         let inner = Arc::new(Inner {
             grpc_addr,
             host,
             membership,
             peers: Peers::new(config.max_message_bytes),
+            security: setup.security,
             admission: Admission::new(config.max_concurrent, config.max_queued),
             args: ArgsCache::new(config.args_cache_bytes, config.args_cache_ttl),
             sent: SentArgs::new(config.args_cache_ttl / 2),
@@ -140,13 +191,53 @@ impl Node {
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(crate::service::serve(inner.clone(), listener, stopped));
         let ticker = tokio::spawn(advertise(inner.clone()));
-        tracing::info!(node = %inner.config.name, grpc = %inner.grpc_addr, gossip = %inner.membership.gossip_addr(), "node started");
+        let watcher = tokio::spawn(crate::setup::watch_certificates(inner.clone()));
+        tracing::info!(
+            node = %inner.config.name, grpc = %inner.grpc_addr,
+            gossip = %inner.membership.gossip_addr(), secure = inner.security.is_secure(),
+            "node started"
+        );
         Ok(Self {
             inner,
             stop,
             server: Mutex::new(Some(server)),
             ticker,
+            watcher,
+            created_cluster: setup.created,
         })
+    }
+
+    /// Whether links use mutual TLS (false only with [`SecurityMode::Insecure`](crate::SecurityMode)).
+    pub fn is_secure(&self) -> bool {
+        self.inner.security.is_secure()
+    }
+
+    /// A token that admits new nodes and CLI users through this node, if it may sign.
+    pub fn join_token(&self) -> Option<String> {
+        self.inner
+            .security
+            .loaded()
+            .and_then(|l| l.material.token())
+            .map(|t| t.to_string())
+    }
+
+    /// True when this node created a new cluster at start (no material and no token).
+    pub fn created_cluster(&self) -> bool {
+        self.created_cluster
+    }
+
+    /// Re-reads the certificates from disk now, as SIGHUP does.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Security`] if the files cannot be read; the old certificates stay.
+    pub fn reload_certificates(&self) -> Result<(), NodeError> {
+        self.inner
+            .security
+            .reload()
+            .map_err(|e| NodeError::Security(e.to_string()))?;
+        self.inner.peers.clear();
+        Ok(())
     }
 
     /// The node's name.
@@ -249,6 +340,7 @@ impl Node {
             tracing::warn!("in-flight calls did not drain within the timeout");
         }
         self.ticker.abort();
+        self.watcher.abort();
         tracing::info!(node = %self.inner.config.name, "node stopped");
     }
 
@@ -261,10 +353,27 @@ impl Node {
             server.abort();
         }
         self.ticker.abort();
+        self.watcher.abort();
     }
 }
 
 impl Inner {
+    /// A client for the peer `name` at `addr`, over TLS unless the node is insecure.
+    pub(crate) async fn peer(
+        &self,
+        addr: &str,
+        name: &str,
+    ) -> Result<NodeClient<Channel>, ConnectError> {
+        let tls = match self.security.loaded() {
+            None => ClientTls::Off,
+            Some(loaded) => ClientTls::On {
+                config: loaded.client.clone(),
+                server_name: name.to_owned(),
+            },
+        };
+        self.peers.client(addr, name, tls).await
+    }
+
     /// Compiles (or finds) a module off the async threads and records it in the index.
     pub(crate) async fn load(&self, bytes: Vec<u8>) -> Result<Arc<LoadedModule>, InvokeError> {
         let host = self.host.clone();

@@ -1,8 +1,9 @@
-//! Connections to peers: one HTTP/2 channel per address, reused by every call.
+//! Connections to peers: one HTTP/2 channel per address and expected name, reused by every call.
 //!
-//! TLS is a setting of this module alone: the endpoint it builds is the only place a connection
-//! is configured.
+//! [`endpoint`] is the only place a connection's HTTP/2 settings are made; TLS is layered on by
+//! [`crate::tls::connect`].
 
+use crate::tls::{self, ClientTls};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,17 +12,17 @@ use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug)]
 pub(crate) struct Peers {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<(String, String), Channel>>,
     max_message_bytes: usize,
 }
 
 /// A peer could not be connected to; the request was never sent.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to {addr}: {source}")]
+#[error("cannot connect to {addr}: {detail}")]
 pub(crate) struct ConnectError {
     pub(crate) addr: String,
-    #[source]
-    pub(crate) source: tonic::transport::Error,
+    /// The error with its causes (a certificate problem shows up only in the causes).
+    pub(crate) detail: String,
 }
 
 impl Peers {
@@ -32,38 +33,46 @@ impl Peers {
         }
     }
 
-    /// A client for `addr`, connecting first if there is no channel yet.
-    pub(crate) async fn client(&self, addr: &str) -> Result<NodeClient<Channel>, ConnectError> {
+    /// A client for the node `name` at `addr`, connecting first if there is no channel yet.
+    /// With TLS on, the peer's certificate must be issued to `name`.
+    pub(crate) async fn client(
+        &self,
+        addr: &str,
+        name: &str,
+        tls: ClientTls,
+    ) -> Result<NodeClient<Channel>, ConnectError> {
+        let key = (addr.to_owned(), name.to_owned());
         let cached = self
             .channels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(addr)
+            .get(&key)
             .cloned();
         let channel = match cached {
             Some(c) => c,
             None => {
-                let channel = endpoint(addr)
-                    .map_err(|source| ConnectError {
-                        addr: addr.to_owned(),
-                        source,
-                    })?
-                    .connect()
-                    .await
-                    .map_err(|source| ConnectError {
-                        addr: addr.to_owned(),
-                        source,
-                    })?;
+                let channel = tls::connect(addr, tls).await.map_err(|e| ConnectError {
+                    addr: addr.to_owned(),
+                    detail: tls::chain(&e),
+                })?;
                 self.channels
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(addr.to_owned(), channel.clone());
+                    .insert(key, channel.clone());
                 channel
             }
         };
         Ok(NodeClient::new(channel)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes))
+    }
+
+    /// Forgets every channel, so the next calls connect with fresh certificates.
+    pub(crate) fn clear(&self) {
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::coordinator;
 use crate::node::Inner;
+use crate::security::{Access, PeerInfo};
 use crate::target::Target;
 use crate::wire;
 use std::pin::Pin;
@@ -15,11 +16,16 @@ use tonic::{Request, Response, Status, Streaming};
 /// Module bytes per `ModuleChunk` when streaming a module out.
 const CHUNK: usize = 256 << 10;
 
+/// gRPC paths of the node-to-node methods, which the cookie's MAC covers.
+pub(crate) const INVOKE: &str = "/steinadler.v1.Node/Invoke";
+pub(crate) const FETCH_MODULE: &str = "/steinadler.v1.Node/FetchModule";
+pub(crate) const GOSSIP_KEY: &str = "/steinadler.v1.Node/GossipKey";
+
 /// Serves until `stopped` turns true, then drains in-flight calls.
 pub(crate) async fn serve(
     inner: Arc<Inner>,
     listener: tokio::net::TcpListener,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
     let max = inner.config.max_message_bytes;
     let api = NodeServer::new(Service {
@@ -32,9 +38,6 @@ pub(crate) async fn serve(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(steinadler_proto::FILE_DESCRIPTOR_SET)
         .build_v1();
-    // Accepted sockets need TCP_NODELAY set here: `Server::tcp_nodelay` applies only to listeners
-    // tonic binds itself. Without it, replies stalled for 40 ms (Nagle against delayed ACK).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health)
@@ -42,13 +45,26 @@ pub(crate) async fn serve(
     if let Ok(reflection) = reflection {
         router = router.add_service(reflection);
     }
+    let mut stop = stopped.clone();
     let shutdown = async move {
-        let _ = stopped.wait_for(|s| *s).await;
+        let _ = stop.wait_for(|s| *s).await;
     };
-    if let Err(e) = router
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-    {
+    let served = if inner.security.is_secure() {
+        let incoming = crate::tls::incoming(inner.clone(), listener, stopped);
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+    } else {
+        // Accepted sockets need TCP_NODELAY set here: `Server::tcp_nodelay` applies only to
+        // listeners tonic binds itself. Without it, replies stalled for 40 ms (Nagle against
+        // delayed ACK). The TLS accept loop sets it too.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+    };
+    if let Err(e) = served {
         tracing::error!(node = %inner.config.name, "the gRPC server stopped: {e}");
     }
 }
@@ -56,6 +72,33 @@ pub(crate) async fn serve(
 #[derive(Debug)]
 struct Service {
     inner: Arc<Inner>,
+}
+
+impl Service {
+    /// See [`crate::security::Security::authorize`].
+    fn authorize<T: prost::Message>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        access: Access,
+    ) -> Result<Option<steinadler_security::Identity>, Status> {
+        self.inner.security.authorize(
+            request,
+            method,
+            access,
+            &self.inner.stats,
+            prost::Message::encode_to_vec,
+        )
+    }
+}
+
+fn remote_of<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<PeerInfo>()
+        .map(|p| p.remote.to_string())
+        .or_else(|| request.remote_addr().map(|a| a.to_string()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 type ModuleStream = Pin<Box<dyn Stream<Item = Result<pb::ModuleChunk, Status>> + Send>>;
@@ -66,6 +109,13 @@ impl NodeApi for Service {
         &self,
         request: Request<Streaming<pb::DeployChunk>>,
     ) -> Result<Response<pb::DeployReply>, Status> {
+        self.inner.security.authorize(
+            &request,
+            "/steinadler.v1.Node/Deploy",
+            Access::Client,
+            &self.inner.stats,
+            |_| Vec::new(),
+        )?;
         let mut stream = request.into_inner();
         let mut name = String::new();
         let mut expected = None;
@@ -114,6 +164,7 @@ impl NodeApi for Service {
         &self,
         request: Request<pb::FetchModuleRequest>,
     ) -> Result<Response<Self::FetchModuleStream>, Status> {
+        self.authorize(&request, FETCH_MODULE, Access::Node)?;
         let id = wire::module_id(&request.into_inner().id)?;
         let module = self
             .inner
@@ -136,6 +187,7 @@ impl NodeApi for Service {
         &self,
         request: Request<pb::InvokeRequest>,
     ) -> Result<Response<pb::InvokeReply>, Status> {
+        self.authorize(&request, INVOKE, Access::Node)?;
         self.inner
             .invoke_local(request.into_inner())
             .await
@@ -146,6 +198,7 @@ impl NodeApi for Service {
         &self,
         request: Request<pb::InvokeOnRequest>,
     ) -> Result<Response<pb::InvokeOnReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/InvokeOn", Access::Client)?;
         let req = request.into_inner();
         let target: Target = req
             .target
@@ -173,8 +226,9 @@ impl NodeApi for Service {
 
     async fn list_members(
         &self,
-        _request: Request<pb::ListMembersRequest>,
+        request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/ListMembers", Access::Client)?;
         let members = self.inner.membership.members().await;
         Ok(Response::new(pb::ListMembersReply {
             members: members
@@ -188,6 +242,7 @@ impl NodeApi for Service {
                     load: m.meta.load,
                 })
                 .collect(),
+            insecure: !self.inner.security.is_secure(),
         }))
     }
 
@@ -195,6 +250,7 @@ impl NodeApi for Service {
         &self,
         request: Request<pb::PingRequest>,
     ) -> Result<Response<pb::PingReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/Ping", Access::Client)?;
         Ok(Response::new(pb::PingReply {
             payload: request.into_inner().payload,
         }))
@@ -202,8 +258,9 @@ impl NodeApi for Service {
 
     async fn list_modules(
         &self,
-        _request: Request<pb::ListModulesRequest>,
+        request: Request<pb::ListModulesRequest>,
     ) -> Result<Response<pb::ListModulesReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/ListModules", Access::Client)?;
         let modules = self.inner.modules.lock().unwrap_or_else(|e| e.into_inner());
         Ok(Response::new(pb::ListModulesReply {
             node: self.inner.config.name.clone(),
@@ -217,5 +274,53 @@ impl NodeApi for Service {
                 })
                 .collect(),
         }))
+    }
+
+    async fn get_ca(
+        &self,
+        request: Request<pb::GetCaRequest>,
+    ) -> Result<Response<pb::GetCaReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/GetCa", Access::Public)?;
+        let Some(loaded) = self.inner.security.loaded() else {
+            return Err(Status::failed_precondition(
+                "this node runs --insecure: it has no cluster CA",
+            ));
+        };
+        Ok(Response::new(pb::GetCaReply {
+            ca_cert_pem: loaded.material.ca_cert_pem.clone(),
+        }))
+    }
+
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/Join", Access::Public)?;
+        let remote = remote_of(&request);
+        crate::join::serve(&self.inner, request.into_inner(), &remote)
+            .await
+            .map(Response::new)
+    }
+
+    async fn gossip_key(
+        &self,
+        request: Request<pb::GossipKeyRequest>,
+    ) -> Result<Response<pb::GossipKeyReply>, Status> {
+        self.authorize(&request, GOSSIP_KEY, Access::Node)?;
+        crate::rotate::apply(&self.inner, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn rotate_gossip_key(
+        &self,
+        request: Request<pb::RotateGossipKeyRequest>,
+    ) -> Result<Response<pb::RotateGossipKeyReply>, Status> {
+        self.authorize(
+            &request,
+            "/steinadler.v1.Node/RotateGossipKey",
+            Access::Node,
+        )?;
+        crate::rotate::rotate(&self.inner).await.map(Response::new)
     }
 }

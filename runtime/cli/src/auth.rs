@@ -1,0 +1,74 @@
+//! How CLI commands authenticate to a node: the client certificate `steinadler login` stored,
+//! another credentials directory, or plaintext for `--insecure` clusters.
+
+use crate::Failure;
+use anyhow::anyhow;
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use steinadler_node::{Client, ClientAuth};
+use steinadler_security::ClientCredentials;
+
+/// Which node to talk to, and how.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct NodeAddr {
+    /// The gRPC address of any node in the cluster.
+    #[arg(long, env = "STEINADLER_NODE", default_value = "127.0.0.1:7100")]
+    pub(crate) node: String,
+    /// Talk plaintext, to a cluster started with `--insecure`.
+    #[arg(long, env = "STEINADLER_INSECURE")]
+    pub(crate) insecure: bool,
+    /// A directory with ca.crt, client.crt and client.key [default: the one `steinadler login`
+    /// writes, ~/.config/steinadler].
+    #[arg(long, env = "STEINADLER_CREDENTIALS")]
+    pub(crate) credentials: Option<PathBuf>,
+}
+
+impl NodeAddr {
+    /// The credentials these flags select.
+    pub(crate) fn auth(&self) -> Result<ClientAuth, Failure> {
+        if self.insecure {
+            return Ok(ClientAuth::Insecure);
+        }
+        let dir = match &self.credentials {
+            Some(dir) => dir.clone(),
+            None => default_credentials_dir().map_err(Failure::Usage)?,
+        };
+        if !dir.join("client.crt").exists() {
+            return Err(Failure::Usage(anyhow!(
+                "no client certificate in {}: run `steinadler login --node ADDR --token TOKEN` \
+                 first (a member prints the token with `steinadler cluster token`), pass \
+                 --credentials DIR, or --insecure for a cluster started with --insecure",
+                dir.display()
+            )));
+        }
+        let creds = ClientCredentials::load(&dir).map_err(|e| Failure::Usage(e.into()))?;
+        Ok(ClientAuth::Certificate(Arc::new(creds)))
+    }
+
+    /// Connects to the node.
+    pub(crate) async fn connect(&self) -> Result<Client, Failure> {
+        self.connect_to(&self.node).await
+    }
+
+    /// Connects to another node of the same cluster with the same credentials.
+    pub(crate) async fn connect_to(&self, addr: &str) -> Result<Client, Failure> {
+        let auth = self.auth()?;
+        Client::connect(addr, &auth)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))
+    }
+}
+
+/// `$XDG_CONFIG_HOME/steinadler`, or `~/.config/steinadler`.
+pub(crate) fn default_credentials_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("steinadler"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            anyhow!("neither XDG_CONFIG_HOME nor HOME is set: pass --credentials DIR")
+        })?;
+    Ok(PathBuf::from(home).join(".config").join("steinadler"))
+}

@@ -1,0 +1,238 @@
+//! The node's side of security: its TLS configurations, its identity, the cluster cookie, and
+//! who may call which method.
+//!
+//! The material itself (certificates, keys, the cluster secret) and its cryptography live in
+//! `steinadler-security`; this module decides how a node uses them:
+//! - [`Security::authorize`] is called first by every gRPC method, with the method's [`Access`];
+//! - [`Security::sign`] adds the cookie to every node-to-node request;
+//! - [`Security::reload`] swaps in certificates changed on disk, for new connections.
+//!
+//! With `--insecure` there is no material: every call is allowed and nothing is signed.
+
+use crate::node::Stats;
+use prost::Message;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use steinadler_security::{
+    COOKIE_HEADER, Ca, ClusterSecret, CookieSigner, CookieVerifier, Identity, Material, Role,
+};
+use tonic::{Request, Status};
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone who completes the TLS handshake: joining, before a certificate exists.
+    Public,
+    /// A client or node certificate from the cluster CA: deploy, invoke, inspect.
+    Client,
+    /// A node certificate from the cluster CA, plus the cluster cookie: node-to-node calls.
+    Node,
+}
+
+/// What the TLS handshake established about the caller; the server stores it in each request's
+/// extensions (as its connect info).
+#[derive(Debug, Clone)]
+pub(crate) struct PeerInfo {
+    pub(crate) remote: SocketAddr,
+    pub(crate) identity: Option<Identity>,
+}
+
+/// Certificates and the configurations built from them; replaced whole on reload.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) material: Material,
+    pub(crate) identity: Identity,
+    pub(crate) server: Arc<rustls::ServerConfig>,
+    pub(crate) client: Arc<rustls::ClientConfig>,
+    /// Present on nodes that may sign join requests (they hold the CA key and a token secret).
+    pub(crate) ca: Option<Ca>,
+}
+
+impl Loaded {
+    pub(crate) fn new(material: Material) -> Result<Self, steinadler_security::SecurityError> {
+        let identity = material.identity()?;
+        let server = steinadler_security::server_config(
+            &material.ca_cert_pem,
+            &material.cert_pem,
+            &material.key_pem,
+        )?;
+        let client = steinadler_security::client_config(
+            &material.ca_cert_pem,
+            Some((&material.cert_pem, &material.key_pem)),
+        )?;
+        let ca = match (&material.ca_key_pem, &material.token_secret) {
+            (Some(key), Some(_)) => Some(Ca::from_pem(&material.ca_cert_pem, key)?),
+            _ => None,
+        };
+        Ok(Self {
+            material,
+            identity,
+            server,
+            client,
+            ca,
+        })
+    }
+}
+
+/// The node's security state.
+#[derive(Debug)]
+pub(crate) struct Security {
+    secure: Option<Secure>,
+}
+
+#[derive(Debug)]
+struct Secure {
+    /// Where the material came from, for reloads; `None` when it lives only in memory.
+    dir: Option<PathBuf>,
+    loaded: RwLock<Arc<Loaded>>,
+    signer: CookieSigner,
+    verifier: CookieVerifier,
+    /// Join nonces already used, so a captured join request cannot be replayed.
+    join_nonces: moka::sync::Cache<[u8; 16], ()>,
+}
+
+impl Security {
+    pub(crate) fn insecure() -> Self {
+        Self { secure: None }
+    }
+
+    pub(crate) fn secure(loaded: Loaded, dir: Option<PathBuf>) -> Self {
+        let secret = ClusterSecret::from_bytes(*loaded.material.secret.as_bytes());
+        Self {
+            secure: Some(Secure {
+                dir,
+                signer: CookieSigner::new(&secret),
+                verifier: CookieVerifier::new(&secret),
+                loaded: RwLock::new(Arc::new(loaded)),
+                join_nonces: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(2 * steinadler_security::REPLAY_WINDOW)
+                    .build(),
+            }),
+        }
+    }
+
+    pub(crate) fn is_secure(&self) -> bool {
+        self.secure.is_some()
+    }
+
+    /// The current certificates and configurations; `None` when insecure.
+    pub(crate) fn loaded(&self) -> Option<Arc<Loaded>> {
+        self.secure
+            .as_ref()
+            .map(|s| s.loaded.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Reloads the material from its directory. New connections use it; open ones keep theirs.
+    pub(crate) fn reload(&self) -> Result<bool, steinadler_security::SecurityError> {
+        let Some(secure) = &self.secure else {
+            return Ok(false);
+        };
+        let Some(dir) = &secure.dir else {
+            return Ok(false);
+        };
+        let loaded = Loaded::new(Material::load(dir)?)?;
+        warn_if_expiring(&loaded);
+        *secure.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        Ok(true)
+    }
+
+    /// The directory the material lives in, if any.
+    pub(crate) fn dir(&self) -> Option<&PathBuf> {
+        self.secure.as_ref().and_then(|s| s.dir.as_ref())
+    }
+
+    /// Checks the caller of `method` against `access`; returns its identity (none if insecure).
+    ///
+    /// Every refusal is logged and counted.
+    /// `body` encodes the request message, for the cookie's MAC; only node methods call it.
+    pub(crate) fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        access: Access,
+        stats: &Stats,
+        body: impl FnOnce(&T) -> Vec<u8>,
+    ) -> Result<Option<Identity>, Status> {
+        let Some(secure) = &self.secure else {
+            return Ok(None);
+        };
+        let peer = request.extensions().get::<PeerInfo>();
+        let remote = peer.map_or_else(|| "unknown".to_owned(), |p| p.remote.to_string());
+        let identity = peer.and_then(|p| p.identity.clone());
+        if access == Access::Public {
+            return Ok(identity);
+        }
+        let Some(identity) = identity else {
+            stats
+                .rejected_unauthenticated
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %remote, method, "rejected a request without a client certificate");
+            return Err(Status::unauthenticated(
+                "no client certificate: this node serves only callers with a certificate from its \
+                 cluster CA. Run `steinadler login --node ADDR --token TOKEN` first",
+            ));
+        };
+        if access == Access::Node {
+            if identity.role != Role::Node {
+                stats.rejected_role.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %remote, caller = %identity.name, method, "rejected a client certificate on a node-only method");
+                return Err(Status::permission_denied(format!(
+                    "{} holds a client certificate; only nodes may call {method}",
+                    identity.name
+                )));
+            }
+            let header = request
+                .metadata()
+                .get(COOKIE_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let body = body(request.get_ref());
+            if let Err(e) = secure.verifier.verify(method, &body, header) {
+                stats.rejected_cookie.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %remote, caller = %identity.name, method, "rejected a node request: {e}");
+                return Err(Status::unauthenticated(e.to_string()));
+            }
+        }
+        Ok(Some(identity))
+    }
+
+    /// Adds the cluster cookie to a node-to-node request.
+    pub(crate) fn sign<T: Message>(&self, request: &mut Request<T>, method: &str) {
+        let Some(secure) = &self.secure else {
+            return;
+        };
+        let value = secure
+            .signer
+            .sign(method, &request.get_ref().encode_to_vec());
+        if let Ok(value) = value.parse() {
+            request.metadata_mut().insert(COOKIE_HEADER, value);
+        }
+    }
+
+    /// Records a join nonce; false if it was seen before.
+    pub(crate) fn fresh_join_nonce(&self, nonce: [u8; 16]) -> bool {
+        let Some(secure) = &self.secure else {
+            return false;
+        };
+        secure.join_nonces.entry(nonce).or_insert(()).is_fresh()
+    }
+}
+
+/// Logs a warning when the node's certificate expires within two weeks.
+pub(crate) fn warn_if_expiring(loaded: &Loaded) {
+    let left = loaded
+        .identity
+        .not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    if left <= steinadler_security::EXPIRY_WARNING {
+        tracing::warn!(
+            name = %loaded.identity.name,
+            days_left = left.as_secs() / 86_400,
+            "this node's certificate expires within 14 days; issue a new one (`steinadler cluster issue`) and replace node.crt and node.key: the node reloads them without a restart"
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! TLS on the wire: the server's accept loop and the client's connector.
+//!
+//! The node runs the TLS handshake itself instead of leaving it to tonic, for three reasons:
+//! every refused handshake (plain TCP, a foreign CA, an expired certificate) is logged and
+//! counted; the configuration can be swapped without a restart; and the verified peer identity
+//! is read once per connection and handed to every request as its connect info
+//! ([`PeerInfo`]).
+
+use crate::node::Inner;
+use crate::security::PeerInfo;
+use hyper_util::rt::TokioIo;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tonic::transport::server::Connected;
+
+/// A handshake that takes longer than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many handshakes run at once, so a flood cannot exhaust the node.
+const MAX_HANDSHAKES: usize = 256;
+
+/// An accepted, handshaken TLS connection.
+#[derive(Debug)]
+pub(crate) struct TlsConn {
+    io: tokio_rustls::server::TlsStream<TcpStream>,
+    info: PeerInfo,
+}
+
+impl Connected for TlsConn {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Accepts TCP connections and completes TLS handshakes until `stopped`; yields the good ones.
+pub(crate) fn incoming(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsConn>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        loop {
+            let (tcp, remote) = tokio::select! {
+                _ = async { stopped.wait_for(|s| *s).await.is_ok() } => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                inner.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %remote, "dropped a connection: {MAX_HANDSHAKES} TLS handshakes are already in progress");
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let inner = inner.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let Some(loaded) = inner.security.loaded() else {
+                    return;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(loaded.server.clone());
+                let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                let io = match result {
+                    Ok(Ok(io)) => io,
+                    Ok(Err(e)) => {
+                        inner.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %remote, "rejected a TLS connection: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        inner.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %remote, "rejected a TLS connection: no handshake within {HANDSHAKE_TIMEOUT:?}");
+                        return;
+                    }
+                };
+                let identity = match io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                    None => None,
+                    Some(cert) => match steinadler_security::identity_of(cert) {
+                        Ok(identity) => Some(identity),
+                        Err(e) => {
+                            inner.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(peer = %remote, "rejected a TLS connection: unusable client certificate: {e}");
+                            return;
+                        }
+                    },
+                };
+                tracing::debug!(peer = %remote, identity = ?identity, "TLS connection accepted");
+                let _ = tx
+                    .send(Ok(TlsConn {
+                        io,
+                        info: PeerInfo { remote, identity },
+                    }))
+                    .await;
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// How a client connection is secured.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientTls {
+    /// Plaintext (`--insecure` clusters).
+    Off,
+    /// TLS with `config`, checking that the server's certificate is valid for `server_name`:
+    /// a node's name, or `steinadler_security::ANY_NODE_SERVER_NAME`.
+    On {
+        config: Arc<rustls::ClientConfig>,
+        server_name: String,
+    },
+}
+
+/// Connects a channel to `addr`, with TLS as `tls` says.
+pub(crate) async fn connect(
+    addr: &str,
+    tls: ClientTls,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let endpoint = crate::peers::endpoint(addr)?;
+    let (config, server_name) = match tls {
+        ClientTls::Off => return endpoint.connect().await,
+        ClientTls::On {
+            config,
+            server_name,
+        } => (config, server_name),
+    };
+    let addr = addr.to_owned();
+    let connector = tower::service_fn(move |_uri: http::Uri| {
+        let config = config.clone();
+        let server_name = server_name.clone();
+        let addr = addr.clone();
+        async move {
+            let name =
+                rustls::pki_types::ServerName::try_from(server_name.clone()).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{server_name:?} is not a valid TLS server name"),
+                    )
+                })?;
+            let tcp = TcpStream::connect(&addr).await?;
+            tcp.set_nodelay(true)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok::<_, io::Error>(TokioIo::new(tls))
+        }
+    });
+    endpoint.connect_with_connector(connector).await
+}
+
+/// An error with its causes, for messages: tonic's transport errors say only "transport error"
+/// at the top.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

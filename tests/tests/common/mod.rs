@@ -1,0 +1,53 @@
+//! Shared by the cluster tests: nodes that join with a token over mutual TLS, as users run them,
+//! and clients that log in with the same token.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+use steinadler_node::{Client, ClientAuth, Node};
+use steinadler_security::{ClientCredentials, Role};
+
+/// Starts `name`; with a seed, it joins the seed's cluster with the seed's token.
+pub async fn start(name: &str, zone: &str, seed: Option<&Node>) -> Node {
+    let mut b = Node::builder().name(name).label("zone", zone);
+    if let Some(seed) = seed {
+        b = b
+            .seed(seed.grpc_addr())
+            .token(seed.join_token().expect("the seed can sign joins"));
+    }
+    b.start()
+        .await
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"))
+}
+
+pub async fn wait_for_members(nodes: &[&Node], n: usize) {
+    for node in nodes {
+        node.wait_for_members(n, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+}
+
+/// Client credentials from `node`, as `steinadler login` gets them.
+pub async fn login(node: &Node, user: &str) -> ClientAuth {
+    let token = node.join_token().expect("the node can sign joins");
+    let joined = steinadler_node::request_certificate(
+        node.grpc_addr(),
+        &token.parse().unwrap(),
+        Role::Client,
+        user,
+    )
+    .await
+    .unwrap();
+    ClientAuth::Certificate(Arc::new(ClientCredentials {
+        ca_cert_pem: joined.reply.ca_cert_pem,
+        cert_pem: joined.reply.cert_pem,
+        key_pem: joined.key_pem,
+    }))
+}
+
+/// A logged-in client of `node`.
+pub async fn client(node: &Node) -> Client {
+    let auth = login(node, "tester").await;
+    Client::connect(node.grpc_addr(), &auth).await.unwrap()
+}
