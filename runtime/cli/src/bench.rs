@@ -1,10 +1,10 @@
 //! `steinadler bench`: the remote-invoke hot path next to its baselines, in one run.
 //!
 //! Everything runs in this process on one tokio runtime, over real loopback sockets: a raw TCP
-//! echo, then on a 5-node cluster in plaintext and again with mutual TLS: a bare tonic unary echo
-//! (the node's `Ping`), a remote invoke of the `noop` module from node n1 on node n2, and a
-//! fan-out to all 5 nodes. Each is measured at 1, 16 and 64 calls in flight, reporting p50, p99
-//! and calls/s.
+//! echo, then, on a 5-node plaintext cluster and a 5-node mutual-TLS cluster side by side, a bare
+//! tonic unary echo (the node's `Ping`), a remote invoke of the `noop` module from node n1 on node
+//! n2, and a fan-out to all 5 nodes. Each is measured at 1, 16 and 64 calls in flight, in rounds
+//! that alternate between the two clusters, reporting the median round's p50, p99 and calls/s.
 
 use crate::Failure;
 use anyhow::anyhow;
@@ -20,6 +20,9 @@ pub(crate) struct BenchArgs {
     /// Calls per measurement.
     #[arg(long, default_value_t = 4000)]
     calls: usize,
+    /// Rounds per figure; plaintext and mTLS alternate, and each figure is the median round.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
@@ -27,46 +30,95 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    println!(
-        "{:<36} {:>9} {:>10} {:>10} {:>10} {:>10}",
-        "benchmark", "in flight", "p50", "p99", "max", "calls/s"
-    );
     let tcp = Scenario::Tcp(tcp_echo_server().await?);
-    for inflight in [1, 16, 64] {
-        measure("raw TCP echo, 64 B", &tcp, inflight, args.calls).await?;
-    }
-    // The same cluster twice: plaintext, then mutual TLS with the cluster cookie.
-    for secure in [false, true] {
-        let mode = if secure { "mTLS" } else { "plain" };
-        let (nodes, ping) = start_cluster(secure).await?;
-        let n1 = nodes[0].clone();
-        let noop_args = steinadler_core::Term::List(vec![]).encode();
+    // Two clusters side by side: plaintext, and mutual TLS with the cluster cookie. Their
+    // measurements alternate, so that drift in this noisy machine hits both alike.
+    let (plain_nodes, plain_ping) = start_cluster(false).await?;
+    let (tls_nodes, tls_ping) = start_cluster(true).await?;
+    let noop_args = steinadler_core::Term::List(vec![]).encode();
+    for n in [&plain_nodes[0], &tls_nodes[0]] {
         // Warm: every node fetches and compiles the module once.
-        n1.invoke(&Target::All, "noop", "noop", &noop_args).await?;
-        let scenarios = [
-            (
-                format!("tonic unary Ping, 64 B ({mode})"),
-                Scenario::Ping(ping),
-            ),
-            (
-                format!("remote invoke noop, n1->n2 ({mode})"),
-                Scenario::Invoke(n1.clone(), Target::Node("n2".into()), noop_args.clone()),
-            ),
-            (
-                format!("fan-out noop, n1->all 5 ({mode})"),
-                Scenario::Invoke(n1.clone(), Target::All, noop_args),
-            ),
-        ];
-        for (label, scenario) in &scenarios {
-            for inflight in [1, 16, 64] {
-                measure(label, scenario, inflight, args.calls).await?;
+        n.invoke(&Target::All, "noop", "noop", &noop_args).await?;
+    }
+    let invoke = |nodes: &[Arc<Node>], target: Target| {
+        Scenario::Invoke(nodes[0].clone(), target, noop_args.clone())
+    };
+    let pairs = [
+        (
+            "tonic unary Ping, 64 B",
+            Scenario::Ping(plain_ping),
+            Scenario::Ping(tls_ping),
+        ),
+        (
+            "remote invoke noop, n1->n2",
+            invoke(&plain_nodes, Target::Node("n2".into())),
+            invoke(&tls_nodes, Target::Node("n2".into())),
+        ),
+        (
+            "fan-out noop, n1->all 5",
+            invoke(&plain_nodes, Target::All),
+            invoke(&tls_nodes, Target::All),
+        ),
+    ];
+    println!(
+        "{:<28} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "benchmark", "flight", "p50", "p99", "calls/s", "mTLS p50", "mTLS /s"
+    );
+    for inflight in [1, 16, 64] {
+        let figures = median(args.rounds, || measure(&tcp, inflight, args.calls)).await?;
+        println!(
+            "{:<28} {inflight:>6} {:>10.1?} {:>10.1?} {:>10.0}",
+            "raw TCP echo, 64 B", figures.p50, figures.p99, figures.rate
+        );
+    }
+    for (label, plain, tls) in &pairs {
+        for inflight in [1, 16, 64] {
+            let mut plain_rounds = Vec::new();
+            let mut tls_rounds = Vec::new();
+            for _ in 0..args.rounds.max(1) {
+                plain_rounds.push(measure(plain, inflight, args.calls).await?);
+                tls_rounds.push(measure(tls, inflight, args.calls).await?);
             }
+            let p = Figures::median_of(plain_rounds);
+            let t = Figures::median_of(tls_rounds);
+            println!(
+                "{label:<28} {inflight:>6} {:>10.1?} {:>10.1?} {:>10.0} {:>10.1?} {:>10.0}",
+                p.p50, p.p99, p.rate, t.p50, t.rate
+            );
         }
-        for n in &nodes {
-            n.shutdown().await;
-        }
+    }
+    for n in plain_nodes.iter().chain(&tls_nodes) {
+        n.shutdown().await;
     }
     Ok(())
+}
+
+/// One measurement's figures.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    rate: f64,
+}
+
+impl Figures {
+    /// The round with the median throughput.
+    fn median_of(mut rounds: Vec<Figures>) -> Figures {
+        rounds.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        rounds[rounds.len() / 2]
+    }
+}
+
+async fn median<F, Fut>(rounds: usize, mut f: F) -> anyhow::Result<Figures>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Figures>>,
+{
+    let mut all = Vec::new();
+    for _ in 0..rounds.max(1) {
+        all.push(f().await?);
+    }
+    Ok(Figures::median_of(all))
 }
 
 /// Five nodes with `noop` deployed on n1, and a client of n2 for the Ping baseline.
@@ -120,13 +172,8 @@ enum Scenario {
     Invoke(Arc<Node>, Target, Vec<u8>),
 }
 
-/// Runs `calls` calls from `inflight` concurrent workers and prints the figures.
-async fn measure(
-    label: &str,
-    scenario: &Scenario,
-    inflight: usize,
-    calls: usize,
-) -> anyhow::Result<()> {
+/// Runs `calls` calls from `inflight` concurrent workers.
+async fn measure(scenario: &Scenario, inflight: usize, calls: usize) -> anyhow::Result<Figures> {
     let per_worker = calls.div_ceil(inflight).max(1);
     let started = Instant::now();
     let workers: Vec<_> = (0..inflight)
@@ -139,14 +186,11 @@ async fn measure(
     let wall = started.elapsed();
     samples.sort();
     let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
-    println!(
-        "{label:<36} {inflight:>9} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.0}",
-        pct(50),
-        pct(99),
-        samples[samples.len() - 1],
-        samples.len() as f64 / wall.as_secs_f64()
-    );
-    Ok(())
+    Ok(Figures {
+        p50: pct(50),
+        p99: pct(99),
+        rate: samples.len() as f64 / wall.as_secs_f64(),
+    })
 }
 
 async fn worker(scenario: Scenario, calls: usize) -> anyhow::Result<Vec<Duration>> {

@@ -82,8 +82,8 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
         .start()
         .await
         .map_err(|e| Failure::Runtime(anyhow!(e).context(format!("cannot start node {name}"))))?;
-    println!(
-        "node {} serving gRPC on {} and gossip on {}{}",
+    let mut banner = format!(
+        "node {} serving gRPC on {} and gossip on {}{}\n",
         node.name(),
         node.grpc_addr(),
         node.gossip_addr(),
@@ -96,12 +96,19 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
     if node.created_cluster()
         && let Some(token) = node.join_token()
     {
-        println!(
+        banner.push_str(&format!(
             "created a new cluster. Join token (keep it secret):\n  {token}\n\
              add a node:    steinadler node start --name NAME --join {addr} --token {token}\n\
-             log in a user: steinadler login --node {addr} --token {token}",
+             log in a user: steinadler login --node {addr} --token {token}\n",
             addr = node.grpc_addr()
-        );
+        ));
+    }
+    // One write, and no panic if whoever started the node stopped reading its output.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes());
+        let _ = out.flush();
     }
     wait_for_signal().await;
     tracing::info!("shutting down: leaving the cluster and draining calls");

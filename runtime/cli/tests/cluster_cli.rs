@@ -12,6 +12,9 @@ struct NodeProc {
     grpc: String,
     /// The join token, printed by a node that created a new cluster.
     token: Option<String>,
+    /// Kept open: a node whose stdout is closed must not be disturbed by it, but the test
+    /// should not rely on that.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Drop for NodeProc {
@@ -24,46 +27,53 @@ impl Drop for NodeProc {
 /// Starts a node on free ports and reads the addresses it prints; with a seed, it joins the
 /// seed's cluster with its token.
 fn start(name: &str, zone: &str, join: Option<&NodeProc>) -> NodeProc {
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "node",
-        "start",
-        "--name",
-        name,
-        "--listen",
-        "127.0.0.1:0",
-        "--gossip",
-        "127.0.0.1:0",
-    ])
-    .args(["--label", &format!("zone={zone}")])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    let zone = format!("zone={zone}");
+    let mut args = vec!["--label", &zone];
     if let Some(seed) = join {
-        cmd.args(["--join", &seed.grpc]);
-        cmd.args([
+        args.extend(["--join", &seed.grpc]);
+        args.extend([
             "--token",
             seed.token.as_deref().expect("the seed printed a token"),
         ]);
     }
-    let mut child = cmd.spawn().expect("start a node");
+    start_with(name, &args, join.is_none())
+}
+
+/// Starts `node start --name NAME` with `args` on free ports. A node that creates a new cluster
+/// (`creates`) prints its token on the following lines.
+fn start_with(name: &str, args: &[&str], creates: bool) -> NodeProc {
+    let mut child = Command::new(BIN)
+        .args([
+            "node",
+            "start",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--gossip",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a node");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     stdout
         .read_line(&mut line)
         .expect("read the node's first line");
-    // "node n1 serving gRPC on ADDR and gossip on ADDR"
+    // "node n1 serving gRPC on ADDR and gossip on ADDR (mutual TLS)"
     let words: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(
         words.get(2),
         Some(&"serving"),
         "unexpected first line: {line:?}"
     );
-    assert!(
-        line.contains("(mutual TLS)"),
-        "not secure by default: {line:?}"
-    );
+    let insecure = args.contains(&"--insecure");
+    assert_eq!(line.contains("(mutual TLS)"), !insecure, "{line:?}");
     let grpc = words[5].to_owned();
-    let token = if join.is_none() {
+    let token = if creates {
         // "created a new cluster. Join token (keep it secret):" then the token.
         let mut header = String::new();
         stdout.read_line(&mut header).unwrap();
@@ -74,7 +84,12 @@ fn start(name: &str, zone: &str, join: Option<&NodeProc>) -> NodeProc {
     } else {
         None
     };
-    NodeProc { grpc, token, child }
+    NodeProc {
+        grpc,
+        token,
+        child,
+        _stdout: stdout,
+    }
 }
 
 /// Where this test's CLI keeps its login.
@@ -211,4 +226,96 @@ fn unreachable_node_is_a_clear_error() {
         err.contains("cannot reach a node at 127.0.0.1:1") && err.contains("--node"),
         "{err}"
     );
+}
+
+/// Waits until `node` lists `n` members, using the CLI with `auth` flags.
+fn wait_members(node: &NodeProc, auth: &[&str], n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut args = vec!["nodes", "--json"];
+        args.extend(auth);
+        let out = ok(&cli(node, &args));
+        if out.matches("\"name\"").count() == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "membership did not converge: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn offline_pki_key_rotation_and_insecure_mode() {
+    let dir = std::env::temp_dir().join(format!("steinadler-pki-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let pki = dir.join("pki");
+    let pki_s = pki.to_str().unwrap();
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    ok(&run(&["cluster", "init", pki_s]));
+    let again = run(&["cluster", "init", pki_s]);
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    for name in ["a", "b"] {
+        ok(&run(&[
+            "cluster",
+            "issue",
+            pki_s,
+            name,
+            "--ip",
+            "127.0.0.1",
+        ]));
+    }
+    ok(&run(&["cluster", "issue-client", pki_s, "alice"]));
+    let node_dir = |n: &str| pki.join("nodes").join(n).to_str().unwrap().to_owned();
+    let a = start_with("a", &["--secure", &node_dir("a")], false);
+    let b = start_with("b", &["--secure", &node_dir("b"), "--join", &a.grpc], false);
+    let alice = pki.join("clients").join("alice");
+    let creds = ["--credentials", alice.to_str().unwrap()];
+    wait_members(&a, &creds, 2);
+
+    // Rotation, authorised by a node's own directory; both nodes stay members.
+    let out = ok(&run(&[
+        "cluster",
+        "rotate-gossip-key",
+        "--data-dir",
+        &node_dir("a"),
+        "--node",
+        &a.grpc,
+    ]));
+    assert!(out.contains("rotated the gossip key on 2 nodes"), "{out}");
+    let keys = std::fs::read_to_string(pki.join("nodes").join("b").join("gossip.keys")).unwrap();
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    std::thread::sleep(Duration::from_secs(3));
+    wait_members(&b, &creds, 2);
+    // A client certificate cannot rotate.
+    let o = run(&[
+        "cluster",
+        "rotate-gossip-key",
+        "--data-dir",
+        alice.to_str().unwrap(),
+        "--node",
+        &a.grpc,
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+
+    // Offline-PKI nodes hold no CA key, so they print no token.
+    let o = run(&["cluster", "token", "--data-dir", &node_dir("a")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no token secret"),
+        "{o:?}"
+    );
+
+    // An insecure node says so, and a secure client does not talk to it.
+    let c = start_with("c", &["--insecure"], false);
+    let table = ok(&cli(&c, &["nodes", "--insecure"]));
+    assert!(table.contains("insecure"), "{table}");
+    let o = cli(&c, &["nodes", "--credentials", alice.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    // And a secure node refuses a plaintext client, with a clear error.
+    let o = cli(&a, &["nodes", "--insecure"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    drop((a, b, c));
+    let _ = std::fs::remove_dir_all(&dir);
 }

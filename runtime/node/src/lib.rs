@@ -47,6 +47,7 @@ mod rotate;
 mod security;
 mod service;
 mod setup;
+mod stats;
 mod target;
 mod tls;
 pub mod wire;

@@ -101,7 +101,9 @@ impl fmt::Debug for Ca {
 }
 
 impl Ca {
-    /// Generates a new CA: ECDSA P-256 key, CN "Steinadler cluster CA", valid 10 years,
+    /// Generates a new CA: ECDSA P-256 key, CN "Steinadler cluster CA <8 random hex digits>"
+    /// (so that a certificate from another cluster's CA fails as "unknown issuer", not as a bad
+    /// signature), valid 10 years,
     /// basicConstraints CA with path length 0, key usage keyCertSign and cRLSign.
     ///
     /// # Errors
@@ -111,7 +113,8 @@ impl Ca {
         let key = new_key()?;
         let now = SystemTime::now();
         let mut params = CertificateParams::default();
-        params.distinguished_name = subject(CA_NAME);
+        let tag: [u8; 4] = crate::random_bytes();
+        params.distinguished_name = subject(&format!("{CA_NAME} {}", hex::encode(tag)));
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,

@@ -1,0 +1,89 @@
+//! A peer that serves the wrong bytes for every module: the fetching node must refuse them.
+use std::pin::Pin;
+use steinadler_proto::v1 as pb;
+use steinadler_proto::v1::node_server::{Node as NodeApi, NodeServer};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+pub(super) struct Liar(pub(super) Vec<u8>);
+
+type Chunks = Pin<Box<dyn Stream<Item = Result<pb::ModuleChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeApi for Liar {
+    async fn deploy(
+        &self,
+        _: Request<Streaming<pb::DeployChunk>>,
+    ) -> Result<Response<pb::DeployReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    type FetchModuleStream = Chunks;
+    async fn fetch_module(
+        &self,
+        _: Request<pb::FetchModuleRequest>,
+    ) -> Result<Response<Chunks>, Status> {
+        let chunk = pb::ModuleChunk {
+            data: self.0.clone().into(),
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter([Ok(chunk)]))))
+    }
+    async fn invoke(
+        &self,
+        _: Request<pb::InvokeRequest>,
+    ) -> Result<Response<pb::InvokeReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn invoke_on(
+        &self,
+        _: Request<pb::InvokeOnRequest>,
+    ) -> Result<Response<pb::InvokeOnReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_members(
+        &self,
+        _: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_modules(
+        &self,
+        _: Request<pb::ListModulesRequest>,
+    ) -> Result<Response<pb::ListModulesReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn ping(&self, _: Request<pb::PingRequest>) -> Result<Response<pb::PingReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn get_ca(
+        &self,
+        _: Request<pb::GetCaRequest>,
+    ) -> Result<Response<pb::GetCaReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn join(&self, _: Request<pb::JoinRequest>) -> Result<Response<pb::JoinReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn gossip_key(
+        &self,
+        _: Request<pb::GossipKeyRequest>,
+    ) -> Result<Response<pb::GossipKeyReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn rotate_gossip_key(
+        &self,
+        _: Request<pb::RotateGossipKeyRequest>,
+    ) -> Result<Response<pb::RotateGossipKeyReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+}
+
+pub(super) async fn serve(bytes: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(NodeServer::new(Liar(bytes)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
+}
