@@ -227,7 +227,9 @@ async fn call_remote(
         .map_err(|e| Status::unavailable(format!("{NOT_SENT}{e}")))?;
     let mut request = tonic::Request::new(req);
     request.set_timeout(timeout);
-    inner.security.sign(&mut request, crate::service::INVOKE);
+    inner
+        .security
+        .sign(&mut request, crate::service::INVOKE, &member.name);
     let reply = client.invoke(request).await?;
     Ok(NodeResult::from_reply(reply.into_inner()))
 }

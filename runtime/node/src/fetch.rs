@@ -95,7 +95,7 @@ async fn fetch_from(
     });
     inner
         .security
-        .sign(&mut request, crate::service::FETCH_MODULE);
+        .sign(&mut request, crate::service::FETCH_MODULE, name);
     let mut stream = client
         .fetch_module(request)
         .await

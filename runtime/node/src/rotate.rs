@@ -68,7 +68,7 @@ pub(crate) async fn rotate(inner: &Inner) -> Result<pb::RotateGossipKeyReply, St
                     Err(e) => Err(Status::unavailable(e.to_string())),
                     Ok(mut client) => {
                         let mut request = tonic::Request::new(req);
-                        inner.security.sign(&mut request, GOSSIP_KEY);
+                        inner.security.sign(&mut request, GOSSIP_KEY, &member.name);
                         client.gossip_key(request).await.map(|_| ())
                     }
                 }

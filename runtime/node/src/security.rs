@@ -11,10 +11,11 @@
 
 use crate::node::Stats;
 use prost::Message;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use steinadler_security::{
     COOKIE_HEADER, Ca, ClusterSecret, CookieSigner, CookieVerifier, Identity, Material, Role,
@@ -88,7 +89,10 @@ struct Secure {
     /// Where the material came from, for reloads; `None` when it lives only in memory.
     dir: Option<PathBuf>,
     loaded: RwLock<Arc<Loaded>>,
-    signer: CookieSigner,
+    secret: ClusterSecret,
+    /// One signer per destination node: each receiver's anti-replay window then follows one
+    /// counter that only this node's calls to it advance.
+    signers: Mutex<HashMap<String, CookieSigner>>,
     verifier: CookieVerifier,
     /// Join nonces already used, so a captured join request cannot be replayed.
     join_nonces: moka::sync::Cache<[u8; 16], ()>,
@@ -104,8 +108,9 @@ impl Security {
         Self {
             secure: Some(Secure {
                 dir,
-                signer: CookieSigner::new(&secret),
+                signers: Mutex::new(HashMap::new()),
                 verifier: CookieVerifier::new(&secret),
+                secret,
                 loaded: RwLock::new(Arc::new(loaded)),
                 join_nonces: moka::sync::Cache::builder()
                     .max_capacity(100_000)
@@ -199,14 +204,19 @@ impl Security {
         Ok(Some(identity))
     }
 
-    /// Adds the cluster cookie to a node-to-node request.
-    pub(crate) fn sign<T: Message>(&self, request: &mut Request<T>, method: &str) {
+    /// Adds the cluster cookie to a node-to-node request for the node `peer`.
+    pub(crate) fn sign<T: Message>(&self, request: &mut Request<T>, method: &str, peer: &str) {
         let Some(secure) = &self.secure else {
             return;
         };
-        let value = secure
-            .signer
-            .sign(method, &request.get_ref().encode_to_vec());
+        let body = request.get_ref().encode_to_vec();
+        let value = {
+            let mut signers = secure.signers.lock().unwrap_or_else(|e| e.into_inner());
+            if !signers.contains_key(peer) {
+                signers.insert(peer.to_owned(), CookieSigner::new(&secure.secret));
+            }
+            signers[peer].sign(method, &body)
+        };
         if let Ok(value) = value.parse() {
             request.metadata_mut().insert(COOKIE_HEADER, value);
         }

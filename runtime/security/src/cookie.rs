@@ -5,25 +5,68 @@
 //! Header value: `v1.<ts_ms>.<nonce, 32 hex>.<mac, 64 hex>`, where the MAC is HMAC-SHA256 keyed
 //! by [`ClusterSecret::cookie_key`] over the gRPC method path, the timestamp, the nonce and
 //! SHA-256 of the body, each length-prefixed.
+//!
+//! # Nonces and replay protection
+//!
+//! The 16-byte nonce is a **sender id** (8 random bytes drawn once per [`CookieSigner::new`])
+//! followed by a **counter** (u64 big-endian, starting at 1, incremented atomically per cookie
+//! and shared by a signer's clones). A nonce is therefore unique per signer without any
+//! randomness on the signing path.
+//!
+//! The verifier keeps, per sender id, an IPsec-style anti-replay window (as in RFC 4303
+//! §3.4.3, only wider): the highest counter accepted and a bitmap of the 65 536 counters up to
+//! it (8 KiB). A counter above the highest slides the window; one inside it is accepted once;
+//! one 65 536 or more below the highest is refused as [`AuthError::Replay`], since whether it
+//! was seen can no longer be told. The window absorbs reordering between a sender's concurrent
+//! requests. A signer's counter advances for requests to every destination, so the window
+//! spans the sender's last 65 536 cookies overall: at 80 000 cookies a second, a request
+//! overtaken by everything its node signed in the following 0.8 s is refused.
+//!
+//! Compared with a cache of every nonce seen, this is
+//! - **exact**: nothing is forgotten while it could still be replayed, at any request rate (a
+//!   bounded nonce cache lets an evicted nonce through again once it fills up);
+//! - **O(1)** per request: a hash lookup of the sender and a few bit operations under a mutex
+//!   held briefly (a jump far ahead clears at most the 8 KiB bitmap), with no allocation
+//!   except for a new sender;
+//! - **syscall-free** when signing: no operating-system randomness per cookie.
+//!
+//! Windows are touched only after the timestamp and the MAC check out, so only holders of the
+//! cluster secret can add senders. A sender not seen for more than 2 × [`REPLAY_WINDOW`] is
+//! forgotten (lazily, when a new sender arrives, at most once a second). That is safe: every
+//! cookie of it that was accepted carries a timestamp at most [`REPLAY_WINDOW`] past the moment
+//! it was accepted, so by then all of them fail the timestamp check. At most 16 384 senders
+//! (about 130 MiB of windows) are tracked; a new sender beyond that is refused, rather than
+//! forgetting the state of a known one early. Reaching it takes over 270 new signers a second,
+//! sustained for a minute.
 
-use std::fmt;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use moka::sync::Cache;
 use ring::hmac;
 
-use crate::crypto::{mac, mac_ok, now_ms, random_bytes, sha256, skew_seconds};
+use crate::crypto::{mac, mac_ok, now_ms, random_bytes, sha256, skew_seconds_at};
 use crate::{AuthError, ClusterSecret};
 
 /// The gRPC metadata key that carries the cookie.
 pub const COOKIE_HEADER: &str = "x-steinadler-cookie";
 /// How far a cookie's timestamp may be from the receiver's clock, either way: 30 s.
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(30);
-/// Upper bound on remembered nonces (about 64 MiB at most). Past it the cache evicts, which
-/// could let a replay of an evicted nonce through within the window; at 60 s of retention it
-/// takes over 15 000 requests per second to get there.
-const MAX_NONCES: u64 = 1 << 20;
+/// Counters each sender's anti-replay window covers: 65 536, a bitmap of 8 KiB per sender.
+const WINDOW_BITS: u64 = 1 << 16;
+const WINDOW_WORDS: usize = 1 << 10;
+/// Most senders a verifier tracks at once: at most about 130 MiB of windows.
+const MAX_SENDERS: usize = 16_384;
+/// Least time between two sweeps for idle senders.
+const GC_EVERY_MS: u64 = 1_000;
 const VERSION: &str = "v1";
+
+const _: () = assert!(WINDOW_WORDS as u64 * 64 == WINDOW_BITS);
+
+/// Eight random bytes naming one [`CookieSigner`] (and its clones).
+type SenderId = [u8; 8];
 
 fn window_ms() -> u64 {
     u64::try_from(REPLAY_WINDOW.as_millis()).unwrap_or(u64::MAX)
@@ -42,91 +85,266 @@ fn cookie_mac_fields<R>(
     then(key, &[method.as_bytes(), &ts, nonce, &body_hash])
 }
 
-/// Signs outgoing node-to-node requests.
+fn make_nonce(sender: SenderId, counter: u64) -> [u8; 16] {
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&sender);
+    nonce[8..].copy_from_slice(&counter.to_be_bytes());
+    nonce
+}
+
+fn split_nonce(nonce: &[u8; 16]) -> (SenderId, u64) {
+    let mut sender = [0u8; 8];
+    sender.copy_from_slice(&nonce[..8]);
+    let mut counter = [0u8; 8];
+    counter.copy_from_slice(&nonce[8..]);
+    (sender, u64::from_be_bytes(counter))
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+}
+
+/// Signs outgoing node-to-node requests. Clones share the sender id and the counter, so their
+/// nonces never repeat either.
 #[derive(Clone)]
 pub struct CookieSigner {
     key: hmac::Key,
+    sender: SenderId,
+    counter: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for CookieSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CookieSigner { key: [redacted] }")
+        f.debug_struct("CookieSigner")
+            .field("key", &"[redacted]")
+            .field("sender", &hex::encode(self.sender))
+            .field("next_counter", &self.counter.load(Ordering::Relaxed))
+            .finish()
     }
 }
 
 impl CookieSigner {
-    /// A signer keyed by the secret's cookie key.
+    /// A signer keyed by the secret's cookie key, with a new random sender id. Create one per
+    /// process (or share it): every signer is one more sender for the verifiers to track.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random number generator fails.
     #[must_use]
     pub fn new(secret: &ClusterSecret) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret.cookie_key()),
+            sender: random_bytes(),
+            counter: Arc::new(AtomicU64::new(1)),
         }
     }
 
     /// The header value for a request to `method` (a gRPC path like
     /// "/steinadler.v1.Node/Invoke") carrying `body`.
-    ///
-    /// # Panics
-    ///
-    /// If the operating system's random number generator fails.
     #[must_use]
     pub fn sign(&self, method: &str, body: &[u8]) -> String {
         self.sign_at(method, body, now_ms())
     }
 
     fn sign_at(&self, method: &str, body: &[u8], ts_ms: u64) -> String {
-        let nonce: [u8; 16] = random_bytes();
+        // Uniqueness needs only atomicity; a u64 does not wrap in practice.
+        let counter = self.counter.fetch_add(1, Ordering::Relaxed);
+        let nonce = make_nonce(self.sender, counter);
         let tag = cookie_mac_fields(&self.key, method, ts_ms, &nonce, body, mac);
-        format!(
-            "{VERSION}.{ts_ms}.{}.{}",
-            hex::encode(nonce),
-            hex::encode(tag)
-        )
+        // "v1." + up to 20 digits + "." + 32 hex + "." + 64 hex.
+        let mut out = String::with_capacity(VERSION.len() + 20 + 2 * (16 + 32) + 3);
+        out.push_str(VERSION);
+        // Writing to a String cannot fail.
+        let _ = write!(out, ".{ts_ms}.");
+        push_hex(&mut out, &nonce);
+        out.push('.');
+        push_hex(&mut out, &tag);
+        out
     }
 }
 
-/// Checks incoming node-to-node requests and remembers their nonces. Clones share the nonce
-/// cache, so one verifier (or its clones) must serve all of a node's endpoints.
+/// What a sender's window says about a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Not seen before; now marked as seen.
+    Fresh,
+    /// Inside the window and already seen.
+    Seen,
+    /// At least [`WINDOW_BITS`] below the highest counter seen: too old to tell.
+    TooOld,
+}
+
+/// One sender's anti-replay window: the highest counter seen and, at bit `c % WINDOW_BITS`,
+/// whether counter `c` in `highest - WINDOW_BITS + 1 ..= highest` was seen.
+struct Window {
+    highest: u64,
+    /// The verifier's clock (ms) when the sender was last seen, for dropping idle senders.
+    last_seen_ms: u64,
+    bits: Box<[u64]>,
+}
+
+impl Window {
+    /// A window whose only counter seen is `counter`.
+    fn new(counter: u64, now_ms: u64) -> Self {
+        let mut window = Self {
+            highest: counter,
+            last_seen_ms: now_ms,
+            bits: vec![0; WINDOW_WORDS].into_boxed_slice(),
+        };
+        window.bits[Self::word(counter)] |= Self::mask(counter);
+        window
+    }
+
+    fn word(counter: u64) -> usize {
+        // Below WINDOW_WORDS, so the cast is lossless.
+        ((counter % WINDOW_BITS) / 64) as usize
+    }
+
+    fn mask(counter: u64) -> u64 {
+        1 << (counter % 64)
+    }
+
+    /// Checks `counter` and marks it seen if it is fresh.
+    fn check(&mut self, counter: u64) -> Verdict {
+        if counter > self.highest {
+            let ahead = counter - self.highest;
+            if ahead >= WINDOW_BITS {
+                self.bits.fill(0);
+            } else {
+                // The slots of highest+1 ..= counter held counters that now leave the window.
+                self.clear(self.highest + 1, ahead);
+            }
+            self.highest = counter;
+        } else if self.highest - counter >= WINDOW_BITS {
+            return Verdict::TooOld;
+        }
+        let (word, mask) = (Self::word(counter), Self::mask(counter));
+        if self.bits[word] & mask != 0 {
+            return Verdict::Seen;
+        }
+        self.bits[word] |= mask;
+        Verdict::Fresh
+    }
+
+    /// Clears the bits of counters `first .. first + count` (`count` below [`WINDOW_BITS`]),
+    /// a word at a time.
+    fn clear(&mut self, mut first: u64, mut count: u64) {
+        while count > 0 {
+            let bit = first % 64;
+            let n = (64 - bit).min(count);
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1 << n) - 1) << bit
+            };
+            self.bits[Self::word(first)] &= !mask;
+            first = first.wrapping_add(n);
+            count -= n;
+        }
+    }
+}
+
+/// The windows of all senders seen recently.
+struct Senders {
+    windows: HashMap<SenderId, Window>,
+    /// The verifier's clock (ms) at the last sweep for idle senders.
+    last_gc_ms: u64,
+    max: usize,
+}
+
+impl Senders {
+    /// Checks `counter` from `sender` at time `now_ms`; `None` if the sender is new and there is
+    /// no room to track it.
+    fn check(&mut self, sender: SenderId, counter: u64, now_ms: u64) -> Option<Verdict> {
+        if let Some(window) = self.windows.get_mut(&sender) {
+            window.last_seen_ms = window.last_seen_ms.max(now_ms);
+            return Some(window.check(counter));
+        }
+        // Either way round, so that a clock stepped back does not stop the sweeps.
+        if now_ms.abs_diff(self.last_gc_ms) >= GC_EVERY_MS {
+            self.last_gc_ms = now_ms;
+            let idle_ms = 2 * window_ms();
+            self.windows
+                .retain(|_, w| now_ms <= w.last_seen_ms.saturating_add(idle_ms));
+        }
+        if self.windows.len() >= self.max {
+            return None;
+        }
+        self.windows.insert(sender, Window::new(counter, now_ms));
+        Some(Verdict::Fresh)
+    }
+}
+
+/// Checks incoming node-to-node requests and keeps an anti-replay window per sender. Clones
+/// share the windows, so one verifier (or its clones) must serve all of a node's endpoints.
 #[derive(Clone)]
 pub struct CookieVerifier {
     key: hmac::Key,
-    seen: Cache<[u8; 16], ()>,
+    senders: Arc<Mutex<Senders>>,
 }
 
 impl fmt::Debug for CookieVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CookieVerifier")
             .field("key", &"[redacted]")
-            .field("seen_nonces", &self.seen.entry_count())
+            .field("senders", &self.senders().windows.len())
             .finish()
     }
 }
 
 impl CookieVerifier {
-    /// A verifier keyed by the secret's cookie key, with an empty nonce cache.
+    /// A verifier keyed by the secret's cookie key, tracking no senders yet.
     #[must_use]
     pub fn new(secret: &ClusterSecret) -> Self {
+        Self::with_max_senders(secret, MAX_SENDERS)
+    }
+
+    fn with_max_senders(secret: &ClusterSecret, max: usize) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret.cookie_key()),
-            seen: Cache::builder()
-                .max_capacity(MAX_NONCES)
-                .time_to_live(2 * REPLAY_WINDOW)
-                .build(),
+            senders: Arc::new(Mutex::new(Senders {
+                windows: HashMap::new(),
+                last_gc_ms: 0,
+                max,
+            })),
         }
     }
 
+    fn senders(&self) -> MutexGuard<'_, Senders> {
+        // Every update leaves the windows consistent, so a panic elsewhere cannot corrupt them.
+        self.senders.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Checks the cookie `header` of a request to `method` carrying `body`: format, timestamp
-    /// within [`REPLAY_WINDOW`], MAC (constant time), then that the nonce is new. Nonces are
-    /// remembered only once the MAC checks out, so garbage cannot fill the cache.
+    /// within [`REPLAY_WINDOW`], MAC (constant time), then the nonce against its sender's
+    /// anti-replay window. Senders are tracked only once the MAC checks out, so garbage cannot
+    /// add any.
     ///
     /// # Errors
     ///
     /// [`AuthError::Missing`], [`AuthError::Malformed`], [`AuthError::Skew`],
     /// [`AuthError::BadMac`] or [`AuthError::Replay`], in that order of checking.
+    /// [`AuthError::Replay`] covers both a nonce seen before and one too far behind its
+    /// sender's newest (more than 65 536 cookies back). [`AuthError::Malformed`] also refuses
+    /// a new sender when this node already tracks the most it will.
     pub fn verify(&self, method: &str, body: &[u8], header: Option<&str>) -> Result<(), AuthError> {
+        self.verify_at(method, body, header, now_ms())
+    }
+
+    fn verify_at(
+        &self,
+        method: &str,
+        body: &[u8],
+        header: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let (ts_ms, nonce, tag) = parse(header)?;
-        if let Some(seconds) = skew_seconds(ts_ms, window_ms()) {
+        if let Some(seconds) = skew_seconds_at(ts_ms, window_ms(), now_ms) {
             return Err(AuthError::Skew { seconds });
         }
         let ok = cookie_mac_fields(&self.key, method, ts_ms, &nonce, body, |key, fields| {
@@ -135,10 +353,28 @@ impl CookieVerifier {
         if !ok {
             return Err(AuthError::BadMac);
         }
-        if self.seen.entry(nonce).or_insert(()).is_fresh() {
-            Ok(())
-        } else {
-            Err(AuthError::Replay)
+        let (sender, counter) = split_nonce(&nonce);
+        let verdict = self.senders().check(sender, counter, now_ms);
+        match verdict {
+            Some(Verdict::Fresh) => Ok(()),
+            Some(Verdict::Seen) => Err(AuthError::Replay),
+            Some(Verdict::TooOld) => {
+                tracing::debug!(
+                    sender = %hex::encode(sender),
+                    counter,
+                    "cookie counter is {WINDOW_BITS} or more behind its sender's newest; refused \
+                     as a replay"
+                );
+                Err(AuthError::Replay)
+            }
+            None => Err(AuthError::Malformed(format!(
+                "this node already tracks the most cookie senders it will ({}) seen within \
+                 {} s and refuses new sender {}; retry later, and share one CookieSigner per \
+                 process rather than creating one per request",
+                self.senders().max,
+                2 * REPLAY_WINDOW.as_secs(),
+                hex::encode(sender)
+            ))),
         }
     }
 }
@@ -176,13 +412,44 @@ fn parse(header: &str) -> Result<(u64, [u8; 16], [u8; 32]), AuthError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeSet, HashSet};
+
     use super::*;
 
     const METHOD: &str = "/steinadler.v1.Node/Invoke";
 
+    fn secret() -> ClusterSecret {
+        ClusterSecret::from_bytes([5; 32])
+    }
+
     fn pair() -> (CookieSigner, CookieVerifier) {
-        let secret = ClusterSecret::from_bytes([5; 32]);
-        (CookieSigner::new(&secret), CookieVerifier::new(&secret))
+        (CookieSigner::new(&secret()), CookieVerifier::new(&secret()))
+    }
+
+    fn senders(verifier: &CookieVerifier) -> BTreeSet<SenderId> {
+        verifier.senders().windows.keys().copied().collect()
+    }
+
+    /// A small deterministic generator (xorshift64*), to shuffle without a `rand` dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % u64::try_from(n).unwrap()).unwrap()
+        }
+
+        fn shuffle<T>(&mut self, items: &mut [T]) {
+            for i in (1..items.len()).rev() {
+                items.swap(i, self.below(i + 1));
+            }
+        }
     }
 
     #[test]
@@ -199,6 +466,37 @@ mod tests {
         verifier
             .verify(METHOD, b"body", Some(&signer.sign(METHOD, b"body")))
             .unwrap();
+    }
+
+    #[test]
+    fn header_format_and_nonce_layout() {
+        let (signer, _) = pair();
+        let first = signer.sign_at(METHOD, b"", 1_700_000_000_123);
+        let second = signer.sign_at(METHOD, b"", 1_700_000_000_124);
+        let parts: Vec<&str> = first.split('.').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts[0], "v1");
+        assert_eq!(parts[1], "1700000000123");
+        assert_eq!(parts[2].len(), 32);
+        assert_eq!(parts[3].len(), 64);
+        assert!(
+            parts[2..]
+                .iter()
+                .all(|p| p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        );
+        // Sender id, then the counter big-endian from 1.
+        let sender = hex::encode(signer.sender);
+        assert_eq!(parts[2], format!("{sender}0000000000000001"));
+        assert_eq!(
+            second.split('.').nth(2).unwrap(),
+            format!("{sender}0000000000000002")
+        );
+        // The MAC is over the same fields as before.
+        let nonce = make_nonce(signer.sender, 1);
+        let tag = cookie_mac_fields(&signer.key, METHOD, 1_700_000_000_123, &nonce, b"", mac);
+        assert_eq!(parts[3], hex::encode(tag));
+        // A new signer is a new sender.
+        assert_ne!(CookieSigner::new(&secret()).sender, signer.sender);
     }
 
     #[test]
@@ -219,8 +517,11 @@ mod tests {
             verifier.verify(METHOD, b"c", Some(&cookie)),
             Err(AuthError::BadMac)
         );
-        // The failed attempts did not burn the nonce.
+        // Forged requests added no sender...
+        assert!(senders(&verifier).is_empty());
+        // ... and did not burn the nonce.
         verifier.verify(METHOD, b"b", Some(&cookie)).unwrap();
+        assert_eq!(senders(&verifier), BTreeSet::from([signer.sender]));
     }
 
     #[test]
@@ -242,6 +543,8 @@ mod tests {
             verifier.verify(METHOD, b"", Some(&future)),
             Err(AuthError::Skew { seconds: 59 | 60 })
         ));
+        // Skewed requests added no sender.
+        assert!(senders(&verifier).is_empty());
         // Within the window is fine.
         let near = signer.sign_at(METHOD, b"", now_ms() - 20_000);
         verifier.verify(METHOD, b"", Some(&near)).unwrap();
@@ -272,7 +575,272 @@ mod tests {
                 "{case:?}"
             );
         }
-        verifier.seen.run_pending_tasks();
-        assert_eq!(verifier.seen.entry_count(), 0);
+        assert!(senders(&verifier).is_empty());
+    }
+
+    #[test]
+    fn reordered_burst_is_accepted_once() {
+        let (signer, verifier) = pair();
+        let mut cookies: Vec<String> = (0..1_000).map(|_| signer.sign(METHOD, b"x")).collect();
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        rng.shuffle(&mut cookies);
+        for cookie in &cookies {
+            verifier.verify(METHOD, b"x", Some(cookie)).unwrap();
+        }
+        rng.shuffle(&mut cookies);
+        for cookie in &cookies {
+            assert_eq!(
+                verifier.verify(METHOD, b"x", Some(cookie)),
+                Err(AuthError::Replay)
+            );
+        }
+        assert_eq!(senders(&verifier).len(), 1);
+    }
+
+    #[test]
+    fn counter_far_behind_the_window_is_a_replay() {
+        let (signer, verifier) = pair();
+        let first = signer.sign(METHOD, b""); // counter 1
+        let second = signer.sign(METHOD, b""); // counter 2
+        // Jump the counter so that the newest seen is 1 + WINDOW_BITS.
+        signer.counter.store(1 + WINDOW_BITS, Ordering::Relaxed);
+        verifier
+            .verify(METHOD, b"", Some(&signer.sign(METHOD, b"")))
+            .unwrap();
+        // Counter 1 is exactly WINDOW_BITS behind: too old, never seen or not.
+        assert_eq!(
+            verifier.verify(METHOD, b"", Some(&first)),
+            Err(AuthError::Replay)
+        );
+        // Counter 2 is the oldest one still inside the window: accepted once.
+        verifier.verify(METHOD, b"", Some(&second)).unwrap();
+        assert_eq!(
+            verifier.verify(METHOD, b"", Some(&second)),
+            Err(AuthError::Replay)
+        );
+        // A jump far beyond the window forgets everything behind it.
+        signer.counter.store(u64::MAX / 2, Ordering::Relaxed);
+        verifier
+            .verify(METHOD, b"", Some(&signer.sign(METHOD, b"")))
+            .unwrap();
+        let stale = signer.sign_at(METHOD, b"", now_ms());
+        signer.counter.store(u64::MAX / 2 + 10, Ordering::Relaxed);
+        verifier
+            .verify(METHOD, b"", Some(&signer.sign(METHOD, b"")))
+            .unwrap();
+        verifier.verify(METHOD, b"", Some(&stale)).unwrap();
+    }
+
+    #[test]
+    fn two_senders_interleaved() {
+        let secret = secret();
+        let (a, b) = (CookieSigner::new(&secret), CookieSigner::new(&secret));
+        let verifier = CookieVerifier::new(&secret);
+        // Both counters run from 1; the windows must not mix them up.
+        let mut cookies = Vec::new();
+        for _ in 0..200 {
+            cookies.push(a.sign(METHOD, b"a"));
+            cookies.push(b.sign(METHOD, b"b"));
+        }
+        for (i, cookie) in cookies.iter().enumerate() {
+            let body: &[u8] = if i % 2 == 0 { b"a" } else { b"b" };
+            verifier.verify(METHOD, body, Some(cookie)).unwrap();
+        }
+        for (i, cookie) in cookies.iter().enumerate().rev() {
+            let body: &[u8] = if i % 2 == 0 { b"a" } else { b"b" };
+            assert_eq!(
+                verifier.verify(METHOD, body, Some(cookie)),
+                Err(AuthError::Replay)
+            );
+        }
+        assert_eq!(senders(&verifier), BTreeSet::from([a.sender, b.sender]));
+    }
+
+    #[test]
+    fn clones_never_repeat_a_nonce() {
+        let (signer, verifier) = pair();
+        let clones = [signer.clone(), signer.clone(), signer.clone()];
+        let threads: Vec<_> = clones
+            .into_iter()
+            .map(|clone| {
+                std::thread::spawn(move || {
+                    (0..500)
+                        .map(|_| clone.sign(METHOD, b""))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut cookies: Vec<String> = (0..500).map(|_| signer.sign(METHOD, b"")).collect();
+        for thread in threads {
+            cookies.extend(thread.join().unwrap());
+        }
+        let nonces: HashSet<&str> = cookies
+            .iter()
+            .map(|c| c.split('.').nth(2).unwrap())
+            .collect();
+        assert_eq!(nonces.len(), 2_000);
+        for cookie in &cookies {
+            verifier.verify(METHOD, b"", Some(cookie)).unwrap();
+        }
+        assert_eq!(senders(&verifier), BTreeSet::from([signer.sender]));
+        assert_eq!(signer.counter.load(Ordering::Relaxed), 2_001);
+    }
+
+    #[test]
+    fn idle_senders_are_dropped_after_twice_the_window() {
+        let secret = secret();
+        let verifier = CookieVerifier::new(&secret);
+        let (a, b, c) = (
+            CookieSigner::new(&secret),
+            CookieSigner::new(&secret),
+            CookieSigner::new(&secret),
+        );
+        let t0 = 1_700_000_000_000;
+        let idle = 2 * window_ms();
+        // A's cookie may be timestamped up to the window ahead of the verifier's clock.
+        let a_cookie = a.sign_at(METHOD, b"", t0 + window_ms());
+        verifier
+            .verify_at(METHOD, b"", Some(&a_cookie), t0)
+            .unwrap();
+        // Exactly twice the window later, A is kept (B's arrival sweeps).
+        let t1 = t0 + idle;
+        verifier
+            .verify_at(METHOD, b"", Some(&b.sign_at(METHOD, b"", t1)), t1)
+            .unwrap();
+        assert_eq!(senders(&verifier), BTreeSet::from([a.sender, b.sender]));
+        // Past it, and a sweep interval on, C's arrival drops A but keeps B.
+        let t2 = t1 + GC_EVERY_MS;
+        verifier
+            .verify_at(METHOD, b"", Some(&c.sign_at(METHOD, b"", t2)), t2)
+            .unwrap();
+        assert_eq!(senders(&verifier), BTreeSet::from([b.sender, c.sender]));
+        // A's old cookie cannot come back: its timestamp is out of the window by now.
+        assert!(matches!(
+            verifier.verify_at(METHOD, b"", Some(&a_cookie), t2),
+            Err(AuthError::Skew { .. })
+        ));
+        // A itself may come back with new cookies.
+        verifier
+            .verify_at(METHOD, b"", Some(&a.sign_at(METHOD, b"", t2)), t2)
+            .unwrap();
+        // Sweeps happen at most once per interval: D arriving just after does not drop B.
+        let d = CookieSigner::new(&secret);
+        let t3 = t2 + 1;
+        let before = senders(&verifier);
+        verifier
+            .verify_at(METHOD, b"", Some(&d.sign_at(METHOD, b"", t3)), t3)
+            .unwrap();
+        assert!(before.is_subset(&senders(&verifier)));
+    }
+
+    #[test]
+    fn sender_limit_refuses_new_senders_but_keeps_known_ones() {
+        let secret = secret();
+        let verifier = CookieVerifier::with_max_senders(&secret, 2);
+        let signers: Vec<CookieSigner> = (0..3).map(|_| CookieSigner::new(&secret)).collect();
+        let t0 = 1_700_000_000_000;
+        for signer in &signers[..2] {
+            verifier
+                .verify_at(METHOD, b"", Some(&signer.sign_at(METHOD, b"", t0)), t0)
+                .unwrap();
+        }
+        let refused = signers[2].sign_at(METHOD, b"", t0 + 5_000);
+        let err = verifier
+            .verify_at(METHOD, b"", Some(&refused), t0 + 5_000)
+            .unwrap_err();
+        assert!(matches!(err, AuthError::Malformed(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("tracks the most cookie senders"),
+            "{err}"
+        );
+        // Known senders go on working.
+        verifier
+            .verify_at(
+                METHOD,
+                b"",
+                Some(&signers[0].sign_at(METHOD, b"", t0 + 5_000)),
+                t0 + 5_000,
+            )
+            .unwrap();
+        // Once the others are idle long enough, there is room again.
+        let later = t0 + 5_000 + 2 * window_ms() + 1;
+        verifier
+            .verify_at(
+                METHOD,
+                b"",
+                Some(&signers[2].sign_at(METHOD, b"", later)),
+                later,
+            )
+            .unwrap();
+        assert_eq!(senders(&verifier), BTreeSet::from([signers[2].sender]));
+    }
+
+    /// The window against a plain model (every counter ever accepted, and the highest), over
+    /// random counters around a frontier that moves by small and large steps.
+    #[test]
+    fn window_matches_a_reference_model() {
+        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        let mut window = Window::new(1_000, 0);
+        let mut seen = HashSet::from([1_000u64]);
+        let mut highest = 1_000u64;
+        let mut counts = [0usize; 3];
+        for _ in 0..300_000 {
+            let counter = match rng.below(100) {
+                // Far ahead.
+                0 => highest + WINDOW_BITS + rng.next() % 1_000,
+                // Ahead, sliding part of the window.
+                1..=9 => highest + 1 + rng.next() % (WINDOW_BITS / 2),
+                // Near the edge of the window, either side.
+                10..=29 => (highest + 200).saturating_sub(WINDOW_BITS + rng.next() % 400),
+                // Recent.
+                _ => highest.saturating_sub(rng.next() % 2_000) + rng.next() % 4,
+            };
+            let expected = if counter > highest {
+                Verdict::Fresh
+            } else if highest - counter >= WINDOW_BITS {
+                Verdict::TooOld
+            } else if seen.contains(&counter) {
+                Verdict::Seen
+            } else {
+                Verdict::Fresh
+            };
+            assert_eq!(
+                window.check(counter),
+                expected,
+                "counter {counter}, highest {highest}"
+            );
+            if expected == Verdict::Fresh {
+                seen.insert(counter);
+                highest = highest.max(counter);
+            }
+            counts[expected as usize] += 1;
+        }
+        // Every outcome was exercised.
+        assert!(counts.iter().all(|&n| n > 1_000), "{counts:?}");
+    }
+
+    #[test]
+    fn window_clears_whole_and_partial_words() {
+        let mut window = Window::new(63, 0);
+        for c in 0..63 {
+            assert_eq!(window.check(c), Verdict::Fresh);
+        }
+        // Sliding by 64 + 65 reuses the slots of 0..=128 for 65 536..=65 664; only those
+        // counters' bits may be cleared.
+        assert_eq!(window.check(WINDOW_BITS + 128), Verdict::Fresh);
+        for c in 129..=WINDOW_BITS + 128 {
+            let expected = if c == WINDOW_BITS + 128 {
+                Verdict::Seen
+            } else {
+                Verdict::Fresh
+            };
+            assert_eq!(window.check(c), expected, "{c}");
+        }
+        for c in 0..=128 {
+            assert_eq!(window.check(c), Verdict::TooOld, "{c}");
+        }
+        for c in 129..=WINDOW_BITS + 128 {
+            assert_eq!(window.check(c), Verdict::Seen, "{c}");
+        }
     }
 }

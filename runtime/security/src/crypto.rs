@@ -35,7 +35,11 @@ pub(crate) fn now_ms() -> u64 {
 
 /// `ts_ms - now_ms` in whole seconds, rounded towards zero, if it exceeds `window_ms`.
 pub(crate) fn skew_seconds(ts_ms: u64, window_ms: u64) -> Option<i64> {
-    let now = now_ms();
+    skew_seconds_at(ts_ms, window_ms, now_ms())
+}
+
+/// [`skew_seconds`] against the clock reading `now` (milliseconds since the Unix epoch).
+pub(crate) fn skew_seconds_at(ts_ms: u64, window_ms: u64, now: u64) -> Option<i64> {
     let diff = i128::from(ts_ms) - i128::from(now);
     if diff.unsigned_abs() <= u128::from(window_ms) {
         None

@@ -127,8 +127,10 @@ pub enum AuthError {
     /// The MAC does not match.
     #[error("wrong cluster cookie (the request's MAC does not match this cluster's secret)")]
     BadMac,
-    /// The nonce was seen before.
-    #[error("replayed request (nonce already seen)")]
+    /// The nonce was seen before, or is too far behind the sender's newest.
+    #[error(
+        "replayed request (nonce already seen, or more than 65536 requests behind the sender's newest)"
+    )]
     Replay,
 }
 

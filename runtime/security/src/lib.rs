@@ -8,7 +8,8 @@
 //! - **Cluster secret** ([`ClusterSecret`]): shared by all nodes; gossip and cookie keys derive
 //!   from it.
 //! - **Request cookies** ([`CookieSigner`], [`CookieVerifier`]): an HMAC header on node-to-node
-//!   requests, with a replay window and a nonce cache.
+//!   requests, with a ±30 s timestamp window and a per-sender anti-replay window over nonce
+//!   counters.
 //! - **Files** ([`Material`], [`ClientCredentials`], [`pki`]): node directories, CLI
 //!   credentials and the offline PKI, written atomically with private modes.
 //! - **TLS** ([`server_config`], [`client_config`]): rustls configs on the ring provider,
