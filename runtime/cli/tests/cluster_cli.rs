@@ -319,3 +319,50 @@ fn offline_pki_key_rotation_and_insecure_mode() {
     drop((a, b, c));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_new_token_replaces_the_old_one_on_a_running_node() {
+    let dir = std::env::temp_dir().join(format!("steinadler-token-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("n1");
+    let n1 = start_with("n1", &["--data-dir", data.to_str().unwrap()], true);
+    let first = n1.token.clone().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .output()
+            .unwrap()
+    };
+    let data_s = data.to_str().unwrap();
+    assert_eq!(
+        ok(&run(&["cluster", "token", "--data-dir", data_s])).trim(),
+        first
+    );
+    let second = ok(&run(&["cluster", "token", "--data-dir", data_s, "--new"]))
+        .trim()
+        .to_owned();
+    assert_ne!(second, first);
+    // The node notices the new secret within a few seconds; the old token stops working.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = run(&[
+            "login", "--node", &n1.grpc, "--token", &first, "--name", "late",
+        ]);
+        if o.status.code() == Some(1) {
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("join refused"),
+                "{o:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old token still works");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = ok(&run(&[
+        "login", "--node", &n1.grpc, "--token", &second, "--name", "bob",
+    ]));
+    assert!(out.contains("logged in as bob"), "{out}");
+    drop(n1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -199,7 +199,8 @@ async fn seed_gossip_addrs(seed: &str, tls: ClientTls) -> Result<Vec<SocketAddr>
         .collect())
 }
 
-/// Reloads the certificates when their files change or on SIGHUP, and warns daily about expiry.
+/// Reloads the certificates (and the token secret) when their files change or on SIGHUP, and
+/// warns daily about expiry.
 pub(crate) async fn watch_certificates(inner: Arc<Inner>) {
     let Some(dir) = inner.security.dir().cloned() else {
         return;
@@ -248,7 +249,7 @@ pub(crate) async fn watch_certificates(inner: Arc<Inner>) {
 
 /// Modification times of the files a reload reads.
 fn stamp(dir: &Path) -> Vec<Option<SystemTime>> {
-    ["ca.crt", "node.crt", "node.key"]
+    ["ca.crt", "node.crt", "node.key", "token.secret"]
         .iter()
         .map(|f| {
             std::fs::metadata(PathBuf::from(dir).join(f))
