@@ -6,11 +6,21 @@
 //! - the host calls the function's export with `(ptr, len)`;
 //! - the export returns `(out_ptr << 32) | out_len`, pointing at the result envelope
 //!   `[status, value]`, a two-element MessagePack array.
+//!
+//! Processes (`steinadler::process!`) use the same envelope through [`process_init`] and
+//! [`process_handle`].
 
+use crate::process::{Context, Outcome, Process, article};
 use serde::Serialize;
-use serde::de::{Deserialize, DeserializeOwned, Error as _, SeqAccess};
+use serde::de::{Deserialize, DeserializeOwned, Deserializer, Error as _, SeqAccess, Visitor};
 use std::alloc::Layout;
+use std::any::type_name;
+use std::cell::RefCell;
 use std::fmt;
+use std::marker::PhantomData;
+use std::thread::LocalKey;
+use steinadler_core::codec::{self, DecodeError};
+use steinadler_core::{Pid, Term};
 
 /// Envelope status: the function returned a value.
 pub const STATUS_OK: u8 = 0;
@@ -68,8 +78,7 @@ impl Output {
 
     fn encode<T: Serialize + ?Sized>(status: u8, value: &T) -> Self {
         let mut buf = Self::start(status);
-        let mut ser = rmp_serde::Serializer::new(&mut buf).with_struct_map();
-        match value.serialize(&mut ser) {
+        match write_value(&mut buf, value) {
             Ok(()) => Self { status, buf },
             Err(e) => Self::message(STATUS_BAD_OUTPUT, &format!("cannot encode the result: {e}")),
         }
@@ -110,6 +119,15 @@ impl Output {
     }
 }
 
+/// Appends `value` to `buf`, encoded as every value in an envelope is (structs as maps).
+pub(crate) fn write_value<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), rmp_serde::encode::Error> {
+    let mut ser = rmp_serde::Serializer::new(buf).with_struct_map();
+    value.serialize(&mut ser)
+}
+
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let payload = info
@@ -136,6 +154,15 @@ unsafe fn args<'a>(ptr: u32, len: u32) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len as usize) }
 }
 
+/// Runs `read` on the input bytes the host wrote at `ptr`, then frees them.
+fn take_input<R>(ptr: u32, len: u32, read: impl FnOnce(&[u8]) -> R) -> R {
+    // SAFETY: the host passes the buffer it got from `alloc(len)`.
+    let result = read(unsafe { args(ptr, len) });
+    // SAFETY: the host handed the buffer over; nothing reads it after this.
+    unsafe { steinadler_dealloc(ptr as usize as *mut u8, len) };
+    result
+}
+
 /// Decodes the arguments as the tuple `A`, runs `f`, and packs its output.
 pub fn call<A, F>(ptr: u32, len: u32, f: F) -> u64
 where
@@ -143,11 +170,9 @@ where
     F: FnOnce(A) -> Output,
 {
     install_panic_hook();
-    // SAFETY: the host passes the buffer it got from `alloc(len)`.
-    let bytes = unsafe { args(ptr, len) };
-    let decoded = steinadler_core::codec::from_slice::<A>(bytes, &Default::default());
-    // SAFETY: the host handed the buffer over; nothing reads it after this.
-    unsafe { steinadler_dealloc(ptr as usize as *mut u8, len) };
+    let decoded = take_input(ptr, len, |bytes| {
+        codec::from_slice::<A>(bytes, &Default::default())
+    });
     match decoded {
         Ok(args) => f(args).into_packed(),
         Err(e) => Output::message(STATUS_BAD_ARGUMENTS, &e.to_string()).into_packed(),
@@ -160,10 +185,7 @@ where
     F: FnOnce() -> Output,
 {
     install_panic_hook();
-    // SAFETY: the host passes the buffer it got from `alloc(len)`.
-    let ok = matches!(unsafe { args(ptr, len) }, [] | [0x90] | [0xc0]);
-    // SAFETY: the host handed the buffer over; nothing reads it after this.
-    unsafe { steinadler_dealloc(ptr as usize as *mut u8, len) };
+    let ok = take_input(ptr, len, |bytes| matches!(bytes, [] | [0x90] | [0xc0]));
     if ok {
         f().into_packed()
     } else {
@@ -227,4 +249,600 @@ pub fn expecting(f: &mut fmt::Formatter<'_>, function: &str, params: &[&str]) ->
         "an array of the arguments of {function}({})",
         params.join(", ")
     )
+}
+
+// Processes (`steinadler::process!`): `docs/abi.md`, section *Processes*.
+
+/// The thread-local state slot that `steinadler::process!` declares for its process type.
+pub type Slot<T> = LocalKey<RefCell<Option<T>>>;
+
+thread_local! {
+    /// The process's own pid, from `process_init`.
+    static SELF_PID: RefCell<Option<Pid>> = const { RefCell::new(None) };
+}
+
+/// The `process_init` export: decodes `[args, self_pid]`, runs `T::init`, keeps the state.
+pub fn process_init<T: Process>(ptr: u32, len: u32, slot: &'static Slot<T>) -> u64 {
+    install_panic_hook();
+    let input = take_input(ptr, len, decode_init::<T::Args>);
+    run_init(input, slot).into_packed()
+}
+
+/// The `process_handle` export: decodes `[msg, from, kind]`, runs `T::handle` on the state,
+/// encodes `[reply, stop, sends]`.
+pub fn process_handle<T: Process>(ptr: u32, len: u32, slot: &'static Slot<T>) -> u64 {
+    install_panic_hook();
+    let input = take_input(ptr, len, decode_handle::<T::Msg>);
+    run_handle(input, slot).into_packed()
+}
+
+/// The argument of `process_init`.
+#[derive(Debug)]
+struct InitInput<A> {
+    args: A,
+    self_pid: Pid,
+}
+
+/// The argument of `process_handle`.
+#[derive(Debug)]
+struct HandleInput<M> {
+    msg: M,
+    from: Option<Pid>,
+    call: bool,
+}
+
+/// A decode error as the message of a bad-arguments envelope.
+fn decode_message(e: DecodeError) -> String {
+    match e {
+        // Our own messages: they say what did not fit.
+        DecodeError::Serde(msg) => msg,
+        other => other.to_string(),
+    }
+}
+
+fn decode_init<A: DeserializeOwned>(bytes: &[u8]) -> Result<InitInput<A>, String> {
+    let limits = Default::default();
+    codec::from_slice(bytes, &limits).or_else(|e| {
+        // A spawn argument of `[]` is also nil, for argument types (like `()`) that take nil
+        // but not an empty array; as for functions without arguments.
+        if let [0x92, 0x90, pid @ ..] = bytes {
+            let nil = [&[0x92, 0xc0], pid].concat();
+            if let Ok(input) = codec::from_slice(&nil, &limits) {
+                return Ok(input);
+            }
+        }
+        Err(decode_message(e))
+    })
+}
+
+fn decode_handle<M: DeserializeOwned>(bytes: &[u8]) -> Result<HandleInput<M>, String> {
+    codec::from_slice(bytes, &Default::default()).map_err(decode_message)
+}
+
+/// Fails unless an input array has `want` elements.
+fn check_len<E: serde::de::Error>(len: Option<usize>, want: usize, what: &str) -> Result<(), E> {
+    match len {
+        Some(n) if n != want => Err(E::custom(format_args!(
+            "{what}, an array of {want}, but got an array of {n}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The next element of an input array, or an error naming it.
+fn element<'de, S, T>(seq: &mut S, name: &str) -> Result<T, S::Error>
+where
+    S: SeqAccess<'de>,
+    T: Deserialize<'de>,
+{
+    seq.next_element()?
+        .ok_or_else(|| S::Error::custom(format_args!("missing `{name}`")))
+}
+
+impl<'de, A: DeserializeOwned> Deserialize<'de> for InitInput<A> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<A>(PhantomData<A>);
+        impl<'de, A: DeserializeOwned> Visitor<'de> for V<A> {
+            type Value = InitInput<A>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("process_init's argument, the array [args, self_pid]")
+            }
+
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                check_len(seq.size_hint(), 2, "process_init takes [args, self_pid]")?;
+                let args = seq
+                    .next_element::<A>()
+                    .map_err(|e| {
+                        S::Error::custom(format_args!(
+                            "the spawn arguments do not decode as `{}`: {e}",
+                            type_name::<A>()
+                        ))
+                    })?
+                    .ok_or_else(|| S::Error::custom("missing `args`"))?;
+                let self_pid = match element(&mut seq, "self_pid")? {
+                    Term::Pid(pid) => pid,
+                    other => {
+                        return Err(S::Error::custom(format_args!(
+                            "`self_pid` must be a pid, got {}",
+                            article(other.kind())
+                        )));
+                    }
+                };
+                Ok(InitInput { args, self_pid })
+            }
+        }
+        d.deserialize_seq(V(PhantomData))
+    }
+}
+
+impl<'de, M: DeserializeOwned> Deserialize<'de> for HandleInput<M> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<M>(PhantomData<M>);
+        impl<'de, M: DeserializeOwned> Visitor<'de> for V<M> {
+            type Value = HandleInput<M>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("process_handle's argument, the array [msg, from, kind]")
+            }
+
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                check_len(seq.size_hint(), 3, "process_handle takes [msg, from, kind]")?;
+                let msg = seq
+                    .next_element::<M>()
+                    .map_err(|e| {
+                        S::Error::custom(format_args!(
+                            "the message does not decode as `{}`: {e}",
+                            type_name::<M>()
+                        ))
+                    })?
+                    .ok_or_else(|| S::Error::custom("missing `msg`"))?;
+                let from = match element(&mut seq, "from")? {
+                    Term::Nil => None,
+                    Term::Pid(pid) => Some(pid),
+                    other => {
+                        return Err(S::Error::custom(format_args!(
+                            "`from` must be a pid or nil, got {}",
+                            article(other.kind())
+                        )));
+                    }
+                };
+                let call = match element(&mut seq, "kind")? {
+                    Term::Int(0) => false,
+                    Term::Int(1) => true,
+                    other => {
+                        return Err(S::Error::custom(format_args!(
+                            "`kind` must be 0 (send) or 1 (call), got {other}"
+                        )));
+                    }
+                };
+                Ok(HandleInput { msg, from, call })
+            }
+        }
+        d.deserialize_seq(V(PhantomData))
+    }
+}
+
+fn run_init<T: Process>(
+    input: Result<InitInput<T::Args>, String>,
+    slot: &'static Slot<T>,
+) -> Output {
+    let InitInput { args, self_pid } = match input {
+        Ok(input) => input,
+        Err(msg) => return Output::message(STATUS_BAD_ARGUMENTS, &msg),
+    };
+    let mut ctx = Context::new(self_pid.clone());
+    let state = match T::init(args, &mut ctx) {
+        Ok(state) => state,
+        Err(reason) => return Output::encode(STATUS_GUEST_ERROR, &reason),
+    };
+    let Outcome {
+        stop,
+        sends,
+        send_error,
+    } = ctx.into_parts();
+    if !sends.is_empty() || send_error.is_some() {
+        let msg = "init called ctx.send, which only works in handle: \
+                   a process sends its first messages when it handles its first message";
+        return Output::message(STATUS_GUEST_ERROR, msg);
+    }
+    if stop {
+        let msg = "init called ctx.stop, which only works in handle: \
+                   to refuse to start, return Err(reason) from init";
+        return Output::message(STATUS_GUEST_ERROR, msg);
+    }
+    // A repeated init (the host never does this) replaces the state.
+    slot.with(|s| *s.borrow_mut() = Some(state));
+    SELF_PID.with(|p| *p.borrow_mut() = Some(self_pid));
+    Output::value(())
+}
+
+fn run_handle<T: Process>(
+    input: Result<HandleInput<T::Msg>, String>,
+    slot: &'static Slot<T>,
+) -> Output {
+    let HandleInput { msg, from, call } = match input {
+        Ok(input) => input,
+        Err(msg) => return Output::message(STATUS_BAD_ARGUMENTS, &msg),
+    };
+    let not_started = || {
+        let msg = "process_handle was called before process_init succeeded";
+        Output::message(STATUS_GUEST_ERROR, msg)
+    };
+    let Some(self_pid) = SELF_PID.with(|p| p.borrow().clone()) else {
+        return not_started();
+    };
+    let mut ctx = Context::for_message(self_pid, from, call);
+    let Some(reply) = slot.with(|s| s.borrow_mut().as_mut().map(|st| st.handle(msg, &mut ctx)))
+    else {
+        return not_started();
+    };
+    let outcome = ctx.into_parts();
+    if outcome.stop {
+        // Dropped outside the borrow.
+        let state = slot.with(|s| s.borrow_mut().take());
+        drop(state);
+    }
+    Output::handled(reply.as_ref(), outcome)
+}
+
+impl Output {
+    /// The outcome of one message: `[reply, stop, sends]`, each send `[to, msg]`.
+    fn handled<R: Serialize>(reply: Option<&R>, outcome: Outcome) -> Self {
+        let Outcome {
+            stop,
+            sends,
+            send_error,
+        } = outcome;
+        if let Some(msg) = send_error {
+            return Self::message(STATUS_BAD_OUTPUT, &msg);
+        }
+        let mut buf = Self::start(STATUS_OK);
+        buf.push(0x93); // fixarray of three
+        match reply {
+            None => buf.push(0xc0),
+            Some(reply) => {
+                if let Err(e) = write_value(&mut buf, reply) {
+                    let msg = format!("cannot encode the reply: {e}");
+                    return Self::message(STATUS_BAD_OUTPUT, &msg);
+                }
+            }
+        }
+        buf.push(if stop { 0xc3 } else { 0xc2 });
+        let Ok(count) = u32::try_from(sends.len()) else {
+            return Self::message(STATUS_BAD_OUTPUT, "too many sends for one message");
+        };
+        // Writing into a Vec cannot fail.
+        let _ = rmp::encode::write_array_len(&mut buf, count);
+        for (to, msg) in &sends {
+            buf.push(0x92); // fixarray of two
+            if let Err(e) = write_value(&mut buf, to) {
+                let msg = format!("cannot encode the destination {to}: {e}");
+                return Self::message(STATUS_BAD_OUTPUT, &msg);
+            }
+            buf.extend_from_slice(msg);
+        }
+        Self {
+            status: STATUS_OK,
+            buf,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid() -> Pid {
+        Pid {
+            node: "n1".into(),
+            incarnation: 3,
+            id: 7,
+        }
+    }
+
+    const PID_BYTES: [u8; 9] = [0xc7, 0x06, 0x04, 0x93, 0xa2, b'n', b'1', 0x03, 0x07];
+
+    /// A test process: `["add", n]`, `["send", n]`, `["stop", _]`, `["who", _]`.
+    #[derive(Debug)]
+    struct Acc(i64);
+
+    impl Process for Acc {
+        type Args = i64;
+        type Msg = (String, i64);
+        type Reply = Term;
+
+        fn init(start: i64, ctx: &mut Context) -> Result<Self, String> {
+            match start {
+                s if s < 0 => Err(format!("negative start {s}")),
+                98 => {
+                    ctx.stop();
+                    Ok(Acc(start))
+                }
+                99 => {
+                    ctx.send("x", 1);
+                    Ok(Acc(start))
+                }
+                _ => Ok(Acc(start)),
+            }
+        }
+
+        fn handle(&mut self, (op, n): (String, i64), ctx: &mut Context) -> Option<Term> {
+            match op.as_str() {
+                "add" => {
+                    self.0 += n;
+                    ctx.is_call().then_some(Term::Int(self.0))
+                }
+                "send" => {
+                    ctx.send(ctx.self_pid().clone(), n);
+                    ctx.send("log@n2", ("total", self.0));
+                    None
+                }
+                "stop" => {
+                    ctx.stop();
+                    Some(Term::Int(self.0))
+                }
+                "who" => Some(ctx.from().cloned().map_or(Term::Nil, Term::Pid)),
+                _ => panic!("unknown op {op}"),
+            }
+        }
+    }
+
+    /// Takes `()`, so a spawn argument of nil or `[]`.
+    #[derive(Debug)]
+    struct Unit;
+
+    impl Process for Unit {
+        type Args = ();
+        type Msg = Term;
+        type Reply = ();
+
+        fn init((): (), _: &mut Context) -> Result<Self, String> {
+            Ok(Unit)
+        }
+
+        fn handle(&mut self, _: Term, _: &mut Context) -> Option<()> {
+            None
+        }
+    }
+
+    thread_local! {
+        static ACC: RefCell<Option<Acc>> = const { RefCell::new(None) };
+        static UNIT: RefCell<Option<Unit>> = const { RefCell::new(None) };
+    }
+
+    fn init_acc(args: Term) -> Output {
+        let input = Term::list([args, Term::Pid(pid())]).encode();
+        run_init(decode_init::<i64>(&input), &ACC)
+    }
+
+    fn handle_acc(msg: Term, from: Term, kind: i64) -> Output {
+        let input = Term::list([msg, from, Term::Int(kind)]).encode();
+        run_handle(decode_handle::<(String, i64)>(&input), &ACC)
+    }
+
+    fn op(name: &str, n: i64) -> Term {
+        Term::list([name.into(), n.into()])
+    }
+
+    fn state() -> Option<i64> {
+        ACC.with(|s| s.borrow().as_ref().map(|a| a.0))
+    }
+
+    /// The envelope's status and its value as a Term.
+    fn parts(out: &Output) -> (u8, Term) {
+        match Term::decode(&out.buf).unwrap() {
+            Term::List(items) => match &items[..] {
+                [Term::Int(status), value] => {
+                    assert_eq!(out.status(), *status as u8);
+                    (out.status(), value.clone())
+                }
+                _ => panic!("not an envelope: {items:?}"),
+            },
+            other => panic!("not an envelope: {other}"),
+        }
+    }
+
+    fn message(out: &Output) -> String {
+        match parts(out).1 {
+            Term::String(s) => s,
+            other => panic!("not a message: {other}"),
+        }
+    }
+
+    #[test]
+    fn init_keeps_the_state_and_returns_nil() {
+        let out = init_acc(Term::Int(5));
+        assert_eq!(out.buf, [0x92, 0x00, 0xc0]);
+        assert_eq!(state(), Some(5));
+    }
+
+    #[test]
+    fn the_whole_init_input_bytes_decode() {
+        // [5, <n1.3.7>]
+        let input = [&[0x92, 0x05][..], &PID_BYTES].concat();
+        let out = run_init(decode_init::<i64>(&input), &ACC);
+        assert_eq!(out.buf, [0x92, 0x00, 0xc0]);
+    }
+
+    #[test]
+    fn init_err_is_a_guest_error_carrying_the_reason() {
+        let out = init_acc(Term::Int(-1));
+        assert_eq!(
+            parts(&out),
+            (STATUS_GUEST_ERROR, "negative start -1".into())
+        );
+        assert_eq!(state(), None);
+    }
+
+    #[test]
+    fn init_args_that_do_not_decode_are_bad_arguments() {
+        let out = init_acc("five".into());
+        assert_eq!(out.status(), STATUS_BAD_ARGUMENTS);
+        let msg = message(&out);
+        assert!(
+            msg.contains("the spawn arguments do not decode as `i64`"),
+            "{msg}"
+        );
+        assert_eq!(state(), None);
+
+        let input = Term::list([Term::Int(1), Term::Int(2)]).encode();
+        let out = run_init(decode_init::<i64>(&input), &ACC);
+        assert_eq!(message(&out), "`self_pid` must be a pid, got an int");
+
+        let input = Term::list([Term::Int(1)]).encode();
+        let out = run_init(decode_init::<i64>(&input), &ACC);
+        let msg = message(&out);
+        assert!(msg.contains("process_init takes [args, self_pid]"), "{msg}");
+    }
+
+    #[test]
+    fn unit_args_accept_nil_and_the_empty_array() {
+        for args in [Term::Nil, Term::list([])] {
+            let input = Term::list([args, Term::Pid(pid())]).encode();
+            let out = run_init(decode_init::<()>(&input), &UNIT);
+            assert_eq!(out.buf, [0x92, 0x00, 0xc0]);
+        }
+        let input = Term::list([Term::Int(1), Term::Pid(pid())]).encode();
+        let out = run_init(decode_init::<()>(&input), &UNIT);
+        assert_eq!(out.status(), STATUS_BAD_ARGUMENTS);
+        // An argument type that takes an empty array still gets one.
+        let input = Term::list([Term::list([]), Term::Pid(pid())]).encode();
+        let decoded = decode_init::<Option<Vec<i64>>>(&input).unwrap();
+        assert_eq!(decoded.args, Some(vec![]));
+    }
+
+    #[test]
+    fn sends_and_stop_in_init_fail_the_start() {
+        let out = init_acc(Term::Int(99));
+        assert_eq!(out.status(), STATUS_GUEST_ERROR);
+        assert!(message(&out).contains("ctx.send"));
+        let out = init_acc(Term::Int(98));
+        assert_eq!(out.status(), STATUS_GUEST_ERROR);
+        assert!(message(&out).contains("ctx.stop"));
+        assert_eq!(state(), None);
+    }
+
+    #[test]
+    fn handle_before_init_is_a_guest_error() {
+        let out = handle_acc(op("add", 1), Term::Nil, 1);
+        assert_eq!(out.status(), STATUS_GUEST_ERROR);
+        assert!(message(&out).contains("before process_init"));
+    }
+
+    #[test]
+    fn a_call_gets_its_reply_and_a_send_gets_nil() {
+        init_acc(Term::Int(5));
+        // A send: [nil, false, []].
+        let out = handle_acc(op("add", 2), Term::Nil, 0);
+        assert_eq!(out.buf, [0x92, 0x00, 0x93, 0xc0, 0xc2, 0x90]);
+        // A call: [8, false, []].
+        let out = handle_acc(op("add", 1), Term::Pid(pid()), 1);
+        assert_eq!(out.buf, [0x92, 0x00, 0x93, 0x08, 0xc2, 0x90]);
+        assert_eq!(state(), Some(8));
+    }
+
+    #[test]
+    fn the_whole_handle_input_bytes_decode() {
+        init_acc(Term::Int(0));
+        // [["who", 0], <n1.3.7>, 1] -> [<n1.3.7>, false, []]
+        let input = [
+            &[0x93, 0x92, 0xa3, b'w', b'h', b'o', 0x00][..],
+            &PID_BYTES,
+            &[0x01],
+        ]
+        .concat();
+        let out = run_handle(decode_handle::<(String, i64)>(&input), &ACC);
+        let want = [&[0x92, 0x00, 0x93][..], &PID_BYTES, &[0xc2, 0x90]].concat();
+        assert_eq!(out.buf, want);
+        // from nil -> reply nil
+        let out = handle_acc(op("who", 0), Term::Nil, 1);
+        assert_eq!(out.buf, [0x92, 0x00, 0x93, 0xc0, 0xc2, 0x90]);
+    }
+
+    #[test]
+    fn sends_go_out_in_order_as_to_msg_pairs() {
+        init_acc(Term::Int(4));
+        let out = handle_acc(op("send", 9), Term::Nil, 0);
+        let want = [
+            &[0x92, 0x00, 0x93, 0xc0, 0xc2, 0x92, 0x92][..],
+            &PID_BYTES,
+            &[0x09, 0x92, 0xa6],
+            b"log@n2",
+            &[0x92, 0xa5],
+            b"total",
+            &[0x04],
+        ]
+        .concat();
+        assert_eq!(out.buf, want);
+    }
+
+    #[test]
+    fn stop_replies_and_drops_the_state() {
+        init_acc(Term::Int(3));
+        let out = handle_acc(op("stop", 0), Term::Nil, 1);
+        assert_eq!(out.buf, [0x92, 0x00, 0x93, 0x03, 0xc3, 0x90]);
+        assert_eq!(state(), None);
+    }
+
+    #[test]
+    fn a_message_that_does_not_decode_is_bad_arguments_and_keeps_the_state() {
+        init_acc(Term::Int(5));
+        let out = handle_acc("inc".into(), Term::Nil, 0);
+        assert_eq!(out.status(), STATUS_BAD_ARGUMENTS);
+        let msg = message(&out);
+        // The type's name comes from `std::any::type_name`, whose exact text is not stable.
+        assert!(
+            msg.starts_with("the message does not decode as `("),
+            "{msg}"
+        );
+        assert!(msg.contains("String, i64)`: "), "{msg}");
+        assert_eq!(state(), Some(5));
+        let out = handle_acc(op("add", 1), Term::Nil, 1);
+        assert_eq!(
+            parts(&out).1,
+            Term::list([6.into(), false.into(), Term::list([])])
+        );
+    }
+
+    #[test]
+    fn a_malformed_from_or_kind_is_bad_arguments() {
+        init_acc(Term::Int(5));
+        let out = handle_acc(op("add", 1), "me".into(), 0);
+        assert_eq!(message(&out), "`from` must be a pid or nil, got a string");
+        let out = handle_acc(op("add", 1), Term::Nil, 2);
+        assert_eq!(message(&out), "`kind` must be 0 (send) or 1 (call), got 2");
+        let input = Term::list([op("add", 1), Term::Nil]).encode();
+        let out = run_handle(decode_handle::<(String, i64)>(&input), &ACC);
+        let msg = message(&out);
+        assert!(
+            msg.contains("process_handle takes [msg, from, kind]"),
+            "{msg}"
+        );
+        assert_eq!(state(), Some(5));
+    }
+
+    #[test]
+    fn the_outcome_example_of_abi_md() {
+        let mut ctx = Context::for_message(pid(), None, false);
+        ctx.send("log@n2", 1);
+        ctx.stop();
+        let out = Output::handled(None::<&()>, ctx.into_parts());
+        let want = [0x92, 0x00, 0x93, 0xc0, 0xc3, 0x91, 0x92, 0xa6];
+        assert_eq!(out.buf, [&want[..], b"log@n2", &[0x01]].concat());
+    }
+
+    #[test]
+    fn an_unencodable_reply_is_bad_output() {
+        struct Bad;
+        impl Serialize for Bad {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("nope"))
+            }
+        }
+        let ctx = Context::new(pid());
+        let out = Output::handled(Some(&Bad), ctx.into_parts());
+        assert_eq!(out.status(), STATUS_BAD_OUTPUT);
+        assert!(message(&out).contains("cannot encode the reply: nope"));
+    }
 }

@@ -21,6 +21,10 @@
 //! without a direct serde dependency, use the re-export:
 //! `#[derive(steinadler::serde::Deserialize)] #[serde(crate = "steinadler::serde")]`.
 //!
+//! A module can also hold a *process*: state that lives in one instance and handles messages one
+//! at a time. Implement [`Process`] and export it with [`process!`]; see the
+//! [`process` module](mod@process).
+//!
 //! This crate owns the guest side of the ABI (`docs/abi.md`): the `alloc`/`dealloc` exports, the
 //! argument and result envelopes, and the host imports.
 
@@ -28,8 +32,10 @@
 pub mod __private;
 mod imports;
 pub mod log;
+pub mod process;
 pub mod time;
 
+pub use process::{Context, Dest, Process};
 pub use serde;
 pub use steinadler_core::{Pid, Ref, Term};
 pub use steinadler_macros::function;

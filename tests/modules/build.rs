@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MODULES: &[&str] = &[
-    "hello", "math", "echo", "noop", "spin", "hog", "crash", "deep", "chatty",
+    "hello", "math", "echo", "noop", "spin", "hog", "crash", "deep", "chatty", "counter", "kv",
 ];
 
 fn main() {
