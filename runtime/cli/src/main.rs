@@ -11,6 +11,7 @@ mod cluster_cmd;
 mod demo;
 mod node_cmd;
 mod parse;
+mod process_cmd;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,14 @@ enum Command {
     Invoke(client_cmd::InvokeArgs),
     /// List the cluster's live nodes.
     Nodes(client_cmd::NodesArgs),
+    /// Start a process (a module that defines one) and print its PID.
+    Spawn(process_cmd::SpawnArgs),
+    /// Send a message to a process, by PID or name@node.
+    Send(process_cmd::SendArgs),
+    /// Send a message to a process and print its reply.
+    Call(process_cmd::CallArgs),
+    /// List processes: PID, module, name, mailbox, memory, messages handled.
+    Ps(process_cmd::PsArgs),
     /// Cluster security: offline PKI, join tokens, gossip key rotation.
     #[command(subcommand)]
     Cluster(cluster_cmd::ClusterCommand),
@@ -95,6 +104,10 @@ async fn run_async(command: Command) -> Result<(), Failure> {
         Command::Deploy(args) => client_cmd::deploy(args).await,
         Command::Invoke(args) => client_cmd::invoke(args).await,
         Command::Nodes(args) => client_cmd::nodes(args).await,
+        Command::Spawn(args) => process_cmd::spawn(args).await,
+        Command::Send(args) => process_cmd::send(args).await,
+        Command::Call(args) => process_cmd::call(args).await,
+        Command::Ps(args) => process_cmd::ps(args).await,
         Command::Cluster(cmd) => cluster_cmd::run(cmd).await,
         Command::Login(args) => cluster_cmd::login(args).await,
         Command::Demo => demo::run().await,

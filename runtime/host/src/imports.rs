@@ -21,6 +21,8 @@ pub(crate) struct State {
     pub(crate) output: Arc<OutputBudget>,
     pub(crate) node_name: Arc<str>,
     pub(crate) panic: Option<String>,
+    /// When the current call (or a process's current message) is interrupted.
+    pub(crate) deadline: std::time::Instant,
 }
 
 impl std::fmt::Debug for State {

@@ -85,7 +85,11 @@ pub(crate) async fn invoke(
     }
 }
 
-fn new_store(host: &Host, limits: &InvokeLimits, budget: &Arc<OutputBudget>) -> Store<State> {
+pub(crate) fn new_store(
+    host: &Host,
+    limits: &InvokeLimits,
+    budget: &Arc<OutputBudget>,
+) -> Store<State> {
     let wasi = WasiCtxBuilder::new()
         .stdout(GuestStdio::new(budget.clone(), "stdout"))
         .stderr(GuestStdio::new(budget.clone(), "stderr"))
@@ -99,13 +103,14 @@ fn new_store(host: &Host, limits: &InvokeLimits, budget: &Arc<OutputBudget>) -> 
         output: budget.clone(),
         node_name: host.node_name.clone(),
         panic: None,
+        deadline: Instant::now() + limits.deadline,
     };
     let mut store = Store::new(&host.engine, state);
     store.limiter(|s| &mut s.limiter);
-    // At every tick the guest yields to the executor; past its deadline it is interrupted.
-    let deadline = Instant::now() + limits.deadline;
-    store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
+    // At every tick the guest yields to the executor; past its deadline (which a process
+    // moves forward for each message) it is interrupted.
+    store.epoch_deadline_callback(move |ctx| {
+        Ok(if Instant::now() >= ctx.data().deadline {
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Yield(1)
@@ -116,7 +121,7 @@ fn new_store(host: &Host, limits: &InvokeLimits, budget: &Arc<OutputBudget>) -> 
 }
 
 /// Reads the `[status, value]` envelope the guest returned.
-fn read_envelope(
+pub(crate) fn read_envelope(
     store: &Store<State>,
     memory: Memory,
     packed: u64,
@@ -167,7 +172,11 @@ fn read_envelope(
 }
 
 /// Maps a wasmtime failure to the error the caller sees.
-fn classify(err: wasmtime::Error, state: &mut State, limits: &InvokeLimits) -> InvokeError {
+pub(crate) fn classify(
+    err: wasmtime::Error,
+    state: &mut State,
+    limits: &InvokeLimits,
+) -> InvokeError {
     if state.limiter.hit {
         return InvokeError::OutOfMemory {
             limit_bytes: limits.memory_bytes,

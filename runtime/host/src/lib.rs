@@ -8,7 +8,8 @@
 //!   in memory (bounded by size) and precompiled artifacts on disk, so a restart never recompiles;
 //! - [`InvokeLimits`]: memory, deadline and output bounds for each invocation;
 //! - invocation itself: a fresh instance per call, arguments and results as MessagePack through
-//!   the ABI in `docs/abi.md`, and every failure as a typed [`InvokeError`].
+//!   the ABI in `docs/abi.md`, and every failure as a typed [`InvokeError`];
+//! - [`Process`]: a module instantiated once and kept, handling one message at a time.
 //!
 //! Networking is not here; the node crate calls [`Host::invoke`] from its RPC handlers.
 //!
@@ -31,11 +32,13 @@ mod imports;
 mod invoke;
 mod module;
 mod output;
+mod process;
 mod store;
 
 pub use config::{HostConfig, InvokeLimits};
 pub use engine::Host;
 pub use module::{LoadSource, LoadedModule};
+pub use process::{Dest, Outcome, PROCESS_HANDLE, PROCESS_INIT, Process, is_process};
 pub use steinadler_core::{InvokeError, ModuleId, Term};
 
 /// An error setting up a [`Host`] (as opposed to running a function, see [`InvokeError`]).

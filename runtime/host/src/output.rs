@@ -66,6 +66,13 @@ impl OutputBudget {
         tracing::info!(target: "steinadler::guest", module, function, stream, "{text}");
     }
 
+    /// Reports what was dropped and starts a fresh budget: a process gets one per message.
+    pub(crate) fn refill(&self) {
+        self.finish();
+        self.dropped.store(0, Ordering::Relaxed);
+        self.remaining.store(self.limit, Ordering::Relaxed);
+    }
+
     /// Reports dropped output, once, when the invocation ends.
     pub(crate) fn finish(&self) {
         let dropped = self.dropped.load(Ordering::Relaxed);

@@ -244,4 +244,82 @@ impl Client {
             .await?
             .into_inner())
     }
+
+    /// Starts a process of `module` on this client's node; returns its PID.
+    ///
+    /// # Errors
+    ///
+    /// The node's refusal: an unknown or non-process module, a taken name, a failed `init`.
+    pub async fn spawn(
+        &mut self,
+        module: &str,
+        args: &steinadler_core::Term,
+        name: Option<&str>,
+    ) -> Result<steinadler_core::Pid, ClientError> {
+        let reply = self
+            .inner
+            .spawn(pb::SpawnRequest {
+                module: module.to_owned(),
+                args: args.encode().into(),
+                name: name.unwrap_or_default().to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(crate::messaging::decode_pid(&reply.pid)?)
+    }
+
+    /// Sends `msg` to a process, through this client's node.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND` (noproc), `UNAVAILABLE` (noconnection), `RESOURCE_EXHAUSTED` (full mailbox).
+    pub async fn send(
+        &mut self,
+        to: &crate::Address,
+        msg: &steinadler_core::Term,
+    ) -> Result<(), ClientError> {
+        self.inner
+            .send(pb::SendRequest {
+                to: Some(to.to_wire()),
+                msg: msg.encode().into(),
+                from: Default::default(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Sends `msg` to a process and waits up to `timeout` for its reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send`], plus `DEADLINE_EXCEEDED` and `ABORTED` (the process failed).
+    pub async fn call(
+        &mut self,
+        to: &crate::Address,
+        msg: &steinadler_core::Term,
+        timeout: std::time::Duration,
+    ) -> Result<steinadler_core::Term, ClientError> {
+        let mut request = tonic::Request::new(pb::CallRequest {
+            to: Some(to.to_wire()),
+            msg: msg.encode().into(),
+            from: Default::default(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+        request.set_timeout(timeout + std::time::Duration::from_secs(1));
+        let reply = self.inner.call(request).await?.into_inner();
+        Ok(crate::messaging::decode_term(&reply.reply)?)
+    }
+
+    /// The processes on this client's node.
+    ///
+    /// # Errors
+    ///
+    /// The node's refusal.
+    pub async fn processes(&mut self) -> Result<pb::ListProcessesReply, ClientError> {
+        Ok(self
+            .inner
+            .list_processes(pb::ListProcessesRequest {})
+            .await?
+            .into_inner())
+    }
 }

@@ -110,7 +110,10 @@ fn deadline_of(inner: &Inner, limits: &pb::Limits) -> Duration {
 
 /// Finds a module by name or id: locally, or in a live member's index. Returns its id and the
 /// gRPC address of a node that holds it.
-async fn resolve_module(inner: &Inner, module: &str) -> Result<(ModuleId, String), Status> {
+pub(crate) async fn resolve_module(
+    inner: &Inner,
+    module: &str,
+) -> Result<(ModuleId, String), Status> {
     if let Ok(local) = inner.host.resolve(module) {
         return Ok((local.id(), inner.grpc_addr.clone()));
     }
@@ -251,7 +254,7 @@ fn status_to_remote(status: &Status) -> RemoteError {
 }
 
 /// Exponential backoff with full jitter: a random wait up to `min(cap, base * 2^attempt)`.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let ceiling = BACKOFF_BASE
         .saturating_mul(2u32.saturating_pow(attempt.min(16)))
         .min(BACKOFF_CAP);

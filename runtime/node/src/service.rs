@@ -323,4 +323,46 @@ impl NodeApi for Service {
         )?;
         crate::rotate::rotate(&self.inner).await.map(Response::new)
     }
+
+    async fn spawn(
+        &self,
+        request: Request<pb::SpawnRequest>,
+    ) -> Result<Response<pb::SpawnReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/Spawn", Access::Client)?;
+        crate::process_api::spawn(&self.inner, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn send(
+        &self,
+        request: Request<pb::SendRequest>,
+    ) -> Result<Response<pb::SendReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/Send", Access::Client)?;
+        crate::process_api::send(&self.inner, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn call(
+        &self,
+        request: Request<pb::CallRequest>,
+    ) -> Result<Response<pb::CallReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/Call", Access::Client)?;
+        crate::process_api::call(&self.inner, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_processes(
+        &self,
+        request: Request<pb::ListProcessesRequest>,
+    ) -> Result<Response<pb::ListProcessesReply>, Status> {
+        self.authorize(
+            &request,
+            "/steinadler.v1.Node/ListProcesses",
+            Access::Client,
+        )?;
+        Ok(Response::new(crate::process_api::list(&self.inner)))
+    }
 }

@@ -75,6 +75,24 @@ impl NodeApi for Liar {
     ) -> Result<Response<pb::RotateGossipKeyReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn spawn(
+        &self,
+        _: Request<pb::SpawnRequest>,
+    ) -> Result<Response<pb::SpawnReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn send(&self, _: Request<pb::SendRequest>) -> Result<Response<pb::SendReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn call(&self, _: Request<pb::CallRequest>) -> Result<Response<pb::CallReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_processes(
+        &self,
+        _: Request<pb::ListProcessesRequest>,
+    ) -> Result<Response<pb::ListProcessesReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 pub(super) async fn serve(bytes: Vec<u8>) -> String {

@@ -1,0 +1,265 @@
+//! Messages between processes, on this node or across the cluster: [`Address`], and the
+//! routing behind `send` and `call`.
+//!
+//! A PID names its node; a name is `name` (on the node that resolves it) or `name@node`. A
+//! message for another node goes to that node's `Send` or `Call` over the same mutual-TLS
+//! channels as invocations. A full remote mailbox answers `RESOURCE_EXHAUSTED`, and the sender
+//! retries with exponential backoff until its deadline, so nothing is dropped silently. Each
+//! sender's messages to one receiver leave in order, one at a time.
+
+use crate::node::Inner;
+use crate::processes::Letter;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use steinadler_core::{Pid, Term};
+use steinadler_proto::v1 as pb;
+use tokio::sync::oneshot;
+use tonic::{Code, Status};
+
+/// How long a send waits for room in a full mailbox, and a call for its reply, by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A process by PID.
+    Pid(Pid),
+    /// A registered name, on `node` or (without one) on the node that resolves it.
+    Name {
+        /// The registered name.
+        name: String,
+        /// The node it is registered on.
+        node: Option<String>,
+    },
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pid(pid) => write!(f, "{pid}"),
+            Self::Name { name, node: None } => f.write_str(name),
+            Self::Name {
+                name,
+                node: Some(node),
+            } => write!(f, "{name}@{node}"),
+        }
+    }
+}
+
+/// `<node.incarnation.id>` or `name@node` or `name` isn't valid.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0:?} is not a process address: use a PID like <n1.1764150000000.7> or a name like counter@n1"
+)]
+pub struct AddressError(String);
+
+impl FromStr for Address {
+    type Err = AddressError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || AddressError(s.to_owned());
+        if let Some(inner) = s.strip_prefix('<').and_then(|r| r.strip_suffix('>')) {
+            let mut parts = inner.rsplitn(3, '.');
+            let (Some(id), Some(incarnation), Some(node)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad());
+            };
+            return Ok(Self::Pid(Pid {
+                node: node.to_owned(),
+                incarnation: incarnation.parse().map_err(|_| bad())?,
+                id: id.parse().map_err(|_| bad())?,
+            }));
+        }
+        match s.split_once('@') {
+            Some((name, node)) if !name.is_empty() && !node.is_empty() => Ok(Self::Name {
+                name: name.to_owned(),
+                node: Some(node.to_owned()),
+            }),
+            None if !s.is_empty() => Ok(Self::Name {
+                name: s.to_owned(),
+                node: None,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl From<steinadler_host::Dest> for Address {
+    fn from(dest: steinadler_host::Dest) -> Self {
+        match dest {
+            steinadler_host::Dest::Pid(pid) => Self::Pid(pid),
+            steinadler_host::Dest::Name(name) => {
+                name.parse().unwrap_or(Self::Name { name, node: None })
+            }
+        }
+    }
+}
+
+impl Address {
+    /// The node this address lives on, if it names one.
+    fn node(&self) -> Option<&str> {
+        match self {
+            Self::Pid(pid) => Some(&pid.node),
+            Self::Name { node, .. } => node.as_deref(),
+        }
+    }
+
+    pub(crate) fn to_wire(&self) -> pb::Address {
+        pb::Address {
+            to: Some(match self {
+                Self::Pid(pid) => pb::address::To::Pid(Term::Pid(pid.clone()).encode().into()),
+                Self::Name { .. } => pb::address::To::Name(self.to_string()),
+            }),
+        }
+    }
+
+    /// The address a node received; a name without `@node` is local to it.
+    pub(crate) fn from_wire(wire: Option<pb::Address>) -> Result<Self, Status> {
+        match wire.and_then(|a| a.to) {
+            Some(pb::address::To::Pid(bytes)) => Ok(Self::Pid(decode_pid(&bytes)?)),
+            Some(pb::address::To::Name(name)) => name
+                .parse()
+                .map_err(|e: AddressError| Status::invalid_argument(e.to_string())),
+            None => Err(Status::invalid_argument("the message has no address")),
+        }
+    }
+}
+
+pub(crate) fn decode_pid(bytes: &[u8]) -> Result<Pid, Status> {
+    match Term::decode(bytes) {
+        Ok(Term::Pid(pid)) => Ok(pid),
+        _ => Err(Status::invalid_argument("not a PID (MessagePack ext 4)")),
+    }
+}
+
+pub(crate) fn decode_term(bytes: &[u8]) -> Result<Term, Status> {
+    Term::decode(bytes).map_err(|e| Status::invalid_argument(format!("the message: {e}")))
+}
+
+impl Inner {
+    pub(crate) fn is_local(&self, to: &Address) -> bool {
+        to.node().is_none_or(|n| n == self.config.name)
+    }
+
+    /// Sends `msg` to `to`, waiting up to [`DEFAULT_TIMEOUT`] for room.
+    pub(crate) async fn send_to(
+        &self,
+        to: &Address,
+        msg: Term,
+        from: Option<Pid>,
+    ) -> Result<(), Status> {
+        let letter = Letter {
+            msg,
+            from,
+            reply: None,
+        };
+        if self.is_local(to) {
+            return self.deliver_local(to, letter, Some(DEFAULT_TIMEOUT)).await;
+        }
+        let request = pb::SendRequest {
+            to: Some(to.to_wire()),
+            msg: letter.msg.encode().into(),
+            from: letter
+                .from
+                .map(|p| Term::Pid(p).encode().into())
+                .unwrap_or_default(),
+        };
+        self.remote(to, DEFAULT_TIMEOUT, |mut client, deadline| {
+            let mut r = tonic::Request::new(request.clone());
+            r.set_timeout(deadline);
+            async move { client.send(r).await.map(|_| Term::Nil) }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends `msg` to `to` and waits up to `timeout` for the reply.
+    pub(crate) async fn call_to(
+        &self,
+        to: &Address,
+        msg: Term,
+        from: Option<Pid>,
+        timeout: Duration,
+    ) -> Result<Term, Status> {
+        if self.is_local(to) {
+            let (tx, rx) = oneshot::channel();
+            let letter = Letter {
+                msg,
+                from,
+                reply: Some(tx),
+            };
+            let started = Instant::now();
+            self.deliver_local(to, letter, Some(timeout)).await?;
+            let left = timeout.saturating_sub(started.elapsed());
+            return match tokio::time::timeout(left, rx).await {
+                Ok(Ok(Ok(reply))) => Ok(reply),
+                Ok(Ok(Err(e))) => Err(Status::aborted(format!("{to}: {e}"))),
+                Ok(Err(_)) => Err(Status::not_found(format!(
+                    "noproc: {to} exited before it replied"
+                ))),
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "{to} did not reply within {timeout:?}"
+                ))),
+            };
+        }
+        let request = pb::CallRequest {
+            to: Some(to.to_wire()),
+            msg: msg.encode().into(),
+            from: from
+                .map(|p| Term::Pid(p).encode().into())
+                .unwrap_or_default(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        self.remote(to, timeout, |mut client, deadline| {
+            let mut r = tonic::Request::new(request.clone());
+            r.set_timeout(deadline);
+            async move {
+                let reply = client.call(r).await?.into_inner();
+                decode_term(&reply.reply)
+            }
+        })
+        .await
+    }
+
+    /// Runs `f` against the node `to` lives on, retrying `RESOURCE_EXHAUSTED` with backoff.
+    async fn remote<F, Fut>(&self, to: &Address, timeout: Duration, f: F) -> Result<Term, Status>
+    where
+        F: Fn(
+            steinadler_proto::v1::node_client::NodeClient<tonic::transport::Channel>,
+            Duration,
+        ) -> Fut,
+        Fut: std::future::Future<Output = Result<Term, Status>>,
+    {
+        let node = to.node().unwrap_or_default();
+        let member = self
+            .membership
+            .members()
+            .await
+            .into_iter()
+            .find(|m| m.name == node)
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "noconnection: node {node} is not a live member of the cluster"
+                ))
+            })?;
+        let deadline = Instant::now() + timeout;
+        let mut attempt = 0u32;
+        loop {
+            let client = self
+                .peer(&member.meta.grpc_addr, &member.name)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match f(client, left).await {
+                Err(s) if s.code() == Code::ResourceExhausted && !left.is_zero() => {
+                    let sleep = crate::coordinator::backoff(attempt).min(left);
+                    attempt += 1;
+                    tokio::time::sleep(sleep).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}

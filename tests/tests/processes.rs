@@ -1,0 +1,140 @@
+//! Processes on real nodes over mutual TLS: spawn, send and call within a node and across
+//! nodes, by PID and by name, ordering, crashes and bad messages.
+
+use std::time::Duration;
+use steinadler_core::{Pid, Term};
+use steinadler_node::Address;
+use steinadler_test_modules as m;
+
+mod common;
+
+const T: Duration = Duration::from_secs(5);
+
+fn msg(parts: &[Term]) -> Term {
+    Term::List(parts.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_keeps_its_state_across_messages_and_nodes() {
+    let n1 = common::start("n1", "a", None).await;
+    let n2 = common::start("n2", "a", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2], 2).await;
+    n1.deploy("counter", m::COUNTER_WASM).await.unwrap();
+
+    let pid = n1.spawn("counter", Term::Int(10), Some("c")).await.unwrap();
+    assert_eq!(pid.node, "n1");
+    let here = Address::Pid(pid.clone());
+    assert_eq!(
+        n1.call(&here, "get".into(), T).await.unwrap(),
+        Term::Int(10)
+    );
+
+    // 1,000 sends from another node, then a call: every one arrived, in order, exactly once.
+    for _ in 0..1000 {
+        n2.send(&here, "inc".into()).await.unwrap();
+    }
+    let by_name: Address = "c@n1".parse().unwrap();
+    let got = n2
+        .call(&by_name, msg(&["add".into(), Term::Int(5)]), T)
+        .await
+        .unwrap();
+    assert_eq!(got, Term::Int(1015));
+
+    let ps = n1.processes();
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0].name.as_deref(), Some("c"));
+    assert_eq!(ps[0].handled, 1002);
+    assert!(ps[0].memory_bytes > 0);
+
+    // A message of the wrong shape is refused, and the process keeps its state.
+    let err = n1.call(&here, "bogus".into(), T).await.unwrap_err();
+    assert!(err.to_string().contains("bad arguments"), "{err}");
+    assert_eq!(
+        n1.call(&here, "get".into(), T).await.unwrap(),
+        Term::Int(1015)
+    );
+
+    // "stop" replies and ends the process normally; then it is gone.
+    assert_eq!(
+        n1.call(&here, "stop".into(), T).await.unwrap(),
+        Term::Int(1015)
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = n2.call(&here, "get".into(), T).await.unwrap_err();
+    assert!(err.to_string().contains("noproc"), "{err}");
+    assert!(n1.processes().is_empty());
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_send_to_each_other_and_a_crash_leaves_the_node_serving() {
+    let n1 = common::start("n1", "a", None).await;
+    let n2 = common::start("n2", "a", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2], 2).await;
+    n1.deploy("counter", m::COUNTER_WASM).await.unwrap();
+    n1.deploy("kv", m::KV_WASM).await.unwrap();
+    let counter = n1.spawn("counter", Term::Int(0), Some("c")).await.unwrap();
+    // n2 has never seen the module: it fetches it from n1 and checks its hash.
+    let kv = n2.spawn("kv", Term::Nil, Some("store")).await.unwrap();
+    let kv_addr = Address::Pid(kv.clone());
+
+    // State in the kv process.
+    let put = msg(&["put".into(), "k".into(), Term::Int(1)]);
+    assert_eq!(n1.call(&kv_addr, put, T).await.unwrap(), Term::Nil);
+    let get = msg(&["get".into(), "k".into()]);
+    assert_eq!(n1.call(&kv_addr, get, T).await.unwrap(), Term::Int(1));
+
+    // A process sends to another node's process, by PID and by name.
+    for to in [Term::Pid(counter.clone()), Term::from("c@n1")] {
+        let forward = msg(&["forward".into(), to, "inc".into()]);
+        assert_eq!(
+            n1.call(&kv_addr, forward, T).await.unwrap(),
+            Term::Bool(true)
+        );
+    }
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let n = n2
+            .call(&Address::Pid(counter.clone()), "get".into(), T)
+            .await
+            .unwrap();
+        if n == Term::Int(2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "forwarded messages lost: {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A panic crashes the process with its message; the node goes on serving.
+    let err = n1.call(&kv_addr, "crash".into(), T).await.unwrap_err();
+    assert!(
+        err.to_string().contains("trap") || err.to_string().contains("panic"),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(n2.processes().is_empty());
+    let again = n2.spawn("kv", Term::Nil, Some("store")).await.unwrap();
+    assert_ne!(again, kv);
+    assert_eq!(
+        n1.call(&Address::Pid(again), "keys".into(), T)
+            .await
+            .unwrap(),
+        Term::List(vec![])
+    );
+
+    // A name is unique on its node; a PID of an earlier incarnation is noproc.
+    let err = n2.spawn("kv", Term::Nil, Some("store")).await.unwrap_err();
+    assert!(err.to_string().contains("already"), "{err}");
+    let stale = Address::Pid(Pid {
+        incarnation: counter.incarnation - 1,
+        ..counter.clone()
+    });
+    let err = n2.send(&stale, "inc".into()).await.unwrap_err();
+    assert!(err.to_string().contains("noproc"), "{err}");
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
