@@ -138,3 +138,63 @@ async fn processes_send_to_each_other_and_a_crash_leaves_the_node_serving() {
     n2.shutdown().await;
     n1.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_report_normal_exits_crashes_noproc_and_dead_nodes() {
+    use steinadler_node::ExitReason;
+    let n1 = common::start("n1", "a", None).await;
+    let n2 = common::start("n2", "a", Some(&n1)).await;
+    let n3 = common::start("n3", "b", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2, &n3], 3).await;
+    n1.deploy("counter", m::COUNTER_WASM).await.unwrap();
+    n1.deploy("kv", m::KV_WASM).await.unwrap();
+
+    // Local, normal exit.
+    let c = n1.spawn("counter", Term::Int(0), None).await.unwrap();
+    let watch = n1.monitor(&c);
+    n1.call(&Address::Pid(c.clone()), "stop".into(), T)
+        .await
+        .unwrap();
+    assert_eq!(watch.down().await, ExitReason::Normal);
+
+    // Remote, crash: the reason carries the panic's message.
+    let kv = n2.spawn("kv", Term::Nil, None).await.unwrap();
+    let watch = n1.monitor(&kv);
+    // Let the watch reach n2 before the crash.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = n1.call(&Address::Pid(kv.clone()), "crash".into(), T).await;
+    match tokio::time::timeout(T, watch.down()).await.unwrap() {
+        ExitReason::Crash(why) => assert!(why.contains("crash"), "{why}"),
+        other => panic!("expected a crash, got {other}"),
+    }
+
+    // A process that does not exist, here and there.
+    assert_eq!(n1.monitor(&c).down().await, ExitReason::NoProc);
+    assert_eq!(n1.monitor(&kv).down().await, ExitReason::NoProc);
+
+    // A demonitored watch is simply dropped; the process goes on.
+    let c2 = n2.spawn("counter", Term::Int(1), None).await.unwrap();
+    drop(n1.monitor(&c2));
+    assert_eq!(
+        n1.call(&Address::Pid(c2), "get".into(), T).await.unwrap(),
+        Term::Int(1)
+    );
+
+    // The node dies: noconnection, within the failure detector's bound.
+    let on3 = n3.spawn("counter", Term::Int(0), None).await.unwrap();
+    let watch = n1.monitor(&on3);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = std::time::Instant::now();
+    n3.kill().await;
+    let reason = tokio::time::timeout(Duration::from_secs(10), watch.down())
+        .await
+        .expect("no DOWN after the node died");
+    assert_eq!(reason, ExitReason::NoConnection);
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        killed.elapsed()
+    );
+    n2.shutdown().await;
+    n1.shutdown().await;
+}

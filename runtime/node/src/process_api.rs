@@ -57,6 +57,13 @@ impl Node {
             .map_err(request_err)
     }
 
+    /// Monitors `pid` on any node: [`Monitor::down`](crate::Monitor::down) resolves with the
+    /// reason it exited (`noproc` at once if it does not exist, `noconnection` if its node is
+    /// declared dead). Dropping the monitor is demonitor.
+    pub fn monitor(&self, pid: &Pid) -> crate::Monitor {
+        self.inner.monitor(pid)
+    }
+
     /// The processes on this node.
     pub fn processes(&self) -> Vec<ProcessInfo> {
         self.inner.process_list()

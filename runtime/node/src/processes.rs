@@ -5,6 +5,7 @@
 //! [`crate::messaging`].
 
 use crate::messaging::Address;
+use crate::monitor::ExitReason;
 use crate::node::Inner;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +51,7 @@ struct Entry {
     name: Option<String>,
     handled: Arc<AtomicU64>,
     memory: Arc<AtomicU64>,
+    monitors: Vec<oneshot::Sender<ExitReason>>,
 }
 
 /// The node's processes.
@@ -58,6 +60,8 @@ pub(crate) struct Processes {
     /// Distinguishes this run of the node from earlier ones, so PIDs are never reused.
     pub(crate) incarnation: u64,
     next_id: AtomicU64,
+    /// Monitor references.
+    pub(crate) next_ref: AtomicU64,
     table: Mutex<HashMap<u64, Entry>>,
     names: Mutex<HashMap<String, u64>>,
 }
@@ -72,6 +76,7 @@ impl Processes {
         Self {
             incarnation,
             next_id: AtomicU64::new(1),
+            next_ref: AtomicU64::new(1),
             table: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
         }
@@ -116,17 +121,35 @@ impl Processes {
         out
     }
 
-    fn remove(&self, id: u64) {
+    /// Tells `tx` when the local process `pid` exits; at once (noproc) if there is none.
+    pub(crate) fn watch(&self, pid: &Pid, incarnation: u64, tx: oneshot::Sender<ExitReason>) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        match table.get_mut(&pid.id) {
+            Some(entry) if pid.incarnation == incarnation => entry.monitors.push(tx),
+            _ => {
+                let _ = tx.send(ExitReason::NoProc);
+            }
+        }
+    }
+
+    /// Forgets an exited process and sends DOWN to its monitors.
+    fn remove(&self, id: u64, reason: &ExitReason) {
         let entry = self
             .table
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
-        if let Some(name) = entry.and_then(|e| e.name) {
+        let Some(entry) = entry else {
+            return;
+        };
+        if let Some(name) = entry.name {
             let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
             if names.get(&name) == Some(&id) {
                 names.remove(&name);
             }
+        }
+        for monitor in entry.monitors {
+            let _ = monitor.send(reason.clone());
         }
     }
 }
@@ -199,6 +222,7 @@ impl Inner {
                         name: name.clone(),
                         handled: handled.clone(),
                         memory: memory.clone(),
+                        monitors: Vec::new(),
                     },
                 );
         }
@@ -257,7 +281,7 @@ async fn run(
 ) {
     let reason = loop {
         let Some(letter) = rx.recv().await else {
-            break "normal".to_owned();
+            break ExitReason::Normal;
         };
         let result = process
             .handle(&letter.msg, letter.from.as_ref(), letter.reply.is_some())
@@ -276,7 +300,7 @@ async fn run(
                     let _ = reply.send(Ok(outcome.reply.unwrap_or(Term::Nil)));
                 }
                 if outcome.stop {
-                    break "normal".to_owned();
+                    break ExitReason::Normal;
                 }
             }
             // The message did not decode: the sender learns why, the process goes on.
@@ -286,7 +310,7 @@ async fn run(
                 }
             }
             Err(e) => {
-                let reason = format!("crash: {e}");
+                let reason = ExitReason::Crash(e.to_string());
                 if let Some(reply) = letter.reply {
                     let _ = reply.send(Err(e));
                 }
@@ -294,8 +318,10 @@ async fn run(
             }
         }
     };
-    inner.processes.remove(pid.id);
-    if reason == "normal" {
+    // Messages still queued are dropped with the mailbox; their callers learn `noproc`.
+    rx.close();
+    inner.processes.remove(pid.id, &reason);
+    if reason == ExitReason::Normal {
         tracing::info!(pid = %pid, "process exited normally");
     } else {
         tracing::warn!(pid = %pid, "process exited: {reason}");

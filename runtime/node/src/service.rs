@@ -365,4 +365,14 @@ impl NodeApi for Service {
         )?;
         Ok(Response::new(crate::process_api::list(&self.inner)))
     }
+
+    type MonitorStream = crate::monitor::DownStream;
+
+    async fn monitor(
+        &self,
+        request: Request<pb::MonitorRequest>,
+    ) -> Result<Response<Self::MonitorStream>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/Monitor", Access::Client)?;
+        crate::monitor::serve(&self.inner, request.into_inner()).map(Response::new)
+    }
 }

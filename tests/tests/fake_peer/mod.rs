@@ -93,6 +93,13 @@ impl NodeApi for Liar {
     ) -> Result<Response<pb::ListProcessesReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    type MonitorStream = Pin<Box<dyn Stream<Item = Result<pb::Down, Status>> + Send>>;
+    async fn monitor(
+        &self,
+        _: Request<pb::MonitorRequest>,
+    ) -> Result<Response<Self::MonitorStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 pub(super) async fn serve(bytes: Vec<u8>) -> String {
