@@ -87,6 +87,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
+    println!("\nprocesses (messages/s for sends; calls/s for sequential calls):");
+    crate::bench_proc::run(&plain_nodes, "plain", args.calls).await?;
+    crate::bench_proc::run(&tls_nodes, "mTLS", args.calls).await?;
     for n in plain_nodes.iter().chain(&tls_nodes) {
         n.shutdown().await;
     }

@@ -6,6 +6,7 @@
 
 mod auth;
 mod bench;
+mod bench_proc;
 mod client_cmd;
 mod cluster_cmd;
 mod demo;
