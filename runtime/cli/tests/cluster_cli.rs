@@ -190,6 +190,32 @@ fn three_processes_deploy_invoke_list_and_stop() {
         "{table}"
     );
 
+    // Processes: spawn on n2 through n1, then send, call and ps by name and by PID.
+    ok(&cli(&n1, &["deploy", steinadler_test_modules::COUNTER]));
+    let pid = ok(&cli(
+        &n1,
+        &[
+            "spawn", "counter", "--args", "5", "--name", "c", "--on", "node:n2",
+        ],
+    ));
+    let pid = pid.trim();
+    assert!(pid.starts_with("<n2."), "{pid}");
+    ok(&cli(&n3, &["send", "c@n2", "\"inc\""]));
+    let sum = ok(&cli(&n1, &["call", "c@n2", r#"["add", 1]"#]));
+    assert_eq!(sum.trim(), "7");
+    assert_eq!(ok(&cli(&n3, &["call", pid, "\"get\""])).trim(), "7");
+    let ps = ok(&cli(&n1, &["ps"]));
+    assert!(
+        ps.contains(pid) && ps.contains("counter") && ps.contains(" c "),
+        "{ps}"
+    );
+    let o = cli(&n1, &["call", "nobody@n2", "\"get\""]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("noproc"),
+        "{o:?}"
+    );
+
     // A function error exits 1 with a per-node line.
     let o = cli(&n1, &["invoke", "hello", "nope", "--on", "node:n2"]);
     assert_eq!(o.status.code(), Some(1));
