@@ -198,3 +198,121 @@ async fn monitors_report_normal_exits_crashes_noproc_and_dead_nodes() {
     n2.shutdown().await;
     n1.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_process_gets_100_000_messages_from_three_nodes_once_each_in_order() {
+    let n1 = common::start("n1", "a", None).await;
+    let n2 = common::start("n2", "a", Some(&n1)).await;
+    let n3 = common::start("n3", "b", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2, &n3], 3).await;
+    n1.deploy("sink", m::SINK_WASM).await.unwrap();
+    // 30 µs of work per message: slower than the three senders together, so the mailbox
+    // fills, local sends wait and remote ones are refused and retried.
+    let sink = n1.spawn("sink", Term::Int(30), Some("sink")).await.unwrap();
+    let nodes = std::sync::Arc::new([n1, n2, n3]);
+    const PER_SENDER: i64 = 33_334; // 100,002 in all
+    let watcher = {
+        let nodes = nodes.clone();
+        tokio::spawn(async move {
+            let (mut deepest, mut largest) = (0, 0);
+            for _ in 0..400 {
+                if let Some(p) = nodes[0].processes().first() {
+                    deepest = deepest.max(p.mailbox);
+                    largest = largest.max(p.memory_bytes);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            (deepest, largest)
+        })
+    };
+    let senders: Vec<_> = (0..3)
+        .map(|i| {
+            let nodes = nodes.clone();
+            tokio::spawn(async move {
+                let node = &nodes[i];
+                let to: Address = "sink@n1".parse().unwrap();
+                for n in 1..=PER_SENDER {
+                    let m = msg(&["seq".into(), node.name().into(), Term::Int(n)]);
+                    node.send(&to, m).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let stats = nodes[1]
+        .call(&Address::Pid(sink.clone()), "stats".into(), T)
+        .await
+        .unwrap();
+    assert_eq!(
+        field_of(&stats, "received"),
+        Term::Int(3 * PER_SENDER),
+        "{stats}"
+    );
+    assert_eq!(field_of(&stats, "out_of_order"), Term::Int(0), "{stats}");
+    let (deepest, largest) = watcher.await.unwrap();
+    assert!(
+        deepest <= steinadler_node::MAILBOX_CAPACITY,
+        "mailbox {deepest}"
+    );
+    assert!(largest < 16 << 20, "the process grew to {largest} bytes");
+
+    // Now a process far slower than its senders (2 ms a message): the mailbox fills to its
+    // bound, remote senders are refused and retry, and still nothing is lost or reordered.
+    let slow = nodes[0].spawn("sink", Term::Int(2000), None).await.unwrap();
+    let to = Address::Pid(slow.clone());
+    let watcher = {
+        let nodes = nodes.clone();
+        tokio::spawn(async move {
+            let mut deepest = 0;
+            for _ in 0..200 {
+                for p in nodes[0].processes() {
+                    deepest = deepest.max(p.mailbox);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            deepest
+        })
+    };
+    let senders: Vec<_> = (1..3)
+        .map(|i| {
+            let (nodes, to) = (nodes.clone(), to.clone());
+            tokio::spawn(async move {
+                let node = &nodes[i];
+                for n in 1..=1500 {
+                    let m = msg(&["seq".into(), node.name().into(), Term::Int(n)]);
+                    node.send(&to, m).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let deepest = watcher.await.unwrap();
+    assert!(
+        deepest >= steinadler_node::MAILBOX_CAPACITY - 8,
+        "the mailbox never filled (deepest {deepest}): the test did not exercise backpressure"
+    );
+    let stats = nodes[0]
+        .call(&to, "stats".into(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(field_of(&stats, "received"), Term::Int(3000), "{stats}");
+    assert_eq!(field_of(&stats, "out_of_order"), Term::Int(0), "{stats}");
+    for n in nodes.iter().rev() {
+        n.shutdown().await;
+    }
+}
+
+fn field_of(map: &Term, k: &str) -> Term {
+    match map {
+        Term::Map(entries) => entries
+            .iter()
+            .find(|(key, _)| *key == Term::from(k))
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Term::Nil),
+        other => panic!("not a map: {other}"),
+    }
+}
