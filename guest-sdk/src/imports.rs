@@ -13,6 +13,7 @@ mod sys {
         pub(super) fn node_name(ptr: *mut u8, cap: u32) -> u32;
         pub(super) fn clock_unix_nanos() -> i64;
         pub(super) fn panic_message(ptr: *const u8, len: u32);
+        pub(super) fn process_op(op: u32, ptr: *const u8, len: u32) -> i64;
     }
 }
 
@@ -48,6 +49,23 @@ pub(crate) fn panic_message(msg: &str) {
     unsafe { sys::panic_message(msg.as_ptr(), msg.len() as u32) }
 }
 
+/// Runs process operation `op` on the MessagePack argument array `args`; returns the host's
+/// result envelope `[status, value]` (empty if the host returned no bytes).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn process_op(op: u32, args: &[u8]) -> Vec<u8> {
+    // SAFETY: the host reads `len` bytes at `ptr`, which `args` keeps alive for the call.
+    let packed = unsafe { sys::process_op(op, args.as_ptr(), args.len() as u32) } as u64;
+    let ptr = (packed >> 32) as usize as *mut u8;
+    let len = (packed & 0xffff_ffff) as usize;
+    if len == 0 || ptr.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the host wrote the envelope into a buffer from our `alloc(len)` export and handed
+    // it over. `alloc(len)` allocates with the layout of a boxed slice of `len` bytes (size
+    // `len`, align 1, the global allocator), so the box frees it exactly as `dealloc` would.
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }.into_vec()
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn log(level: Level, msg: &str) {
     eprintln!("[{level:?}] {msg}");
@@ -66,3 +84,33 @@ pub(crate) fn clock_unix_nanos() -> i64 {
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn panic_message(_msg: &str) {}
+
+/// Outside wasm there is no node, so no process: every operation fails as it does in a function.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn process_op(op: u32, args: &[u8]) -> Vec<u8> {
+    #[cfg(test)]
+    if let Some(envelope) = FAKE_HOST.with(|h| h.borrow().as_ref().map(|h| h(op, args))) {
+        return envelope;
+    }
+    let _ = (op, args);
+    let mut envelope = vec![0x92, 0x01];
+    // Writing into a Vec cannot fail.
+    let _ = rmp::encode::write_str(&mut envelope, NOT_A_PROCESS);
+    envelope
+}
+
+/// The native stand-in's error for every process operation.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) const NOT_A_PROCESS: &str = "not a process: a native build runs on no node";
+
+/// What answers `process_op` in the SDK's own tests: the op and its argument bytes in, the
+/// envelope out.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) type FakeHost = Box<dyn Fn(u32, &[u8]) -> Vec<u8>>;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+thread_local! {
+    /// The host that [`process_op`] asks, when a test installs one.
+    pub(crate) static FAKE_HOST: std::cell::RefCell<Option<FakeHost>> =
+        const { std::cell::RefCell::new(None) };
+}

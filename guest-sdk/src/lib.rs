@@ -23,7 +23,9 @@
 //!
 //! A module can also hold a *process*: state that lives in one instance and handles messages one
 //! at a time. Implement [`Process`] and export it with [`process!`]; see the
-//! [`process` module](mod@process).
+//! [`process` module](mod@process). While it handles a message, a process can also ask its node
+//! to act at once: [`process::send`], [`process::call`], [`process::spawn`],
+//! [`process::register`], [`process::whereis`] and [`process::self_pid`].
 //!
 //! This crate owns the guest side of the ABI (`docs/abi.md`): the `alloc`/`dealloc` exports, the
 //! argument and result envelopes, and the host imports.

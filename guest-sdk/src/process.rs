@@ -33,13 +33,70 @@
 //! [`Process::handle`]. A message that does not decode is refused with an error for that message
 //! only; the process keeps running with its state unchanged. A panic crashes the process.
 //!
+//! # Acting while handling a message
+//!
+//! While it runs [`Process::init`] or [`Process::handle`], a process can ask its node to act
+//! at once, through the functions of this module (the `steinadler.process_op` host import):
+//!
+//! | function | does | `Ok` |
+//! |---|---|---|
+//! | [`self_pid()`] | | this process's pid |
+//! | [`send(to, msg)`](send()) | sends `msg` now | `()` |
+//! | [`call(to, msg, timeout)`](call()) | calls `to`, waits for the reply | the reply, as `R` |
+//! | [`spawn(module, args, name)`](spawn()) | starts a process on this node | its pid |
+//! | [`register(name, pid)`](register()) | names `pid` (`None`: itself) on this node | `()` |
+//! | [`whereis(name)`](whereis()) | finds `"name"` here, or `"name@node"` | `Option<Pid>` |
+//!
+//! Each returns `Err(message)` when the node refuses or fails; outside a process (in a
+//! `#[steinadler::function]`, or in a native unit test, where there is no node) each fails with
+//! a message that starts with `"not a process"`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use steinadler::{process, Term};
+//!
+//! # fn main() -> Result<(), String> {
+//! let cache = process::spawn("kv", (), Some("cache"))?;
+//! process::send(&cache, ("put", "a", 1))?;
+//! let a: Term = process::call("cache", ("get", "a"), Duration::from_secs(1))?;
+//! assert_eq!(process::whereis("cache")?, Some(cache));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Sending now or after the message
+//!
+//! There are two ways to send:
+//!
+//! - [`Context::send`] collects the message; the node sends it **after `handle` returns**, with
+//!   the reply, in the order of the `ctx.send` calls, and only if `handle` returns (a panic
+//!   discards it). It never blocks the handler, its errors are not reported (a message to an
+//!   unknown name is dropped), and it is part of the handler's outcome, which native unit tests
+//!   inspect with [`Context::sent`]. It cannot be used in `init`. Use it by default: it is what
+//!   "handle a message, then emit messages" means, and it costs no round trip to the node.
+//! - [`send()`] sends **now**, before the handler goes on. It may wait (for room in a full
+//!   mailbox, or for another node to accept the message), against the current message's
+//!   deadline; it returns the node's error, such as an unknown name; a message it sent stays
+//!   sent even if the handler panics afterwards; and it works in `init`. Use it when the order
+//!   against a [`call()`] matters (the message must arrive before the call), when the handler
+//!   must know that the message was accepted, or from `init`.
+//!
+//! Every `send()` message of a handler goes out before its `ctx.send` messages, whatever order
+//! the calls were made in.
+//!
+//! A [`call()`] blocks the handler, so this process handles nothing else meanwhile; calling
+//! itself (or a cycle of processes calling each other) deadlocks until the timeout.
+//!
 //! The exact ABI is in `docs/abi.md`, section *Processes*.
 
 use crate::Term;
-use serde::de::Error as _;
+use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::any::type_name;
 use std::fmt;
+use std::time::Duration;
 use steinadler_core::Pid;
+use steinadler_core::codec::{self, Limits};
 
 /// A process: state that lives in one instance and handles messages one at a time.
 ///
@@ -60,6 +117,8 @@ pub trait Process: Sized + 'static {
     /// `ctx` gives the process's own pid ([`Context::self_pid`]); there is no sender, and
     /// [`Context::send`] and [`Context::stop`] must not be used here (the process ABI has no way
     /// to carry them out of `init`, so using them fails the start with an error saying so).
+    /// The functions of this module that act at once ([`send()`], [`call()`], [`spawn()`],
+    /// [`register()`], ...) do work here.
     ///
     /// # Errors
     ///
@@ -256,7 +315,9 @@ impl Context {
     ///
     /// Messages go out in the order of the `send` calls, after `handle` returns, and only if
     /// it returns (a panic discards them). Delivery is asynchronous and not confirmed: a message
-    /// to a process or name that does not exist is dropped by the node.
+    /// to a process or name that does not exist is dropped by the node. To send at once and
+    /// learn whether the node accepted the message, use [`send()`](crate::process::send())
+    /// instead (see the [module docs](mod@crate::process#sending-now-or-after-the-message)).
     ///
     /// If `msg` cannot be encoded (its `Serialize` impl fails), the whole outcome of the current
     /// message is reported to the host as bad output (status 3) instead.
@@ -347,6 +408,237 @@ macro_rules! process {
             }
         };
     };
+}
+
+// Acting at once: the `steinadler.process_op` import (`docs/abi.md`, *Processes*).
+
+/// The operations of the `process_op` import, by op code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    SelfPid = 0,
+    Send = 1,
+    Call = 2,
+    Spawn = 3,
+    Register = 4,
+    Whereis = 5,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Self::SelfPid => "self_pid",
+            Self::Send => "send",
+            Self::Call => "call",
+            Self::Spawn => "spawn",
+            Self::Register => "register",
+            Self::Whereis => "whereis",
+        }
+    }
+}
+
+/// One operation's argument array, being encoded.
+struct OpArgs {
+    op: Op,
+    buf: Vec<u8>,
+}
+
+impl OpArgs {
+    /// An argument array of `count` (at most 15) elements, to be pushed with [`OpArgs::arg`].
+    fn new(op: Op, count: u8) -> Self {
+        debug_assert!(count < 16, "a fixarray holds at most 15 elements");
+        let mut buf = Vec::with_capacity(64);
+        buf.push(0x90 | count);
+        Self { op, buf }
+    }
+
+    /// Appends one argument; `what` names it in the error if it cannot be encoded.
+    fn arg<T: Serialize + ?Sized>(
+        mut self,
+        value: &T,
+        what: impl FnOnce() -> String,
+    ) -> Result<Self, String> {
+        match crate::__private::write_value(&mut self.buf, value) {
+            Ok(()) => Ok(self),
+            Err(e) => Err(format!("cannot encode {}: {e}", what())),
+        }
+    }
+
+    /// Asks the host, and decodes the value of an ok envelope with `decode`.
+    ///
+    /// A host error (status 1) is its message, as is. A local failure to read the answer is
+    /// prefixed with the operation's name.
+    fn run<T>(self, decode: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, String> {
+        let name = self.op.name();
+        let envelope = crate::imports::process_op(self.op as u32, &self.buf);
+        drop(self.buf);
+        match envelope.as_slice() {
+            [0x92, 0x00, value @ ..] => decode(value).map_err(|e| format!("{name}: {e}")),
+            [0x92, 0x01, message @ ..] => Err(match Term::decode(message) {
+                Ok(Term::String(message)) => message,
+                Ok(other) => other.to_string(),
+                Err(e) => format!("{name} failed, and its error does not decode: {e}"),
+            }),
+            _ => Err(format!(
+                "{name}: the host's answer is not a [status, value] envelope of status 0 or 1"
+            )),
+        }
+    }
+}
+
+/// The host's value as a Term.
+fn term_value(value: &[u8]) -> Result<Term, String> {
+    Term::decode(value).map_err(|e| format!("the host's answer does not decode: {e}"))
+}
+
+/// The host's value as a pid.
+fn pid_value(value: &[u8]) -> Result<Pid, String> {
+    match term_value(value)? {
+        Term::Pid(pid) => Ok(pid),
+        other => Err(format!(
+            "the host answered {}, not a pid",
+            article(other.kind())
+        )),
+    }
+}
+
+/// Ignores the host's value (nil).
+fn nil_value(_: &[u8]) -> Result<(), String> {
+    Ok(())
+}
+
+/// The timeout in whole milliseconds, rounded up, at least 1 (the host takes a positive count).
+fn timeout_millis(timeout: Duration) -> i64 {
+    let millis = timeout.as_nanos().div_ceil(1_000_000).max(1);
+    i64::try_from(millis).unwrap_or(i64::MAX)
+}
+
+/// This process's pid, asked of the node.
+///
+/// Inside [`Process::handle`] and [`Process::init`], [`Context::self_pid`] gives the same pid
+/// without asking; this function also works in code that has no `Context` at hand.
+///
+/// # Errors
+///
+/// Outside a process (in a `#[steinadler::function]`, or natively) it fails with a message that
+/// starts with `"not a process"`.
+pub fn self_pid() -> Result<Pid, String> {
+    OpArgs::new(Op::SelfPid, 0).run(pid_value)
+}
+
+/// Sends `msg` to `to` now, before the current message has been handled.
+///
+/// `to` is a [`Dest`]: a [`Pid`], or a name, `"name"` on this node or `"name@node"`. The send is
+/// asynchronous: it returns once the receiver's node has accepted the message into the mailbox,
+/// without waiting for the receiver to handle it. When the mailbox is full it first waits for
+/// room (backpressure); that wait, and the round trip to another node, count against the current
+/// message's deadline.
+///
+/// Compared with [`Context::send`]: this message goes out at once, even if the handler later
+/// panics, and before every `ctx.send` message of the same handler. See the
+/// [module docs](mod@crate::process#sending-now-or-after-the-message) for which to use.
+///
+/// # Errors
+///
+/// The node's error message (for example, no process has that name), a message saying that
+/// `msg` cannot be encoded, or `"not a process…"` outside a process.
+pub fn send(to: impl Into<Dest>, msg: impl Serialize) -> Result<(), String> {
+    let to = to.into();
+    OpArgs::new(Op::Send, 2)
+        .arg(&to, || format!("the destination {to}"))?
+        .arg(&msg, || format!("the message sent to {to}"))?
+        .run(nil_value)
+}
+
+/// Calls `to` with `msg` and waits up to `timeout` for its reply, decoded as `R`.
+///
+/// Use `R = Term` to take any reply. The handler is blocked meanwhile: this process handles no
+/// other message until the reply comes or the time is up. The node caps the wait at what is left
+/// of the current message's deadline, so leave the handler time to finish after a timeout
+/// (a handler that overruns its deadline crashes the process). `timeout` is rounded up to whole
+/// milliseconds, and is at least 1 ms.
+///
+/// Calling this process itself, directly or through a cycle of calls (A calls B, which calls
+/// A), deadlocks until the timeout: a process handles one message at a time, so it cannot
+/// answer a call while it waits.
+///
+/// # Errors
+///
+/// The node's error message (no such process, the timeout, the callee crashed, ...), a message
+/// saying that the reply does not decode as `R` (prefixed with `call: `), a message saying that
+/// `msg` cannot be encoded, or `"not a process…"` outside a process.
+pub fn call<R: DeserializeOwned>(
+    to: impl Into<Dest>,
+    msg: impl Serialize,
+    timeout: Duration,
+) -> Result<R, String> {
+    let to = to.into();
+    OpArgs::new(Op::Call, 3)
+        .arg(&to, || format!("the destination {to}"))?
+        .arg(&msg, || format!("the message sent to {to}"))?
+        .arg(&timeout_millis(timeout), || "the timeout".to_owned())?
+        .run(|value| {
+            codec::from_slice(value, &Limits::DEFAULT).map_err(|e| {
+                format!(
+                    "the reply of {to} does not decode as `{}`: {e}",
+                    type_name::<R>()
+                )
+            })
+        })
+}
+
+/// Starts a process of `module` on this node with the spawn argument `args`, registered as
+/// `name` if given; returns its pid.
+///
+/// `module` is a module the node can resolve, by name or id, as for the node's own spawn. The
+/// call returns once the new process's `init` has succeeded.
+///
+/// # Errors
+///
+/// The node's error message (unknown module, `init` refused to start, the name is taken, ...), a
+/// message saying that `args` cannot be encoded, or `"not a process…"` outside a process.
+pub fn spawn(module: &str, args: impl Serialize, name: Option<&str>) -> Result<Pid, String> {
+    OpArgs::new(Op::Spawn, 3)
+        .arg(module, || "the module".to_owned())?
+        .arg(&args, || format!("the spawn arguments of {module}"))?
+        .arg(&name, || "the name".to_owned())?
+        .run(pid_value)
+}
+
+/// Registers `name` on this node for `pid`, or for this process when `pid` is `None`.
+///
+/// Messages to `"name"` on this node, or to `"name@node"` from anywhere, then reach that
+/// process.
+///
+/// # Errors
+///
+/// The node's error message (the name is taken, or not a valid name, ...), or
+/// `"not a process…"` outside a process.
+pub fn register(name: &str, pid: Option<&Pid>) -> Result<(), String> {
+    let pid = pid.map(|pid| Term::Pid(pid.clone()));
+    OpArgs::new(Op::Register, 2)
+        .arg(name, || "the name".to_owned())?
+        .arg(&pid, || "the pid".to_owned())?
+        .run(nil_value)
+}
+
+/// The process registered as `name`: `"name"` on this node, or `"name@node"` on another node.
+/// `None` if there is none.
+///
+/// # Errors
+///
+/// The node's error message (for example, that node is not a live member), or
+/// `"not a process…"` outside a process.
+pub fn whereis(name: &str) -> Result<Option<Pid>, String> {
+    OpArgs::new(Op::Whereis, 1)
+        .arg(name, || "the name".to_owned())?
+        .run(|value| match term_value(value)? {
+            Term::Nil => Ok(None),
+            Term::Pid(pid) => Ok(Some(pid)),
+            other => Err(format!(
+                "the host answered {}, not a pid or nil",
+                article(other.kind())
+            )),
+        })
 }
 
 #[cfg(test)]
@@ -444,5 +736,212 @@ mod tests {
         let outcome = ctx.into_parts();
         let err = outcome.send_error.unwrap();
         assert!(err.contains("sent to x") && err.contains("nope"), "{err}");
+    }
+
+    // The `process_op` functions, against a fake host.
+
+    const PID_BYTES: [u8; 9] = [0xc7, 0x06, 0x04, 0x93, 0xa2, b'n', b'1', 0x03, 0x07];
+
+    /// Runs `f` with a host that answers every op with `answer`; returns what `f` returned and
+    /// the ops asked, with their argument bytes.
+    fn with_host<T>(answer: &[u8], f: impl FnOnce() -> T) -> (T, Vec<(u32, Vec<u8>)>) {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let asked = Rc::new(RefCell::new(Vec::new()));
+        let (log, answer) = (Rc::clone(&asked), answer.to_vec());
+        crate::imports::FAKE_HOST.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move |op, args| {
+                log.borrow_mut().push((op, args.to_vec()));
+                answer.clone()
+            }));
+        });
+        let out = f();
+        crate::imports::FAKE_HOST.with(|h| *h.borrow_mut() = None);
+        let asked = asked.borrow().clone();
+        (out, asked)
+    }
+
+    fn ok(value: &[u8]) -> Vec<u8> {
+        [&[0x92, 0x00][..], value].concat()
+    }
+
+    fn concat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    #[test]
+    fn every_op_fails_natively_as_not_a_process() {
+        let errors = [
+            self_pid().unwrap_err(),
+            send("x", 1).unwrap_err(),
+            call::<Term>("x", 1, Duration::from_secs(1)).unwrap_err(),
+            spawn("kv", (), None).unwrap_err(),
+            register("x", None).unwrap_err(),
+            whereis("x").unwrap_err(),
+        ];
+        for e in errors {
+            assert_eq!(e, crate::imports::NOT_A_PROCESS);
+            assert!(e.starts_with("not a process"), "{e}");
+        }
+    }
+
+    #[test]
+    fn self_pid_sends_the_empty_array_and_reads_a_pid() {
+        let (pid_, asked) = with_host(&ok(&PID_BYTES), self_pid);
+        assert_eq!(pid_, Ok(pid()));
+        assert_eq!(asked, [(0, vec![0x90])]);
+    }
+
+    #[test]
+    fn send_sends_to_and_msg() {
+        let (out, asked) = with_host(&ok(&[0xc0]), || send(pid(), 5));
+        assert_eq!(out, Ok(()));
+        assert_eq!(asked, [(1, concat(&[&[0x92], &PID_BYTES, &[0x05]]))]);
+        let (out, asked) = with_host(&ok(&[0xc0]), || send("log@n2", ["a"]));
+        assert_eq!(out, Ok(()));
+        let want = concat(&[&[0x92, 0xa6], b"log@n2", &[0x91, 0xa1, b'a']]);
+        assert_eq!(asked, [(1, want)]);
+    }
+
+    #[test]
+    fn call_sends_the_timeout_in_milliseconds_and_decodes_the_reply() {
+        let msg = ("get", "a");
+        let timeout = Duration::from_millis(1500);
+        let (out, asked) = with_host(&ok(&[0x07]), || call::<i64>("db", msg, timeout));
+        assert_eq!(out, Ok(7));
+        let want = concat(&[
+            &[0x93, 0xa2, b'd', b'b'],
+            &[0x92, 0xa3, b'g', b'e', b't', 0xa1, b'a'],
+            &[0xcd, 0x05, 0xdc],
+        ]);
+        assert_eq!(asked, [(2, want)]);
+        // Any reply as a Term.
+        let (out, _) = with_host(&ok(&PID_BYTES), || call::<Term>("db", 1, timeout));
+        assert_eq!(out, Ok(Term::Pid(pid())));
+    }
+
+    #[test]
+    fn a_reply_of_another_type_is_an_error_naming_the_type() {
+        let answer = ok(&[0xa2, b'n', b'o']);
+        let (out, _) = with_host(&answer, || call::<i64>("db", 1, Duration::from_secs(1)));
+        let e = out.unwrap_err();
+        assert!(
+            e.starts_with("call: the reply of db does not decode as `i64`: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn timeouts_round_up_to_a_positive_number_of_milliseconds() {
+        assert_eq!(timeout_millis(Duration::ZERO), 1);
+        assert_eq!(timeout_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(timeout_millis(Duration::from_micros(1500)), 2);
+        assert_eq!(timeout_millis(Duration::from_secs(2)), 2000);
+        assert_eq!(timeout_millis(Duration::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn spawn_sends_module_args_and_name_and_reads_a_pid() {
+        let (out, asked) = with_host(&ok(&PID_BYTES), || spawn("kv", (), Some("db")));
+        assert_eq!(out, Ok(pid()));
+        let want = [0x93, 0xa2, b'k', b'v', 0xc0, 0xa2, b'd', b'b'];
+        assert_eq!(asked, [(3, want.to_vec())]);
+        let (out, asked) = with_host(&ok(&PID_BYTES), || spawn("counter", 5, None));
+        assert_eq!(out, Ok(pid()));
+        let want = concat(&[&[0x93, 0xa7], b"counter", &[0x05, 0xc0]]);
+        assert_eq!(asked, [(3, want)]);
+        let (out, _) = with_host(&ok(&[0x01]), || spawn("kv", (), None));
+        assert_eq!(
+            out,
+            Err("spawn: the host answered an int, not a pid".into())
+        );
+    }
+
+    #[test]
+    fn register_sends_nil_for_itself_or_the_pid() {
+        let (out, asked) = with_host(&ok(&[0xc0]), || register("db", None));
+        assert_eq!(out, Ok(()));
+        assert_eq!(asked, [(4, vec![0x92, 0xa2, b'd', b'b', 0xc0])]);
+        let (out, asked) = with_host(&ok(&[0xc0]), || register("db", Some(&pid())));
+        assert_eq!(out, Ok(()));
+        assert_eq!(
+            asked,
+            [(4, concat(&[&[0x92, 0xa2, b'd', b'b'], &PID_BYTES]))]
+        );
+    }
+
+    #[test]
+    fn whereis_reads_a_pid_or_nil() {
+        let (out, asked) = with_host(&ok(&PID_BYTES), || whereis("db@n2"));
+        assert_eq!(out, Ok(Some(pid())));
+        assert_eq!(asked, [(5, concat(&[&[0x91, 0xa5], b"db@n2"]))]);
+        let (out, _) = with_host(&ok(&[0xc0]), || whereis("db"));
+        assert_eq!(out, Ok(None));
+        let (out, _) = with_host(&ok(&[0xc3]), || whereis("db"));
+        assert_eq!(
+            out,
+            Err("whereis: the host answered a bool, not a pid or nil".into())
+        );
+    }
+
+    #[test]
+    fn the_process_op_examples_of_abi_md() {
+        let (_, asked) = with_host(&ok(&[0xc0]), || send("log@n2", 1));
+        let want = [0x92, 0xa6, 0x6c, 0x6f, 0x67, 0x40, 0x6e, 0x32, 0x01];
+        assert_eq!(asked, [(1, want.to_vec())]);
+        let timeout = Duration::from_millis(2000);
+        let (_, asked) = with_host(&ok(&[0xc0]), || call::<Term>("db", "keys", timeout));
+        let want = [
+            0x93, 0xa2, 0x64, 0x62, 0xa4, 0x6b, 0x65, 0x79, 0x73, 0xcd, 0x07, 0xd0,
+        ];
+        assert_eq!(asked, [(2, want.to_vec())]);
+        let (_, asked) = with_host(&ok(&[0xc0]), || whereis("db"));
+        assert_eq!(asked, [(5, vec![0x91, 0xa2, 0x64, 0x62])]);
+    }
+
+    #[test]
+    fn a_host_error_is_its_message_as_is() {
+        let answer = concat(&[&[0x92, 0x01, 0xa6], b"noproc"]);
+        let (out, _) = with_host(&answer, || send("x", 1));
+        assert_eq!(out, Err("noproc".into()));
+        let (out, _) = with_host(&answer, self_pid);
+        assert_eq!(out, Err("noproc".into()));
+        // A non-string error is shown as a Term.
+        let (out, _) = with_host(&[0x92, 0x01, 0x05], || whereis("x"));
+        assert_eq!(out, Err("5".into()));
+    }
+
+    #[test]
+    fn a_malformed_answer_is_an_error() {
+        for answer in [&[][..], &[0x92, 0x02, 0xc0], &[0x91, 0x00], &[0xc0]] {
+            let (out, _) = with_host(answer, || register("x", None));
+            let e = out.unwrap_err();
+            assert!(e.starts_with("register: the host's answer is not"), "{e}");
+        }
+        let (out, _) = with_host(&[0x92, 0x00, 0xc1], self_pid);
+        let e = out.unwrap_err();
+        assert!(
+            e.starts_with("self_pid: the host's answer does not decode"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_message_that_cannot_be_encoded_is_an_error_and_nothing_is_asked() {
+        struct Bad;
+        impl Serialize for Bad {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("nope"))
+            }
+        }
+        let (out, asked) = with_host(&ok(&[0xc0]), || send("x", Bad));
+        assert_eq!(out, Err("cannot encode the message sent to x: nope".into()));
+        assert!(asked.is_empty());
+        let (out, asked) = with_host(&ok(&[0xc0]), || spawn("kv", Bad, None));
+        assert_eq!(
+            out,
+            Err("cannot encode the spawn arguments of kv: nope".into())
+        );
+        assert!(asked.is_empty());
     }
 }

@@ -8,13 +8,29 @@
 //! | `["get", key]` | | the value, or nil |
 //! | `["delete", key]` | removes `key` | the removed value, or nil |
 //! | `"keys"` | | the keys, sorted |
-//! | `["forward", to, msg]` | sends `msg` to `to`, a pid or a name (`"name"`, `"name@node"`) | `true` |
+//! | `["forward", to, msg]` | sends `msg` to `to`, a pid or a name (`"name"`, `"name@node"`), after handling this message (`ctx.send`) | `true` |
 //! | `"crash"` | panics: the process crashes | — |
+//! | `"whoami"` | asks the node for its own pid (`process::self_pid`) | its pid |
+//! | `["call", to, msg]` | calls `to` with `msg`, waiting up to 2 s (`process::call`) | the reply |
+//! | `["send_now", to, msg]` | sends `msg` to `to` at once (`process::send`) | `true` |
+//! | `["spawn", module, args]` | spawns `module` with `args` on this node (`process::spawn`) | the new pid |
+//! | `["spawn", module, args, name]` | the same, registered as `name` | the new pid |
+//! | `["register", name]` | registers itself as `name` on this node (`process::register`) | `true` |
+//! | `["whereis", name]` | looks up `"name"` here or `"name@node"` (`process::whereis`) | its pid, or nil |
+//!
+//! When the node refuses one of the last six (and outside a node, where each fails with
+//! `"not a process…"`), the reply is the node's error message, a string. `to` is a pid or a name;
+//! `module` and `name` are strings; `msg` and `args` are any Terms. Calling itself
+//! (`["call", <own pid>, msg]`) blocks kv until the 2 s timeout, then replies the timeout error.
 //!
 //! The unit tests run natively: `cargo test --manifest-path modules/Cargo.toml -p counter -p kv`.
 
 use std::collections::BTreeMap;
-use steinadler::{Context, Dest, Process, Term};
+use std::time::Duration;
+use steinadler::{Context, Dest, Process, Term, process};
+
+/// How long `["call", to, msg]` waits for the reply.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The process state.
 #[derive(Debug, Default)]
@@ -32,15 +48,47 @@ enum Msg {
     Keys,
     Forward(Dest, Term),
     Crash,
+    Whoami,
+    Call(Dest, Term),
+    SendNow(Dest, Term),
+    Spawn(String, Term, Option<String>),
+    Register(String),
+    Whereis(String),
 }
 
-const SHAPES: &str = r#"["put", key, value], ["get", key], ["delete", key], "keys", ["forward", to, msg] or "crash""#;
+const SHAPES: &str = concat!(
+    r#"["put", key, value], ["get", key], ["delete", key], "keys", ["forward", to, msg], "#,
+    r#""crash", "whoami", ["call", to, msg], ["send_now", to, msg], ["spawn", module, args], "#,
+    r#"["spawn", module, args, name], ["register", name] or ["whereis", name]"#,
+);
 
 fn key(term: Term) -> Result<String, String> {
     match term {
         Term::String(key) => Ok(key),
         other => Err(format!("keys are strings, got {other}")),
     }
+}
+
+/// A string argument: a module or a process name.
+fn string(what: &str, term: Term) -> Result<String, String> {
+    match term {
+        Term::String(s) => Ok(s),
+        other => Err(format!("{what} is a string, not {other}")),
+    }
+}
+
+/// A destination: a pid or a name (`"name"`, `"name@node"`).
+fn dest(op: &str, term: Term) -> Result<Dest, String> {
+    match term {
+        Term::Pid(pid) => Ok(Dest::Pid(pid)),
+        Term::String(name) => Ok(Dest::Name(name)),
+        other => Err(format!("{op} to a pid or a name, not {other}")),
+    }
+}
+
+/// The reply to one of the messages that ask the node: the value, or the node's error message.
+fn reply(result: Result<Term, String>) -> Option<Term> {
+    Some(result.unwrap_or_else(Term::String))
 }
 
 impl TryFrom<Term> for Msg {
@@ -50,27 +98,32 @@ impl TryFrom<Term> for Msg {
         let items = match term {
             Term::String(word) if word == "keys" => return Ok(Self::Keys),
             Term::String(word) if word == "crash" => return Ok(Self::Crash),
+            Term::String(word) if word == "whoami" => return Ok(Self::Whoami),
             Term::List(items) => items,
             other => return Err(format!("expected {SHAPES}, got {other}")),
         };
         let mut items = items.into_iter();
-        let (Some(Term::String(op)), a, b, None) =
-            (items.next(), items.next(), items.next(), items.next())
-        else {
+        let Some(Term::String(op)) = items.next() else {
             return Err(format!("expected {SHAPES}, got a list of another shape"));
         };
-        match (op.as_str(), a, b) {
-            ("put", Some(k), Some(v)) => Ok(Self::Put(key(k)?, v)),
-            ("get", Some(k), None) => Ok(Self::Get(key(k)?)),
-            ("delete", Some(k), None) => Ok(Self::Delete(key(k)?)),
-            ("forward", Some(to), Some(msg)) => {
-                let to = match to {
-                    Term::Pid(pid) => Dest::Pid(pid),
-                    Term::String(name) => Dest::Name(name),
-                    other => return Err(format!("forward to a pid or a name, not {other}")),
-                };
-                Ok(Self::Forward(to, msg))
+        let count = items.len();
+        // Taken in order; the match below checks the count first.
+        let mut arg = || items.next().unwrap_or(Term::Nil);
+        match (op.as_str(), count) {
+            ("put", 2) => Ok(Self::Put(key(arg())?, arg())),
+            ("get", 1) => Ok(Self::Get(key(arg())?)),
+            ("delete", 1) => Ok(Self::Delete(key(arg())?)),
+            ("forward", 2) => Ok(Self::Forward(dest("forward", arg())?, arg())),
+            ("call", 2) => Ok(Self::Call(dest("call", arg())?, arg())),
+            ("send_now", 2) => Ok(Self::SendNow(dest("send_now", arg())?, arg())),
+            ("spawn", 2) => Ok(Self::Spawn(string("the module", arg())?, arg(), None)),
+            ("spawn", 3) => {
+                let module = string("the module", arg())?;
+                let args = arg();
+                Ok(Self::Spawn(module, args, Some(string("the name", arg())?)))
             }
+            ("register", 1) => Ok(Self::Register(string("the name", arg())?)),
+            ("whereis", 1) => Ok(Self::Whereis(string("the name", arg())?)),
             _ => Err(format!(
                 "expected {SHAPES}, got a {op:?} list of another shape"
             )),
@@ -98,6 +151,16 @@ impl Process for Kv {
                 Some(Term::Bool(true))
             }
             Msg::Crash => panic!("kv crashed on request"),
+            Msg::Whoami => reply(process::self_pid().map(Term::Pid)),
+            Msg::Call(to, msg) => reply(process::call(to, msg, CALL_TIMEOUT)),
+            Msg::SendNow(to, msg) => reply(process::send(to, msg).map(|()| Term::Bool(true))),
+            Msg::Spawn(module, args, name) => {
+                reply(process::spawn(&module, args, name.as_deref()).map(Term::Pid))
+            }
+            Msg::Register(name) => reply(process::register(&name, None).map(|()| Term::Bool(true))),
+            Msg::Whereis(name) => {
+                reply(process::whereis(&name).map(|pid| pid.map_or(Term::Nil, Term::Pid)))
+            }
         }
     }
 }
@@ -155,6 +218,68 @@ mod tests {
         assert!(m(list(["put".into(), "a".into()])).is_err());
         assert!(m(list(["get".into(), "a".into(), "b".into(), "c".into()])).is_err());
         assert!(m(Term::Nil).is_err());
+    }
+
+    #[test]
+    fn the_messages_that_ask_the_node_have_the_documented_shapes() {
+        let m = |t: Term| Msg::try_from(t);
+        assert_eq!(m("whoami".into()), Ok(Msg::Whoami));
+        assert_eq!(
+            m(list(["call".into(), Term::Pid(pid()), "keys".into()])),
+            Ok(Msg::Call(Dest::Pid(pid()), "keys".into()))
+        );
+        assert_eq!(
+            m(list(["send_now".into(), "c@n2".into(), "inc".into()])),
+            Ok(Msg::SendNow(Dest::Name("c@n2".into()), "inc".into()))
+        );
+        assert_eq!(
+            m(list(["spawn".into(), "counter".into(), 5.into()])),
+            Ok(Msg::Spawn("counter".into(), 5.into(), None))
+        );
+        assert_eq!(
+            m(list(["spawn".into(), "kv".into(), Term::Nil, "db".into()])),
+            Ok(Msg::Spawn("kv".into(), Term::Nil, Some("db".into())))
+        );
+        assert_eq!(
+            m(list(["register".into(), "db".into()])),
+            Ok(Msg::Register("db".into()))
+        );
+        assert_eq!(
+            m(list(["whereis".into(), "db@n2".into()])),
+            Ok(Msg::Whereis("db@n2".into()))
+        );
+        assert!(
+            m(list(["call".into(), 1.into(), "x".into()]))
+                .unwrap_err()
+                .contains("call to a pid or a name")
+        );
+        assert!(m(list(["call".into(), "c".into()])).is_err());
+        assert!(m(list(["spawn".into(), 1.into(), Term::Nil])).is_err());
+        assert!(m(list(["spawn".into(), "kv".into(), Term::Nil, 1.into()])).is_err());
+        assert!(m(list(["register".into()])).is_err());
+        assert!(m(list(["whereis".into(), Term::Nil])).is_err());
+    }
+
+    #[test]
+    fn natively_the_node_ops_reply_the_not_a_process_error() {
+        let mut kv = Kv::init((), &mut Context::new(pid())).unwrap();
+        let mut ctx = Context::for_message(pid(), None, true);
+        let msgs = [
+            Msg::Whoami,
+            Msg::Call(Dest::Name("c".into()), "keys".into()),
+            Msg::SendNow(Dest::Pid(pid()), 1.into()),
+            Msg::Spawn("counter".into(), 0.into(), None),
+            Msg::Register("db".into()),
+            Msg::Whereis("db".into()),
+        ];
+        for msg in msgs {
+            match kv.handle(msg, &mut ctx) {
+                Some(Term::String(e)) => assert!(e.starts_with("not a process"), "{e}"),
+                other => panic!("expected the error string, got {other:?}"),
+            }
+        }
+        // They act at once, not through the context.
+        assert!(ctx.sent().is_empty());
     }
 
     #[test]
