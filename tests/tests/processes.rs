@@ -316,3 +316,64 @@ fn field_of(map: &Term, k: &str) -> Term {
         other => panic!("not a map: {other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_use_self_pid_send_call_spawn_register_and_whereis() {
+    let n1 = common::start("n1", "a", None).await;
+    let n2 = common::start("n2", "a", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2], 2).await;
+    n1.deploy("kv", m::KV_WASM).await.unwrap();
+    n1.deploy("counter", m::COUNTER_WASM).await.unwrap();
+    let kv = n1.spawn("kv", Term::Nil, None).await.unwrap();
+    let at = Address::Pid(kv.clone());
+    let ask = |m: Term| n1.call(&at, m, T);
+
+    assert_eq!(ask("whoami".into()).await.unwrap(), Term::Pid(kv.clone()));
+    // Register itself, then find itself by name.
+    assert_eq!(
+        ask(msg(&["register".into(), "store".into()]))
+            .await
+            .unwrap(),
+        Term::Bool(true)
+    );
+    assert_eq!(n1.whereis("store"), Some(kv.clone()));
+    assert_eq!(
+        ask(msg(&["whereis".into(), "store".into()])).await.unwrap(),
+        Term::Pid(kv.clone())
+    );
+    // Spawn a counter from the guest, on its own node.
+    let counter = match ask(msg(&["spawn".into(), "counter".into(), Term::Int(40)]))
+        .await
+        .unwrap()
+    {
+        Term::Pid(pid) => pid,
+        other => panic!("spawn answered {other}"),
+    };
+    assert_eq!(counter.node, "n1");
+    // A counter on the other node, named; the guest sends to it at once and then calls it.
+    let remote = n2.spawn("counter", Term::Int(0), Some("c")).await.unwrap();
+    assert_eq!(
+        ask(msg(&["whereis".into(), "c@n2".into()])).await.unwrap(),
+        Term::Pid(remote.clone())
+    );
+    assert_eq!(
+        ask(msg(&["send_now".into(), "c@n2".into(), "inc".into()]))
+            .await
+            .unwrap(),
+        Term::Bool(true)
+    );
+    let reply = ask(msg(&[
+        "call".into(),
+        Term::Pid(remote),
+        msg(&["add".into(), Term::Int(2)]),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(reply, Term::Int(3));
+    let local = ask(msg(&["call".into(), Term::Pid(counter), "get".into()]))
+        .await
+        .unwrap();
+    assert_eq!(local, Term::Int(40));
+    n2.shutdown().await;
+    n1.shutdown().await;
+}

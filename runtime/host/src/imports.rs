@@ -23,6 +23,8 @@ pub(crate) struct State {
     pub(crate) panic: Option<String>,
     /// When the current call (or a process's current message) is interrupted.
     pub(crate) deadline: std::time::Instant,
+    /// Set in a process instance: its PID and its node's messenger.
+    pub(crate) process: Option<crate::messenger::ProcessCtx>,
 }
 
 impl std::fmt::Debug for State {
@@ -72,7 +74,8 @@ impl ResourceLimiter for Limiter {
 /// Links WASI preview 1 and the `steinadler` imports.
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     wasmtime_wasi::p1::add_to_linker_async(linker, |s: &mut State| &mut s.wasi)?;
-    add_steinadler_to_linker(linker)
+    add_steinadler_to_linker(linker)?;
+    crate::messenger::add_to_linker(linker)
 }
 
 fn add_steinadler_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
@@ -118,14 +121,18 @@ fn add_steinadler_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     Ok(())
 }
 
-fn memory(caller: &mut Caller<'_, State>) -> wasmtime::Result<wasmtime::Memory> {
+pub(crate) fn memory(caller: &mut Caller<'_, State>) -> wasmtime::Result<wasmtime::Memory> {
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => Ok(m),
         _ => wasmtime::bail!("the guest exports no memory named `memory`"),
     }
 }
 
-fn read(caller: &mut Caller<'_, State>, ptr: u32, len: u32) -> wasmtime::Result<Vec<u8>> {
+pub(crate) fn read(
+    caller: &mut Caller<'_, State>,
+    ptr: u32,
+    len: u32,
+) -> wasmtime::Result<Vec<u8>> {
     let mem = memory(caller)?;
     let mut buf = vec![0u8; len as usize];
     mem.read(&caller, ptr as usize, &mut buf)?;

@@ -104,6 +104,7 @@ pub(crate) fn new_store(
         node_name: host.node_name.clone(),
         panic: None,
         deadline: Instant::now() + limits.deadline,
+        process: None,
     };
     let mut store = Store::new(&host.engine, state);
     store.limiter(|s| &mut s.limiter);

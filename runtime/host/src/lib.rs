@@ -30,6 +30,7 @@ mod config;
 mod engine;
 mod imports;
 mod invoke;
+mod messenger;
 mod module;
 mod output;
 mod process;
@@ -37,6 +38,7 @@ mod store;
 
 pub use config::{HostConfig, InvokeLimits};
 pub use engine::Host;
+pub use messenger::Messenger;
 pub use module::{LoadSource, LoadedModule};
 pub use process::{Dest, Outcome, PROCESS_HANDLE, PROCESS_INIT, Process, is_process};
 pub use steinadler_core::{InvokeError, ModuleId, Term};

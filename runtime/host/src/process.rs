@@ -78,7 +78,8 @@ pub fn is_process(module: &LoadedModule) -> bool {
 }
 
 impl Host {
-    /// Instantiates `module` as the process `pid` and runs its `init` with `args`.
+    /// Instantiates `module` as the process `pid` and runs its `init` with `args`. The guest's
+    /// `process_op` import (send, call, spawn, ...) goes to `messenger`; without one it fails.
     ///
     /// # Errors
     ///
@@ -90,6 +91,7 @@ impl Host {
         args: &Term,
         pid: &Pid,
         limits: &InvokeLimits,
+        messenger: Option<Arc<dyn crate::Messenger>>,
     ) -> Result<Process, InvokeError> {
         if !is_process(module) {
             return Err(InvokeError::FunctionNotFound {
@@ -104,6 +106,10 @@ impl Host {
             limits.max_log_bytes,
         ));
         let mut store = new_store(self, limits, &budget);
+        store.data_mut().process = messenger.map(|messenger| crate::messenger::ProcessCtx {
+            pid: pid.clone(),
+            messenger,
+        });
         let instance = match module.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().limiter.hit => {

@@ -40,6 +40,7 @@ mod client;
 mod config;
 mod coordinator;
 mod fetch;
+mod guest_ops;
 mod join;
 mod messaging;
 mod monitor;

@@ -64,6 +64,22 @@ impl Node {
         self.inner.monitor(pid)
     }
 
+    /// Registers `name` for the process `pid`, which must run on this node. Sending to `name`
+    /// (here) or `name@node` (anywhere) then reaches it.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Request`] if the name is taken or malformed, or `pid` is not a live local
+    /// process.
+    pub fn register(&self, name: &str, pid: &Pid) -> Result<(), NodeError> {
+        self.inner.register_local(name, pid).map_err(request_err)
+    }
+
+    /// The process registered as `name` on this node.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.inner.whereis_local(name)
+    }
+
     /// The processes on this node.
     pub fn processes(&self) -> Vec<ProcessInfo> {
         self.inner.process_list()

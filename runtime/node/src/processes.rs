@@ -189,7 +189,13 @@ impl Inner {
         let limits = self.host.default_limits();
         let process = self
             .host
-            .spawn_process(&loaded, &args, &pid, &limits)
+            .spawn_process(
+                &loaded,
+                &args,
+                &pid,
+                &limits,
+                Some(Arc::new(crate::guest_ops::NodeMessenger::new(self))),
+            )
             .await
             .map_err(|e| Status::failed_precondition(format!("the process did not start: {e}")))?;
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
@@ -263,6 +269,54 @@ impl Inner {
                 mpsc::error::TrySendError::Closed(_) => noproc(to),
             }),
         }
+    }
+
+    /// Registers `name` for the local process `pid`.
+    pub(crate) fn register_local(&self, name: &str, pid: &Pid) -> Result<(), Status> {
+        validate_name(name)?;
+        if pid.node != self.config.name || pid.incarnation != self.processes.incarnation {
+            return Err(Status::invalid_argument(format!(
+                "{pid} does not run on {}: names are registered on the process's own node",
+                self.config.name
+            )));
+        }
+        let mut names = self
+            .processes
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut table = self
+            .processes
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = table
+            .get_mut(&pid.id)
+            .ok_or_else(|| noproc(&Address::Pid(pid.clone())))?;
+        if names.contains_key(name) {
+            return Err(Status::already_exists(format!(
+                "a process named {name:?} already runs on {}",
+                self.config.name
+            )));
+        }
+        names.insert(name.to_owned(), pid.id);
+        entry.name = Some(name.to_owned());
+        Ok(())
+    }
+
+    /// The local process registered as `name`.
+    pub(crate) fn whereis_local(&self, name: &str) -> Option<Pid> {
+        let id = *self
+            .processes
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)?;
+        Some(Pid {
+            node: self.config.name.clone(),
+            incarnation: self.processes.incarnation,
+            id,
+        })
     }
 
     pub(crate) fn process_list(&self) -> Vec<ProcessInfo> {

@@ -1,0 +1,169 @@
+//! The `steinadler.process_op` import: what a process guest can ask of its node while it
+//! handles a message (its PID, send, call, spawn, register, whereis).
+//!
+//! The host does not know about mailboxes or other nodes; the node crate implements
+//! [`Messenger`] and hands it to [`Host::spawn_process`](crate::Host::spawn_process). The
+//! import reads its arguments from guest memory, awaits the messenger, and writes a result
+//! envelope into memory the guest's own `alloc` gives it (`docs/abi.md`, "Processes").
+
+use crate::imports::State;
+use crate::process::Dest;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use steinadler_core::{Pid, Term};
+use wasmtime::{Caller, Extern, Linker};
+
+/// What a process's guest may ask its node to do. Implemented by the node.
+pub trait Messenger: Send + Sync + 'static {
+    /// Delivers `msg` to `to`, from the process `from`.
+    fn send(&self, from: Pid, to: Dest, msg: Term) -> BoxFuture<'static, Result<(), String>>;
+    /// Delivers `msg` and waits up to `timeout` for the reply.
+    fn call(
+        &self,
+        from: Pid,
+        to: Dest,
+        msg: Term,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Term, String>>;
+    /// Starts a process of `module` on this node.
+    fn spawn(
+        &self,
+        module: String,
+        args: Term,
+        name: Option<String>,
+    ) -> BoxFuture<'static, Result<Pid, String>>;
+    /// Registers `name` for `pid` on this node.
+    fn register(&self, name: String, pid: Pid) -> Result<(), String>;
+    /// The process registered as `name` (`name` here, or `name@node`).
+    fn whereis(&self, name: String) -> BoxFuture<'static, Result<Option<Pid>, String>>;
+}
+
+/// A process's identity and its node's messenger, in the store of a process instance.
+#[derive(Clone)]
+pub(crate) struct ProcessCtx {
+    pub(crate) pid: Pid,
+    pub(crate) messenger: Arc<dyn Messenger>,
+}
+
+impl std::fmt::Debug for ProcessCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessCtx")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+const OP_SELF_PID: u32 = 0;
+const OP_SEND: u32 = 1;
+const OP_CALL: u32 = 2;
+const OP_SPAWN: u32 = 3;
+const OP_REGISTER: u32 = 4;
+const OP_WHEREIS: u32 = 5;
+
+pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    linker.func_wrap_async(
+        "steinadler",
+        "process_op",
+        |mut caller: Caller<'_, State>, (op, ptr, len): (u32, u32, u32)| {
+            Box::new(async move {
+                let input = crate::imports::read(&mut caller, ptr, len)?;
+                let result = match caller.data().process.clone() {
+                    None => Err("not a process: only a process may use process_op".to_owned()),
+                    Some(ctx) => {
+                        let left = caller
+                            .data()
+                            .deadline
+                            .saturating_duration_since(Instant::now());
+                        run(op, &input, ctx, left).await
+                    }
+                };
+                let envelope = match result {
+                    Ok(value) => envelope(0, &value),
+                    Err(message) => envelope(1, &Term::String(message)),
+                };
+                write_result(&mut caller, &envelope).await
+            })
+        },
+    )?;
+    Ok(())
+}
+
+async fn run(op: u32, input: &[u8], ctx: ProcessCtx, left: Duration) -> Result<Term, String> {
+    let args = match Term::decode(input) {
+        Ok(Term::List(args)) => args,
+        Ok(_) => return Err("process_op arguments are not an array".into()),
+        Err(e) => return Err(format!("process_op arguments: {e}")),
+    };
+    let m = &ctx.messenger;
+    match (op, args.as_slice()) {
+        (OP_SELF_PID, []) => Ok(Term::Pid(ctx.pid.clone())),
+        (OP_SEND, [to, msg]) => m
+            .send(ctx.pid.clone(), dest(to)?, msg.clone())
+            .await
+            .map(|()| Term::Nil),
+        (OP_CALL, [to, msg, timeout]) => {
+            let asked = match timeout {
+                Term::Int(ms) if *ms > 0 => Duration::from_millis(*ms as u64),
+                _ => return Err("call: the timeout is a positive number of milliseconds".into()),
+            };
+            m.call(ctx.pid.clone(), dest(to)?, msg.clone(), asked.min(left))
+                .await
+        }
+        (OP_SPAWN, [Term::String(module), args, name]) => {
+            let name = match name {
+                Term::Nil => None,
+                Term::String(n) => Some(n.clone()),
+                _ => return Err("spawn: the name is a string or nil".into()),
+            };
+            m.spawn(module.clone(), args.clone(), name)
+                .await
+                .map(Term::Pid)
+        }
+        (OP_REGISTER, [Term::String(name), pid]) => {
+            let pid = match pid {
+                Term::Nil => ctx.pid.clone(),
+                Term::Pid(p) => p.clone(),
+                _ => return Err("register: the pid is a pid or nil (yourself)".into()),
+            };
+            m.register(name.clone(), pid).map(|()| Term::Nil)
+        }
+        (OP_WHEREIS, [Term::String(name)]) => m
+            .whereis(name.clone())
+            .await
+            .map(|pid| pid.map_or(Term::Nil, Term::Pid)),
+        (op, args) => Err(format!(
+            "process_op {op} with {} arguments is not a known operation",
+            args.len()
+        )),
+    }
+}
+
+fn dest(to: &Term) -> Result<Dest, String> {
+    match to {
+        Term::Pid(p) => Ok(Dest::Pid(p.clone())),
+        Term::String(name) => Ok(Dest::Name(name.clone())),
+        other => Err(format!(
+            "a destination is a pid or a name, not {}",
+            other.kind()
+        )),
+    }
+}
+
+fn envelope(status: u8, value: &Term) -> Vec<u8> {
+    let mut out = vec![0x92, status];
+    out.extend_from_slice(&value.encode());
+    out
+}
+
+/// Copies `bytes` into memory from the guest's `alloc`; returns the packed pointer and length.
+async fn write_result(caller: &mut Caller<'_, State>, bytes: &[u8]) -> wasmtime::Result<u64> {
+    let len = u32::try_from(bytes.len())?;
+    let alloc = match caller.get_export("alloc") {
+        Some(Extern::Func(f)) => f.typed::<u32, u32>(&*caller)?,
+        _ => wasmtime::bail!("the guest exports no `alloc`"),
+    };
+    let ptr = alloc.call_async(&mut *caller, len).await?;
+    crate::imports::memory(caller)?.write(&mut *caller, ptr as usize, bytes)?;
+    Ok((u64::from(ptr) << 32) | u64::from(len))
+}
