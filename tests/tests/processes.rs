@@ -377,3 +377,74 @@ async fn guests_use_self_pid_send_call_spawn_register_and_whereis() {
     n2.shutdown().await;
     n1.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_monitors_processes_and_receives_down_messages() {
+    let n1 = common::start("n1", "a", None).await;
+    let n2 = common::start("n2", "a", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2], 2).await;
+    n1.deploy("kv", m::KV_WASM).await.unwrap();
+    n1.deploy("counter", m::COUNTER_WASM).await.unwrap();
+    let watcher = n1.spawn("kv", Term::Nil, None).await.unwrap();
+    let at = Address::Pid(watcher.clone());
+    let local = n1.spawn("counter", Term::Int(0), None).await.unwrap();
+    let remote = n2.spawn("kv", Term::Nil, None).await.unwrap();
+    let cancelled = n2.spawn("counter", Term::Int(0), None).await.unwrap();
+    let mut refs = Vec::new();
+    for pid in [&local, &remote, &cancelled] {
+        let r = n1
+            .call(&at, msg(&["monitor".into(), Term::Pid(pid.clone())]), T)
+            .await
+            .unwrap();
+        assert!(matches!(r, Term::Ref(_)), "{r}");
+        refs.push(r);
+    }
+    assert_eq!(
+        n1.call(&at, msg(&["demonitor".into(), refs[2].clone()]), T)
+            .await
+            .unwrap(),
+        Term::Bool(true)
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    n1.call(&Address::Pid(local.clone()), "stop".into(), T)
+        .await
+        .unwrap();
+    let _ = n1
+        .call(&Address::Pid(remote.clone()), "crash".into(), T)
+        .await;
+    n1.call(&Address::Pid(cancelled), "stop".into(), T)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + T;
+    let downs = loop {
+        let downs = n1.call(&at, "downs".into(), T).await.unwrap();
+        if matches!(&downs, Term::List(d) if d.len() >= 2) {
+            break downs;
+        }
+        assert!(std::time::Instant::now() < deadline, "no DOWN: {downs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let Term::List(downs) = n1.call(&at, "downs".into(), T).await.unwrap() else {
+        panic!("downs: {downs}");
+    };
+    assert_eq!(
+        downs.len(),
+        2,
+        "the demonitored one must not report: {downs:?}"
+    );
+    let normal = msg(&[
+        "DOWN".into(),
+        refs[0].clone(),
+        Term::Pid(local),
+        "normal".into(),
+    ]);
+    assert!(downs.contains(&normal), "{downs:?}");
+    let crash = downs
+        .iter()
+        .find(|d| matches!(d, Term::List(p) if p.get(2) == Some(&Term::Pid(remote.clone()))))
+        .expect("the crash's DOWN");
+    assert!(crash.to_string().contains("crash"), "{crash}");
+    n2.shutdown().await;
+    n1.shutdown().await;
+}

@@ -17,6 +17,10 @@
 //! | `["spawn", module, args, name]` | the same, registered as `name` | the new pid |
 //! | `["register", name]` | registers itself as `name` on this node (`process::register`) | `true` |
 //! | `["whereis", name]` | looks up `"name"` here or `"name@node"` (`process::whereis`) | its pid, or nil |
+//! | `["monitor", pid]` | monitors `pid` (`process::monitor`) | the reference |
+//! | `["demonitor", ref]` | cancels a monitor (`process::demonitor`) | whether it was active |
+//! | `["DOWN", ref, pid, reason]` | what a monitor delivers: kept in a list | nil |
+//! | `"downs"` | | the DOWN messages received, oldest first |
 //!
 //! When the node refuses one of the last six (and outside a node, where each fails with
 //! `"not a process…"`), the reply is the node's error message, a string. `to` is a pid or a name;
@@ -36,6 +40,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 struct Kv {
     map: BTreeMap<String, Term>,
+    downs: Vec<Term>,
 }
 
 /// The messages, in the Term shapes of the table above.
@@ -54,12 +59,17 @@ enum Msg {
     Spawn(String, Term, Option<String>),
     Register(String),
     Whereis(String),
+    Monitor(Term),
+    Demonitor(Term),
+    Down(Term),
+    Downs,
 }
 
 const SHAPES: &str = concat!(
     r#"["put", key, value], ["get", key], ["delete", key], "keys", ["forward", to, msg], "#,
     r#""crash", "whoami", ["call", to, msg], ["send_now", to, msg], ["spawn", module, args], "#,
-    r#"["spawn", module, args, name], ["register", name] or ["whereis", name]"#,
+    r#"["spawn", module, args, name], ["register", name], ["whereis", name], "#,
+    r#"["monitor", pid], ["demonitor", ref], ["DOWN", ref, pid, reason] or "downs""#,
 );
 
 fn key(term: Term) -> Result<String, String> {
@@ -99,6 +109,10 @@ impl TryFrom<Term> for Msg {
             Term::String(word) if word == "keys" => return Ok(Self::Keys),
             Term::String(word) if word == "crash" => return Ok(Self::Crash),
             Term::String(word) if word == "whoami" => return Ok(Self::Whoami),
+            Term::String(word) if word == "downs" => return Ok(Self::Downs),
+            Term::List(items) if items.first() == Some(&Term::from("DOWN")) => {
+                return Ok(Self::Down(Term::List(items)));
+            }
             Term::List(items) => items,
             other => return Err(format!("expected {SHAPES}, got {other}")),
         };
@@ -124,6 +138,8 @@ impl TryFrom<Term> for Msg {
             }
             ("register", 1) => Ok(Self::Register(string("the name", arg())?)),
             ("whereis", 1) => Ok(Self::Whereis(string("the name", arg())?)),
+            ("monitor", 1) => Ok(Self::Monitor(arg())),
+            ("demonitor", 1) => Ok(Self::Demonitor(arg())),
             _ => Err(format!(
                 "expected {SHAPES}, got a {op:?} list of another shape"
             )),
@@ -161,6 +177,17 @@ impl Process for Kv {
             Msg::Whereis(name) => {
                 reply(process::whereis(&name).map(|pid| pid.map_or(Term::Nil, Term::Pid)))
             }
+            Msg::Monitor(Term::Pid(pid)) => reply(process::monitor(&pid).map(Term::Ref)),
+            Msg::Monitor(other) => Some(Term::String(format!("monitor takes a pid, not {other}"))),
+            Msg::Demonitor(Term::Ref(r)) => reply(process::demonitor(&r).map(Term::Bool)),
+            Msg::Demonitor(other) => Some(Term::String(format!(
+                "demonitor takes a reference, not {other}"
+            ))),
+            Msg::Down(down) => {
+                self.downs.push(down);
+                None
+            }
+            Msg::Downs => Some(Term::List(self.downs.clone())),
         }
     }
 }

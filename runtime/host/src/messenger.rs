@@ -11,7 +11,7 @@ use crate::process::Dest;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use steinadler_core::{Pid, Term};
+use steinadler_core::{Pid, Ref, Term};
 use wasmtime::{Caller, Extern, Linker};
 
 /// What a process's guest may ask its node to do. Implemented by the node.
@@ -37,6 +37,10 @@ pub trait Messenger: Send + Sync + 'static {
     fn register(&self, name: String, pid: Pid) -> Result<(), String>;
     /// The process registered as `name` (`name` here, or `name@node`).
     fn whereis(&self, name: String) -> BoxFuture<'static, Result<Option<Pid>, String>>;
+    /// Monitors `pid` for `watcher`, which receives `["DOWN", ref, pid, reason]` when it exits.
+    fn monitor(&self, watcher: Pid, pid: Pid) -> Result<Ref, String>;
+    /// Cancels a monitor; whether it was active.
+    fn demonitor(&self, watcher: Pid, reference: Ref) -> Result<bool, String>;
 }
 
 /// A process's identity and its node's messenger, in the store of a process instance.
@@ -60,6 +64,8 @@ const OP_CALL: u32 = 2;
 const OP_SPAWN: u32 = 3;
 const OP_REGISTER: u32 = 4;
 const OP_WHEREIS: u32 = 5;
+const OP_MONITOR: u32 = 6;
+const OP_DEMONITOR: u32 = 7;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
@@ -132,6 +138,8 @@ async fn run(op: u32, input: &[u8], ctx: ProcessCtx, left: Duration) -> Result<T
             .whereis(name.clone())
             .await
             .map(|pid| pid.map_or(Term::Nil, Term::Pid)),
+        (OP_MONITOR, [Term::Pid(pid)]) => m.monitor(ctx.pid.clone(), pid.clone()).map(Term::Ref),
+        (OP_DEMONITOR, [Term::Ref(r)]) => m.demonitor(ctx.pid.clone(), r.clone()).map(Term::Bool),
         (op, args) => Err(format!(
             "process_op {op} with {} arguments is not a known operation",
             args.len()

@@ -6,7 +6,7 @@ use crate::node::Inner;
 use futures::future::BoxFuture;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use steinadler_core::{Pid, Term};
+use steinadler_core::{Pid, Ref, Term};
 use steinadler_host::{Dest, Messenger};
 use steinadler_proto::v1 as pb;
 
@@ -26,6 +26,20 @@ impl NodeMessenger {
 }
 
 impl Messenger for NodeMessenger {
+    fn monitor(&self, watcher: Pid, pid: Pid) -> Result<Ref, String> {
+        self.monitor_for(watcher, pid)
+    }
+
+    fn demonitor(&self, _watcher: Pid, reference: Ref) -> Result<bool, String> {
+        let inner = self.node()?;
+        if reference.node != inner.config.name
+            || reference.incarnation != inner.processes.incarnation
+        {
+            return Ok(false);
+        }
+        Ok(inner.processes.cancel_guest_monitor(reference.id))
+    }
+
     fn send(&self, from: Pid, to: Dest, msg: Term) -> BoxFuture<'static, Result<(), String>> {
         let inner = self.node();
         Box::pin(async move {
@@ -90,6 +104,49 @@ impl Messenger for NodeMessenger {
                 Address::Pid(_) => Err("whereis takes a name, not a pid".into()),
             }
         })
+    }
+}
+
+impl NodeMessenger {
+    fn monitor_for(&self, watcher: Pid, pid: Pid) -> Result<Ref, String> {
+        let inner = self.node()?;
+        let monitor = inner.monitor(&pid);
+        let reference = monitor.reference.clone();
+        let id = reference.id;
+        let weak = Arc::downgrade(&inner);
+        let task = tokio::spawn(async move {
+            let reason = monitor.down().await;
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            inner.processes.forget_guest_monitor(id);
+            let reason = match reason {
+                crate::ExitReason::Normal => Term::from("normal"),
+                crate::ExitReason::NoProc => Term::from("noproc"),
+                crate::ExitReason::NoConnection => Term::from("noconnection"),
+                crate::ExitReason::Crash(why) => {
+                    Term::List(vec![Term::from("crash"), Term::from(why.as_str())])
+                }
+            };
+            let down = Term::List(vec![
+                Term::from("DOWN"),
+                Term::Ref(Ref {
+                    node: inner.config.name.clone(),
+                    incarnation: inner.processes.incarnation,
+                    id,
+                }),
+                Term::Pid(pid),
+                reason,
+            ]);
+            if let Err(e) = inner
+                .send_to(&Address::Pid(watcher.clone()), down, None)
+                .await
+            {
+                tracing::debug!(watcher = %watcher, "a DOWN message was not delivered: {}", e.message());
+            }
+        });
+        inner.processes.keep_guest_monitor(id, task.abort_handle());
+        Ok(reference)
     }
 }
 

@@ -64,6 +64,8 @@ pub(crate) struct Processes {
     pub(crate) next_ref: AtomicU64,
     table: Mutex<HashMap<u64, Entry>>,
     names: Mutex<HashMap<String, u64>>,
+    /// Monitors set by guests, by reference id: the task that delivers their DOWN.
+    guest_monitors: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
 }
 
 impl Processes {
@@ -79,7 +81,32 @@ impl Processes {
             next_ref: AtomicU64::new(1),
             table: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            guest_monitors: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub(crate) fn keep_guest_monitor(&self, id: u64, task: tokio::task::AbortHandle) {
+        self.guest_monitors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, task);
+    }
+
+    pub(crate) fn forget_guest_monitor(&self, id: u64) {
+        self.guest_monitors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Stops a guest's monitor; whether it was active.
+    pub(crate) fn cancel_guest_monitor(&self, id: u64) -> bool {
+        let task = self
+            .guest_monitors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        task.map(|t| t.abort()).is_some()
     }
 
     /// The mailbox of a local process, by PID id or name.

@@ -46,6 +46,8 @@
 //! | [`spawn(module, args, name)`](spawn()) | starts a process on this node | its pid |
 //! | [`register(name, pid)`](register()) | names `pid` (`None`: itself) on this node | `()` |
 //! | [`whereis(name)`](whereis()) | finds `"name"` here, or `"name@node"` | `Option<Pid>` |
+//! | [`monitor(pid)`](monitor()) | sends this process `["DOWN", ref, pid, reason]` when `pid` exits | the reference |
+//! | [`demonitor(ref)`](demonitor()) | cancels a monitor | whether it was active |
 //!
 //! Each returns `Err(message)` when the node refuses or fails; outside a process (in a
 //! `#[steinadler::function]`, or in a native unit test, where there is no node) each fails with
@@ -90,13 +92,10 @@
 //! The exact ABI is in `docs/abi.md`, section *Processes*.
 
 use crate::Term;
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::any::type_name;
 use std::fmt;
-use std::time::Duration;
 use steinadler_core::Pid;
-use steinadler_core::codec::{self, Limits};
 
 /// A process: state that lives in one instance and handles messages one at a time.
 ///
@@ -410,240 +409,14 @@ macro_rules! process {
     };
 }
 
-// Acting at once: the `steinadler.process_op` import (`docs/abi.md`, *Processes*).
-
-/// The operations of the `process_op` import, by op code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    SelfPid = 0,
-    Send = 1,
-    Call = 2,
-    Spawn = 3,
-    Register = 4,
-    Whereis = 5,
-}
-
-impl Op {
-    fn name(self) -> &'static str {
-        match self {
-            Self::SelfPid => "self_pid",
-            Self::Send => "send",
-            Self::Call => "call",
-            Self::Spawn => "spawn",
-            Self::Register => "register",
-            Self::Whereis => "whereis",
-        }
-    }
-}
-
-/// One operation's argument array, being encoded.
-struct OpArgs {
-    op: Op,
-    buf: Vec<u8>,
-}
-
-impl OpArgs {
-    /// An argument array of `count` (at most 15) elements, to be pushed with [`OpArgs::arg`].
-    fn new(op: Op, count: u8) -> Self {
-        debug_assert!(count < 16, "a fixarray holds at most 15 elements");
-        let mut buf = Vec::with_capacity(64);
-        buf.push(0x90 | count);
-        Self { op, buf }
-    }
-
-    /// Appends one argument; `what` names it in the error if it cannot be encoded.
-    fn arg<T: Serialize + ?Sized>(
-        mut self,
-        value: &T,
-        what: impl FnOnce() -> String,
-    ) -> Result<Self, String> {
-        match crate::__private::write_value(&mut self.buf, value) {
-            Ok(()) => Ok(self),
-            Err(e) => Err(format!("cannot encode {}: {e}", what())),
-        }
-    }
-
-    /// Asks the host, and decodes the value of an ok envelope with `decode`.
-    ///
-    /// A host error (status 1) is its message, as is. A local failure to read the answer is
-    /// prefixed with the operation's name.
-    fn run<T>(self, decode: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, String> {
-        let name = self.op.name();
-        let envelope = crate::imports::process_op(self.op as u32, &self.buf);
-        drop(self.buf);
-        match envelope.as_slice() {
-            [0x92, 0x00, value @ ..] => decode(value).map_err(|e| format!("{name}: {e}")),
-            [0x92, 0x01, message @ ..] => Err(match Term::decode(message) {
-                Ok(Term::String(message)) => message,
-                Ok(other) => other.to_string(),
-                Err(e) => format!("{name} failed, and its error does not decode: {e}"),
-            }),
-            _ => Err(format!(
-                "{name}: the host's answer is not a [status, value] envelope of status 0 or 1"
-            )),
-        }
-    }
-}
-
-/// The host's value as a Term.
-fn term_value(value: &[u8]) -> Result<Term, String> {
-    Term::decode(value).map_err(|e| format!("the host's answer does not decode: {e}"))
-}
-
-/// The host's value as a pid.
-fn pid_value(value: &[u8]) -> Result<Pid, String> {
-    match term_value(value)? {
-        Term::Pid(pid) => Ok(pid),
-        other => Err(format!(
-            "the host answered {}, not a pid",
-            article(other.kind())
-        )),
-    }
-}
-
-/// Ignores the host's value (nil).
-fn nil_value(_: &[u8]) -> Result<(), String> {
-    Ok(())
-}
-
-/// The timeout in whole milliseconds, rounded up, at least 1 (the host takes a positive count).
-fn timeout_millis(timeout: Duration) -> i64 {
-    let millis = timeout.as_nanos().div_ceil(1_000_000).max(1);
-    i64::try_from(millis).unwrap_or(i64::MAX)
-}
-
-/// This process's pid, asked of the node.
-///
-/// Inside [`Process::handle`] and [`Process::init`], [`Context::self_pid`] gives the same pid
-/// without asking; this function also works in code that has no `Context` at hand.
-///
-/// # Errors
-///
-/// Outside a process (in a `#[steinadler::function]`, or natively) it fails with a message that
-/// starts with `"not a process"`.
-pub fn self_pid() -> Result<Pid, String> {
-    OpArgs::new(Op::SelfPid, 0).run(pid_value)
-}
-
-/// Sends `msg` to `to` now, before the current message has been handled.
-///
-/// `to` is a [`Dest`]: a [`Pid`], or a name, `"name"` on this node or `"name@node"`. The send is
-/// asynchronous: it returns once the receiver's node has accepted the message into the mailbox,
-/// without waiting for the receiver to handle it. When the mailbox is full it first waits for
-/// room (backpressure); that wait, and the round trip to another node, count against the current
-/// message's deadline.
-///
-/// Compared with [`Context::send`]: this message goes out at once, even if the handler later
-/// panics, and before every `ctx.send` message of the same handler. See the
-/// [module docs](mod@crate::process#sending-now-or-after-the-message) for which to use.
-///
-/// # Errors
-///
-/// The node's error message (for example, no process has that name), a message saying that
-/// `msg` cannot be encoded, or `"not a process…"` outside a process.
-pub fn send(to: impl Into<Dest>, msg: impl Serialize) -> Result<(), String> {
-    let to = to.into();
-    OpArgs::new(Op::Send, 2)
-        .arg(&to, || format!("the destination {to}"))?
-        .arg(&msg, || format!("the message sent to {to}"))?
-        .run(nil_value)
-}
-
-/// Calls `to` with `msg` and waits up to `timeout` for its reply, decoded as `R`.
-///
-/// Use `R = Term` to take any reply. The handler is blocked meanwhile: this process handles no
-/// other message until the reply comes or the time is up. The node caps the wait at what is left
-/// of the current message's deadline, so leave the handler time to finish after a timeout
-/// (a handler that overruns its deadline crashes the process). `timeout` is rounded up to whole
-/// milliseconds, and is at least 1 ms.
-///
-/// Calling this process itself, directly or through a cycle of calls (A calls B, which calls
-/// A), deadlocks until the timeout: a process handles one message at a time, so it cannot
-/// answer a call while it waits.
-///
-/// # Errors
-///
-/// The node's error message (no such process, the timeout, the callee crashed, ...), a message
-/// saying that the reply does not decode as `R` (prefixed with `call: `), a message saying that
-/// `msg` cannot be encoded, or `"not a process…"` outside a process.
-pub fn call<R: DeserializeOwned>(
-    to: impl Into<Dest>,
-    msg: impl Serialize,
-    timeout: Duration,
-) -> Result<R, String> {
-    let to = to.into();
-    OpArgs::new(Op::Call, 3)
-        .arg(&to, || format!("the destination {to}"))?
-        .arg(&msg, || format!("the message sent to {to}"))?
-        .arg(&timeout_millis(timeout), || "the timeout".to_owned())?
-        .run(|value| {
-            codec::from_slice(value, &Limits::DEFAULT).map_err(|e| {
-                format!(
-                    "the reply of {to} does not decode as `{}`: {e}",
-                    type_name::<R>()
-                )
-            })
-        })
-}
-
-/// Starts a process of `module` on this node with the spawn argument `args`, registered as
-/// `name` if given; returns its pid.
-///
-/// `module` is a module the node can resolve, by name or id, as for the node's own spawn. The
-/// call returns once the new process's `init` has succeeded.
-///
-/// # Errors
-///
-/// The node's error message (unknown module, `init` refused to start, the name is taken, ...), a
-/// message saying that `args` cannot be encoded, or `"not a process…"` outside a process.
-pub fn spawn(module: &str, args: impl Serialize, name: Option<&str>) -> Result<Pid, String> {
-    OpArgs::new(Op::Spawn, 3)
-        .arg(module, || "the module".to_owned())?
-        .arg(&args, || format!("the spawn arguments of {module}"))?
-        .arg(&name, || "the name".to_owned())?
-        .run(pid_value)
-}
-
-/// Registers `name` on this node for `pid`, or for this process when `pid` is `None`.
-///
-/// Messages to `"name"` on this node, or to `"name@node"` from anywhere, then reach that
-/// process.
-///
-/// # Errors
-///
-/// The node's error message (the name is taken, or not a valid name, ...), or
-/// `"not a process…"` outside a process.
-pub fn register(name: &str, pid: Option<&Pid>) -> Result<(), String> {
-    let pid = pid.map(|pid| Term::Pid(pid.clone()));
-    OpArgs::new(Op::Register, 2)
-        .arg(name, || "the name".to_owned())?
-        .arg(&pid, || "the pid".to_owned())?
-        .run(nil_value)
-}
-
-/// The process registered as `name`: `"name"` on this node, or `"name@node"` on another node.
-/// `None` if there is none.
-///
-/// # Errors
-///
-/// The node's error message (for example, that node is not a live member), or
-/// `"not a process…"` outside a process.
-pub fn whereis(name: &str) -> Result<Option<Pid>, String> {
-    OpArgs::new(Op::Whereis, 1)
-        .arg(name, || "the name".to_owned())?
-        .run(|value| match term_value(value)? {
-            Term::Nil => Ok(None),
-            Term::Pid(pid) => Ok(Some(pid)),
-            other => Err(format!(
-                "the host answered {}, not a pid or nil",
-                article(other.kind())
-            )),
-        })
-}
+mod ops;
+pub use ops::{call, demonitor, monitor, register, self_pid, send, spawn, whereis};
 
 #[cfg(test)]
 mod tests {
+    use super::ops::*;
     use super::*;
+    use std::time::Duration;
 
     fn pid() -> Pid {
         Pid {
