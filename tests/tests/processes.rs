@@ -448,3 +448,69 @@ async fn a_guest_monitors_processes_and_receives_down_messages() {
     n2.shutdown().await;
     n1.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_holds_per_message_and_the_memory_limit_per_process() {
+    let node = steinadler_node::Node::builder()
+        .name("n1")
+        .configure(|c| {
+            c.host.default_limits.deadline = Duration::from_millis(300);
+            c.host.default_limits.memory_bytes = 8 << 20;
+        })
+        .start()
+        .await
+        .unwrap();
+    node.deploy("sink", m::SINK_WASM).await.unwrap();
+    node.deploy("kv", m::KV_WASM).await.unwrap();
+
+    // 200 ms of work per message: each message fits the 300 ms deadline, however many come.
+    let slow = node.spawn("sink", Term::Int(200_000), None).await.unwrap();
+    let to = Address::Pid(slow.clone());
+    for n in 1..=3 {
+        let m = msg(&["seq".into(), "t".into(), Term::Int(n)]);
+        node.call(&to, m, T).await.unwrap();
+    }
+    // A process whose state outgrows the memory limit crashes with OutOfMemory.
+    let kv = node.spawn("kv", Term::Nil, None).await.unwrap();
+    let watch = node.monitor(&kv);
+    let big = Term::Bytes(vec![7; 1 << 20]);
+    let mut failed = None;
+    for i in 0..16 {
+        let put = msg(&[
+            "put".into(),
+            Term::from(format!("k{i}").as_str()),
+            big.clone(),
+        ]);
+        if let Err(e) = node.call(&Address::Pid(kv.clone()), put, T).await {
+            failed = Some(e.to_string());
+            break;
+        }
+    }
+    let failed = failed.expect("16 MiB fit in an 8 MiB process");
+    assert!(failed.contains("memory"), "{failed}");
+    match watch.down().await {
+        steinadler_node::ExitReason::Crash(why) => assert!(why.contains("memory"), "{why}"),
+        other => panic!("{other}"),
+    }
+    // A message that takes longer than the deadline crashes that process with a timeout.
+    let slower = node
+        .spawn("sink", Term::Int(1_000_000), None)
+        .await
+        .unwrap();
+    let err = node
+        .call(
+            &Address::Pid(slower),
+            msg(&["seq".into(), "t".into(), Term::Int(1)]),
+            T,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("timed out") || err.to_string().contains("deadline"),
+        "{err}"
+    );
+    // The node and the first process go on.
+    let stats = node.call(&to, "stats".into(), T).await.unwrap();
+    assert_eq!(field_of(&stats, "received"), Term::Int(3));
+    node.shutdown().await;
+}
