@@ -51,3 +51,21 @@ pub async fn client(node: &Node) -> Client {
     let auth = login(node, "tester").await;
     Client::connect(node.grpc_addr(), &auth).await.unwrap()
 }
+
+/// A list Term, for process messages like `["add", 5]`.
+pub fn msg(parts: &[steinadler_core::Term]) -> steinadler_core::Term {
+    steinadler_core::Term::List(parts.to_vec())
+}
+
+/// A field of a map Term with string keys.
+pub fn field_of(map: &steinadler_core::Term, k: &str) -> steinadler_core::Term {
+    use steinadler_core::Term;
+    match map {
+        Term::Map(entries) => entries
+            .iter()
+            .find(|(key, _)| *key == Term::from(k))
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Term::Nil),
+        other => panic!("not a map: {other}"),
+    }
+}
