@@ -216,7 +216,7 @@ fn is_retryable(status: &Status, idempotent: bool) -> bool {
     }
 }
 
-const NOT_SENT: &str = "not sent: ";
+pub(crate) const NOT_SENT: &str = "not sent: ";
 
 async fn call_remote(
     inner: &Inner,
@@ -224,17 +224,12 @@ async fn call_remote(
     req: pb::InvokeRequest,
     timeout: Duration,
 ) -> Result<NodeResult, Status> {
-    let mut client = inner
-        .peer(&member.meta.grpc_addr, &member.name)
+    let mux = inner
+        .mux(&member.meta.grpc_addr, &member.name)
         .await
         .map_err(|e| Status::unavailable(format!("{NOT_SENT}{e}")))?;
-    let mut request = tonic::Request::new(req);
-    request.set_timeout(timeout);
-    inner
-        .security
-        .sign(&mut request, crate::service::INVOKE, &member.name);
-    let reply = client.invoke(request).await?;
-    Ok(NodeResult::from_reply(reply.into_inner()))
+    let reply = mux.call(req, timeout).await?;
+    Ok(NodeResult::from_reply(reply))
 }
 
 fn status_to_remote(status: &Status) -> RemoteError {

@@ -44,6 +44,7 @@ mod guest_ops;
 mod join;
 mod messaging;
 mod monitor;
+mod mux;
 mod node;
 mod peers;
 mod process_api;

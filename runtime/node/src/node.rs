@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) fetches: moka::future::Cache<ModuleId, Arc<LoadedModule>>,
     pub(crate) modules: Mutex<BTreeMap<ModuleId, ModuleEntry>>,
     pub(crate) stats: Stats,
+    /// Turns true when the node stops; long-lived streams end then.
+    pub(crate) stopping: watch::Receiver<bool>,
 }
 
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
@@ -135,6 +137,7 @@ impl Node {
                 "gossip encryption did not turn on although a key was set; refusing to run with plaintext gossip".into(),
             ));
         }
+        let (stop, stopped) = watch::channel(false);
         let inner = Arc::new(Inner {
             grpc_addr,
             host,
@@ -151,9 +154,9 @@ impl Node {
                 .build(),
             modules: Mutex::new(BTreeMap::new()),
             stats: Stats::default(),
+            stopping: stopped.clone(),
             config,
         });
-        let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(crate::service::serve(inner.clone(), listener, stopped));
         let ticker = tokio::spawn(advertise(inner.clone()));
         let watcher = tokio::spawn(crate::setup::watch_certificates(inner.clone()));
@@ -296,6 +299,8 @@ impl Node {
             tracing::warn!("leaving the cluster: {e}");
         }
         let _ = self.stop.send(true);
+        // Our streams to peers end too, so that their servers can drain.
+        self.inner.peers.clear();
         let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(server) = server
             && tokio::time::timeout(self.inner.config.drain_timeout, server)
@@ -323,6 +328,26 @@ impl Node {
 }
 
 impl Inner {
+    /// The invocation stream to the peer `name` at `addr`, opened on first use and again after
+    /// it breaks.
+    pub(crate) async fn mux(&self, addr: &str, name: &str) -> Result<Arc<crate::mux::Mux>, String> {
+        let key = (addr.to_owned(), name.to_owned());
+        let mut muxes = self.peers.muxes.lock().await;
+        if let Some(mux) = muxes.get(&key)
+            && mux.is_alive()
+        {
+            return Ok(mux.clone());
+        }
+        let client = self.peer(addr, name).await.map_err(|e| e.to_string())?;
+        let mux = Arc::new(
+            crate::mux::Mux::open(self, client, name)
+                .await
+                .map_err(|s| format!("cannot open the invoke stream to {name}: {}", s.message()))?,
+        );
+        muxes.insert(key, mux.clone());
+        Ok(mux)
+    }
+
     /// A client for the peer `name` at `addr`, over TLS unless the node is insecure.
     pub(crate) async fn peer(
         &self,

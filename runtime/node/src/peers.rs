@@ -13,6 +13,9 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Debug)]
 pub(crate) struct Peers {
     channels: Mutex<HashMap<(String, String), Channel>>,
+    /// One invocation stream per peer (`crate::mux`).
+    pub(crate) muxes:
+        tokio::sync::Mutex<HashMap<(String, String), std::sync::Arc<crate::mux::Mux>>>,
     max_message_bytes: usize,
 }
 
@@ -29,6 +32,7 @@ impl Peers {
     pub(crate) fn new(max_message_bytes: usize) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
+            muxes: tokio::sync::Mutex::new(HashMap::new()),
             max_message_bytes,
         }
     }
@@ -73,6 +77,9 @@ impl Peers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        if let Ok(mut muxes) = self.muxes.try_lock() {
+            muxes.clear();
+        }
     }
 }
 

@@ -222,6 +222,24 @@ impl Security {
         }
     }
 
+    /// Adds the cookie to the opening of a node-to-node stream for `peer` (its MAC covers the
+    /// method and an empty body; the frames that follow are protected by TLS).
+    pub(crate) fn sign_opening<T>(&self, request: &mut Request<T>, method: &str, peer: &str) {
+        let Some(secure) = &self.secure else {
+            return;
+        };
+        let value = {
+            let mut signers = secure.signers.lock().unwrap_or_else(|e| e.into_inner());
+            if !signers.contains_key(peer) {
+                signers.insert(peer.to_owned(), CookieSigner::new(&secure.secret));
+            }
+            signers[peer].sign(method, &[])
+        };
+        if let Ok(value) = value.parse() {
+            request.metadata_mut().insert(COOKIE_HEADER, value);
+        }
+    }
+
     /// Records a join nonce; false if it was seen before.
     pub(crate) fn fresh_join_nonce(&self, nonce: [u8; 16]) -> bool {
         let Some(secure) = &self.secure else {

@@ -375,4 +375,23 @@ impl NodeApi for Service {
         self.authorize(&request, "/steinadler.v1.Node/Monitor", Access::Client)?;
         crate::monitor::serve(&self.inner, request.into_inner()).map(Response::new)
     }
+
+    type InvokeStreamStream = crate::mux::ResultStream;
+
+    async fn invoke_stream(
+        &self,
+        request: Request<Streaming<pb::InvokeFrame>>,
+    ) -> Result<Response<Self::InvokeStreamStream>, Status> {
+        self.inner.security.authorize(
+            &request,
+            crate::mux::INVOKE_STREAM,
+            Access::Node,
+            &self.inner.stats,
+            |_| Vec::new(),
+        )?;
+        Ok(Response::new(crate::mux::serve(
+            self.inner.clone(),
+            request.into_inner(),
+        )))
+    }
 }

@@ -100,6 +100,13 @@ impl NodeApi for Liar {
     ) -> Result<Response<Self::MonitorStream>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    type InvokeStreamStream = Pin<Box<dyn Stream<Item = Result<pb::InvokeResult, Status>> + Send>>;
+    async fn invoke_stream(
+        &self,
+        _: Request<Streaming<pb::InvokeFrame>>,
+    ) -> Result<Response<Self::InvokeStreamStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 pub(super) async fn serve(bytes: Vec<u8>) -> String {
