@@ -2,8 +2,8 @@
 //! routing behind `send` and `call`.
 //!
 //! A PID names its node; a name is `name` (on the node that resolves it) or `name@node`. A
-//! message for another node goes to that node's `Send` or `Call` over the same mutual-TLS
-//! channels as invocations. A full remote mailbox answers `RESOURCE_EXHAUSTED`, and the sender
+//! message for another node travels as a frame on the same per-peer stream as invocations
+//! ([`crate::mux`]). A full remote mailbox answers `RESOURCE_EXHAUSTED`, and the sender
 //! retries with exponential backoff until its deadline, so nothing is dropped silently. Each
 //! sender's messages to one receiver leave in order, one at a time.
 
@@ -166,10 +166,9 @@ impl Inner {
                 .map(|p| Term::Pid(p).encode().into())
                 .unwrap_or_default(),
         };
-        self.remote(to, DEFAULT_TIMEOUT, |mut client, deadline| {
-            let mut r = tonic::Request::new(request.clone());
-            r.set_timeout(deadline);
-            async move { client.send(r).await.map(|_| Term::Nil) }
+        self.remote(to, DEFAULT_TIMEOUT, |mux, left| {
+            let request = request.clone();
+            async move { mux.send(request, left).await.map(|()| Term::Nil) }
         })
         .await
         .map(|_| ())
@@ -212,11 +211,10 @@ impl Inner {
                 .unwrap_or_default(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        self.remote(to, timeout, |mut client, deadline| {
-            let mut r = tonic::Request::new(request.clone());
-            r.set_timeout(deadline);
+        self.remote(to, timeout, |mux, left| {
+            let request = request.clone();
             async move {
-                let reply = client.call(r).await?.into_inner();
+                let reply = mux.call_process(request, left).await?;
                 decode_term(&reply.reply)
             }
         })
@@ -226,10 +224,7 @@ impl Inner {
     /// Runs `f` against the node `to` lives on, retrying `RESOURCE_EXHAUSTED` with backoff.
     async fn remote<F, Fut>(&self, to: &Address, timeout: Duration, f: F) -> Result<Term, Status>
     where
-        F: Fn(
-            steinadler_proto::v1::node_client::NodeClient<tonic::transport::Channel>,
-            Duration,
-        ) -> Fut,
+        F: Fn(std::sync::Arc<crate::mux::Mux>, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<Term, Status>>,
     {
         let node = to.node().unwrap_or_default();
@@ -247,12 +242,12 @@ impl Inner {
         let deadline = Instant::now() + timeout;
         let mut attempt = 0u32;
         loop {
-            let client = self
-                .peer(&member.meta.grpc_addr, &member.name)
+            let mux = self
+                .mux(&member.meta.grpc_addr, &member.name)
                 .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+                .map_err(Status::unavailable)?;
             let left = deadline.saturating_duration_since(Instant::now());
-            match f(client, left).await {
+            match f(mux, left).await {
                 Err(s) if s.code() == Code::ResourceExhausted && !left.is_zero() => {
                     let sleep = crate::coordinator::backoff(attempt).min(left);
                     attempt += 1;

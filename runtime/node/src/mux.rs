@@ -1,4 +1,5 @@
-//! Invocations between nodes multiplexed on one long-lived bidirectional stream per peer.
+//! Invocations (and process sends and calls) between nodes, multiplexed on one long-lived
+//! bidirectional stream per peer.
 //!
 //! A unary gRPC call opens an HTTP/2 stream, sends headers both ways and trailers back for every
 //! invocation; a frame on an open stream is one DATA frame each way. The caller side
@@ -24,7 +25,15 @@ use tonic::{Code, Status, Streaming};
 /// The gRPC path, which the cookie's MAC covers when the stream opens.
 pub(crate) const INVOKE_STREAM: &str = "/steinadler.v1.Node/InvokeStream";
 
-type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<pb::InvokeReply, Status>>>>>;
+type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<pb::InvokeResult, Status>>>>>;
+
+/// What one frame carries.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Invoke(pb::InvokeRequest),
+    Send(pb::SendRequest),
+    Call(pb::CallRequest),
+}
 
 /// The calling side of one peer's stream.
 #[derive(Debug)]
@@ -99,17 +108,53 @@ impl Mux {
         request: pb::InvokeRequest,
         timeout: Duration,
     ) -> Result<pb::InvokeReply, Status> {
+        self.exchange(Body::Invoke(request), timeout)
+            .await?
+            .reply
+            .ok_or_else(|| Status::internal("a result frame without a reply"))
+    }
+
+    /// Delivers a message to a process on the peer.
+    pub(crate) async fn send(
+        &self,
+        request: pb::SendRequest,
+        timeout: Duration,
+    ) -> Result<(), Status> {
+        self.exchange(Body::Send(request), timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// Calls a process on the peer.
+    pub(crate) async fn call_process(
+        &self,
+        request: pb::CallRequest,
+        timeout: Duration,
+    ) -> Result<pb::CallReply, Status> {
+        self.exchange(Body::Call(request), timeout)
+            .await?
+            .call_reply
+            .ok_or_else(|| Status::internal("a result frame without a call reply"))
+    }
+
+    /// One frame out, its result back, within `timeout`.
+    async fn exchange(&self, body: Body, timeout: Duration) -> Result<pb::InvokeResult, Status> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
-        let frame = pb::InvokeFrame {
+        let mut frame = pb::InvokeFrame {
             id,
-            request: Some(request),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            ..Default::default()
         };
+        match body {
+            Body::Invoke(r) => frame.request = Some(r),
+            Body::Send(r) => frame.send = Some(r),
+            Body::Call(r) => frame.call = Some(r),
+        }
         if self.tx.send(frame).is_err() {
             self.forget(id);
             return Err(Status::unavailable(format!(
@@ -139,11 +184,9 @@ impl Mux {
     }
 }
 
-fn from_result(result: pb::InvokeResult) -> Result<pb::InvokeReply, Status> {
+fn from_result(result: pb::InvokeResult) -> Result<pb::InvokeResult, Status> {
     if result.status_code == 0 {
-        result
-            .reply
-            .ok_or_else(|| Status::internal("a result frame without a reply"))
+        Ok(result)
     } else {
         Err(Status::new(
             Code::from(result.status_code),
@@ -171,29 +214,45 @@ pub(crate) fn serve(inner: Arc<Inner>, mut frames: Streaming<pb::InvokeFrame>) -
             let (inner, tx) = (inner.clone(), tx.clone());
             tokio::spawn(async move {
                 let id = frame.id;
-                let result = match frame.request {
-                    None => Err(Status::invalid_argument("a frame without a request")),
-                    Some(request) => {
-                        let limit = Duration::from_millis(frame.timeout_ms.max(1));
-                        match tokio::time::timeout(limit, inner.invoke_local(request)).await {
-                            Ok(r) => r,
-                            Err(_) => {
-                                Err(Status::deadline_exceeded("the caller's deadline passed"))
-                            }
-                        }
+                let limit = Duration::from_millis(frame.timeout_ms.max(1));
+                let work = async {
+                    if let Some(request) = frame.request {
+                        inner
+                            .invoke_local(request)
+                            .await
+                            .map(|reply| pb::InvokeResult {
+                                reply: Some(reply),
+                                ..Default::default()
+                            })
+                    } else if let Some(send) = frame.send {
+                        crate::process_api::send(&inner, send)
+                            .await
+                            .map(|_| pb::InvokeResult::default())
+                    } else if let Some(call) = frame.call {
+                        crate::process_api::call(&inner, call)
+                            .await
+                            .map(|reply| pb::InvokeResult {
+                                call_reply: Some(reply),
+                                ..Default::default()
+                            })
+                    } else {
+                        Err(Status::invalid_argument("an empty frame"))
                     }
                 };
+                let result = match tokio::time::timeout(limit, work).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Status::deadline_exceeded("the caller's deadline passed")),
+                };
                 let frame = match result {
-                    Ok(reply) => pb::InvokeResult {
-                        id,
-                        reply: Some(reply),
-                        ..Default::default()
-                    },
+                    Ok(mut ok) => {
+                        ok.id = id;
+                        ok
+                    }
                     Err(s) => pb::InvokeResult {
                         id,
-                        reply: None,
                         status_code: s.code() as i32,
                         status_message: s.message().to_owned(),
+                        ..Default::default()
                     },
                 };
                 let _ = tx.send(Ok(frame));
