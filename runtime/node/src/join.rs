@@ -14,7 +14,6 @@
 
 use crate::node::Inner;
 use crate::tls::{self, ClientTls};
-use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 use steinadler_proto::v1 as pb;
@@ -101,13 +100,12 @@ pub async fn request_certificate(
         .map_err(refused)?
         .into_inner()
         .ca_cert_pem;
-    let ca_der = steinadler_security::first_cert_der(&ca_pem)?;
-    let got: [u8; 32] = Sha256::digest(ca_der.as_ref()).into();
+    let got = steinadler_security::cert_hash(&steinadler_security::first_cert_der(&ca_pem)?);
     if got != token.ca_hash {
         return Err(JoinError::Pin {
             addr: seed.to_owned(),
-            got: hex(&got),
-            want: hex(&token.ca_hash),
+            got: hex::encode(got),
+            want: hex::encode(token.ca_hash),
         });
     }
     // Step 2: a verified connection, and the signing request.
@@ -244,8 +242,4 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

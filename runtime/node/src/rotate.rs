@@ -7,7 +7,6 @@
 
 use crate::node::Inner;
 use crate::service::GOSSIP_KEY;
-use std::io::Write;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::gossip_key_request::Op;
 use tonic::Status;
@@ -30,7 +29,7 @@ pub(crate) async fn apply(
     .map_err(|e| Status::failed_precondition(e.to_string()))?;
     let keys = m.gossip_keys();
     if let Some(dir) = inner.security.dir()
-        && let Err(e) = persist(&dir.join("gossip.keys"), &keys)
+        && let Err(e) = steinadler_security::save_gossip_keys(dir, &keys)
     {
         tracing::error!("cannot save the gossip keys to {}: {e}", dir.display());
     }
@@ -92,22 +91,4 @@ pub(crate) async fn rotate(inner: &Inner) -> Result<pb::RotateGossipKeyReply, St
     Ok(pb::RotateGossipKeyReply {
         nodes: members.into_iter().map(|m| m.name).collect(),
     })
-}
-
-/// Writes the key ring, primary first, readable only by the owner.
-fn persist(path: &std::path::Path, keys: &[[u8; 32]]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        for key in keys {
-            let line: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            writeln!(file, "{line}")?;
-        }
-        file.sync_all()?;
-    }
-    std::fs::rename(tmp, path)
 }

@@ -206,34 +206,30 @@ impl Security {
 
     /// Adds the cluster cookie to a node-to-node request for the node `peer`.
     pub(crate) fn sign<T: Message>(&self, request: &mut Request<T>, method: &str, peer: &str) {
-        let Some(secure) = &self.secure else {
-            return;
-        };
-        let body = request.get_ref().encode_to_vec();
-        let value = {
-            let mut signers = secure.signers.lock().unwrap_or_else(|e| e.into_inner());
-            if !signers.contains_key(peer) {
-                signers.insert(peer.to_owned(), CookieSigner::new(&secure.secret));
-            }
-            signers[peer].sign(method, &body)
-        };
-        if let Ok(value) = value.parse() {
-            request.metadata_mut().insert(COOKIE_HEADER, value);
+        if self.secure.is_some() {
+            let body = request.get_ref().encode_to_vec();
+            self.add_cookie(request, method, &body, peer);
         }
     }
 
     /// Adds the cookie to the opening of a node-to-node stream for `peer` (its MAC covers the
     /// method and an empty body; the frames that follow are protected by TLS).
     pub(crate) fn sign_opening<T>(&self, request: &mut Request<T>, method: &str, peer: &str) {
+        self.add_cookie(request, method, &[], peer);
+    }
+
+    /// Signs with the signer for `peer` (made on first use; one per destination, so that each
+    /// receiver's anti-replay window follows one counter).
+    fn add_cookie<T>(&self, request: &mut Request<T>, method: &str, body: &[u8], peer: &str) {
         let Some(secure) = &self.secure else {
             return;
         };
         let value = {
             let mut signers = secure.signers.lock().unwrap_or_else(|e| e.into_inner());
-            if !signers.contains_key(peer) {
-                signers.insert(peer.to_owned(), CookieSigner::new(&secure.secret));
-            }
-            signers[peer].sign(method, &[])
+            signers
+                .entry(peer.to_owned())
+                .or_insert_with(|| CookieSigner::new(&secure.secret))
+                .sign(method, body)
         };
         if let Ok(value) = value.parse() {
             request.metadata_mut().insert(COOKIE_HEADER, value);

@@ -38,7 +38,7 @@ pub use identity::{
     EXPIRY_WARNING, Identity, Role, expires_in, identity_of, validate_client_name,
     validate_node_name,
 };
-pub use material::{ClientCredentials, Material};
+pub use material::{ClientCredentials, Material, save_gossip_keys};
 pub use pem::{cert_hash, certs_from_pem, first_cert_der, private_key_from_pem};
 pub use secret::ClusterSecret;
 pub use tls::{ANY_NODE_SERVER_NAME, client_config, server_config, unverified_client_config};

@@ -93,10 +93,20 @@ pub(crate) fn save_secrets(
         Sensitivity::Secret,
     )?;
     if !gossip_keys.is_empty() {
-        let lines: String = gossip_keys.iter().map(|k| hex_line(k)).collect();
-        write_file(dir, GOSSIP_KEYS, lines.as_bytes(), Sensitivity::Secret)?;
+        save_gossip_keys(dir, gossip_keys)?;
     }
     Ok(())
+}
+
+/// Writes a gossip key ring to `dir/gossip.keys` (primary first, mode 0600, atomically): what a
+/// node does after each step of a key rotation, so that a restart keeps the new key.
+///
+/// # Errors
+///
+/// [`SecurityError::Io`] if the file cannot be written.
+pub fn save_gossip_keys(dir: &Path, gossip_keys: &[[u8; 32]]) -> Result<(), SecurityError> {
+    let lines: String = gossip_keys.iter().map(|k| hex_line(k)).collect();
+    write_file(dir, GOSSIP_KEYS, lines.as_bytes(), Sensitivity::Secret)
 }
 
 /// A node's (or an offline PKI directory's) security material. `Debug` hides the secrets.
