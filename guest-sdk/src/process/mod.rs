@@ -410,7 +410,9 @@ macro_rules! process {
 }
 
 mod ops;
-pub use ops::{call, demonitor, monitor, register, self_pid, send, spawn, whereis};
+pub use ops::{
+    call, demonitor, monitor, register, register_global, self_pid, send, spawn, whereis,
+};
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ pub(super) enum Op {
     Whereis = 5,
     Monitor = 6,
     Demonitor = 7,
+    RegisterGlobal = 8,
 }
 
 impl Op {
@@ -33,6 +34,7 @@ impl Op {
             Self::Whereis => "whereis",
             Self::Monitor => "monitor",
             Self::Demonitor => "demonitor",
+            Self::RegisterGlobal => "register_global",
         }
     }
 }
@@ -225,8 +227,24 @@ pub fn register(name: &str, pid: Option<&Pid>) -> Result<(), String> {
         .run(nil_value)
 }
 
-/// The process registered as `name`: `"name"` on this node, or `"name@node"` on another node.
-/// `None` if there is none.
+/// Registers the global name `name` for `pid`, or for this process when `pid` is `None`.
+/// The name is unique in the cluster: `"name"` then reaches that process from every node.
+/// When the process exits, or its node dies, the name is free again.
+///
+/// # Errors
+///
+/// The node's error message (the name is taken: it says by whom; or not a valid name), or
+/// `"not a process…"` outside a process.
+pub fn register_global(name: &str, pid: Option<&Pid>) -> Result<(), String> {
+    let pid = pid.map(|pid| Term::Pid(pid.clone()));
+    OpArgs::new(Op::RegisterGlobal, 2)
+        .arg(name, || "the name".to_owned())?
+        .arg(&pid, || "the pid".to_owned())?
+        .run(nil_value)
+}
+
+/// The process registered as `name`: `"name"` on this node, else the global name `"name"`,
+/// or `"name@node"` on another node. `None` if there is none.
 ///
 /// # Errors
 ///

@@ -35,6 +35,8 @@ pub trait Messenger: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Pid, String>>;
     /// Registers `name` for `pid` on this node.
     fn register(&self, name: String, pid: Pid) -> Result<(), String>;
+    /// Registers the global name `name` for `pid`, unique across the cluster.
+    fn register_global(&self, name: String, pid: Pid) -> BoxFuture<'static, Result<(), String>>;
     /// The process registered as `name` (`name` here, or `name@node`).
     fn whereis(&self, name: String) -> BoxFuture<'static, Result<Option<Pid>, String>>;
     /// Monitors `pid` for `watcher`, which receives `["DOWN", ref, pid, reason]` when it exits.
@@ -66,6 +68,7 @@ const OP_REGISTER: u32 = 4;
 const OP_WHEREIS: u32 = 5;
 const OP_MONITOR: u32 = 6;
 const OP_DEMONITOR: u32 = 7;
+const OP_REGISTER_GLOBAL: u32 = 8;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
@@ -133,6 +136,16 @@ async fn run(op: u32, input: &[u8], ctx: ProcessCtx, left: Duration) -> Result<T
                 _ => return Err("register: the pid is a pid or nil (yourself)".into()),
             };
             m.register(name.clone(), pid).map(|()| Term::Nil)
+        }
+        (OP_REGISTER_GLOBAL, [Term::String(name), pid]) => {
+            let pid = match pid {
+                Term::Nil => ctx.pid.clone(),
+                Term::Pid(p) => p.clone(),
+                _ => return Err("register_global: the pid is a pid or nil (yourself)".into()),
+            };
+            m.register_global(name.clone(), pid)
+                .await
+                .map(|()| Term::Nil)
         }
         (OP_WHEREIS, [Term::String(name)]) => m
             .whereis(name.clone())

@@ -17,6 +17,8 @@ const CHUNK: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: NodeClient<Channel>,
+    /// The connection, for the registry and supervisor services.
+    pub(crate) channel: Channel,
     addr: String,
     /// Signs node-only requests when the client holds a node's material.
     signer: Option<Arc<CookieSigner>>,
@@ -94,6 +96,7 @@ impl Client {
                 detail: tls::chain(&e),
             })?;
         Ok(Self {
+            channel: channel.clone(),
             inner: NodeClient::new(channel)
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20),

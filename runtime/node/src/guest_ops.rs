@@ -87,12 +87,24 @@ impl Messenger for NodeMessenger {
             .map_err(|s| s.message().to_owned())
     }
 
+    fn register_global(&self, name: String, pid: Pid) -> BoxFuture<'static, Result<(), String>> {
+        let inner = self.node();
+        Box::pin(async move {
+            crate::registry::api::register(&inner?, &name, &pid)
+                .await
+                .map_err(|s| s.message().to_owned())
+        })
+    }
+
     fn whereis(&self, name: String) -> BoxFuture<'static, Result<Option<Pid>, String>> {
         let inner = self.node();
         Box::pin(async move {
             let inner = inner?;
             match name.parse::<Address>().map_err(|e| e.to_string())? {
-                Address::Name { name, node: None } => Ok(inner.whereis_local(&name)),
+                Address::Name { name, node: None } => match inner.whereis_local(&name) {
+                    Some(pid) => Ok(Some(pid)),
+                    None => Ok(crate::registry::api::whereis(&inner, &name, false).await),
+                },
                 Address::Name {
                     name,
                     node: Some(node),
@@ -124,6 +136,7 @@ impl NodeMessenger {
                 crate::ExitReason::Normal => Term::from("normal"),
                 crate::ExitReason::NoProc => Term::from("noproc"),
                 crate::ExitReason::NoConnection => Term::from("noconnection"),
+                crate::ExitReason::Shutdown => Term::from("shutdown"),
                 crate::ExitReason::Crash(why) => {
                     Term::List(vec![Term::from("crash"), Term::from(why.as_str())])
                 }

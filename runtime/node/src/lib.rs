@@ -11,6 +11,8 @@
 //! - security: mutual TLS on every link (the node runs the handshake itself, in `tls`), the
 //!   cluster cookie on node-to-node requests, per-method access rules (`security`), token join
 //!   ([`request_certificate`]), and gossip key rotation;
+//! - the cluster registry of global names ([`registry`](Node::register_global)) and the
+//!   distributed DynamicSupervisor ([`Node::start_child`]), replicated by anti-entropy;
 //! - [`Client`], which the CLI (or any Rust program) uses to talk to a node;
 //! - the wire conversions ([`wire`]): the one place where core types become proto messages and
 //!   `tonic::Status`.
@@ -37,6 +39,8 @@
 mod admission;
 mod args;
 mod client;
+mod client_cluster;
+mod cluster_service;
 mod config;
 mod coordinator;
 mod fetch;
@@ -49,11 +53,13 @@ mod node;
 mod peers;
 mod process_api;
 mod processes;
+mod registry;
 mod rotate;
 mod security;
 mod service;
 mod setup;
 mod stats;
+mod supervisor;
 mod target;
 mod tls;
 pub mod wire;
@@ -66,4 +72,6 @@ pub use messaging::{Address, AddressError, DEFAULT_TIMEOUT};
 pub use monitor::{ExitReason, Monitor};
 pub use node::{Node, NodeError, Stats};
 pub use processes::{MAILBOX_CAPACITY, ProcessInfo};
+pub use registry::{RegistryEntry, SYNC_INTERVAL};
+pub use supervisor::{Child, ChildSpec, ChildState, Placement, Restart};
 pub use target::{Target, TargetError};

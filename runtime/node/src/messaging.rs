@@ -143,13 +143,26 @@ impl Inner {
         to.node().is_none_or(|n| n == self.config.name)
     }
 
+    /// Where a message for `to` goes: a bare name is a name registered on this node, else a
+    /// global name (its holder's PID); anything else stays as it is.
+    pub(crate) async fn route(self: &std::sync::Arc<Self>, to: &Address) -> Address {
+        if let Address::Name { name, node: None } = to
+            && self.whereis_local(name).is_none()
+            && let Some(pid) = crate::registry::api::whereis(self, name, false).await
+        {
+            return Address::Pid(pid);
+        }
+        to.clone()
+    }
+
     /// Sends `msg` to `to`, waiting up to [`DEFAULT_TIMEOUT`] for room.
     pub(crate) async fn send_to(
-        &self,
+        self: &std::sync::Arc<Self>,
         to: &Address,
         msg: Term,
         from: Option<Pid>,
     ) -> Result<(), Status> {
+        let to = &self.route(to).await;
         let letter = Letter {
             msg,
             from,
@@ -176,12 +189,13 @@ impl Inner {
 
     /// Sends `msg` to `to` and waits up to `timeout` for the reply.
     pub(crate) async fn call_to(
-        &self,
+        self: &std::sync::Arc<Self>,
         to: &Address,
         msg: Term,
         from: Option<Pid>,
         timeout: Duration,
     ) -> Result<Term, Status> {
+        let to = &self.route(to).await;
         if self.is_local(to) {
             let (tx, rx) = oneshot::channel();
             let letter = Letter {

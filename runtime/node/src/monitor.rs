@@ -28,6 +28,8 @@ pub enum ExitReason {
     NoProc,
     /// Its node was declared dead, or could not be reached.
     NoConnection,
+    /// It was stopped: by its supervisor, or with [`Node::stop_process`](crate::Node::stop_process).
+    Shutdown,
 }
 
 impl fmt::Display for ExitReason {
@@ -37,6 +39,7 @@ impl fmt::Display for ExitReason {
             Self::Crash(why) => write!(f, "crash: {why}"),
             Self::NoProc => f.write_str("noproc"),
             Self::NoConnection => f.write_str("noconnection"),
+            Self::Shutdown => f.write_str("shutdown"),
         }
     }
 }
@@ -143,6 +146,7 @@ pub(crate) fn reason_to_wire(reason: &ExitReason) -> pb::Down {
         ExitReason::Crash(why) => (pb::down::Reason::Crash, why.clone()),
         ExitReason::NoProc => (pb::down::Reason::Noproc, String::new()),
         ExitReason::NoConnection => (pb::down::Reason::Noconnection, String::new()),
+        ExitReason::Shutdown => (pb::down::Reason::Shutdown, String::new()),
     };
     pb::Down {
         reason: code as i32,
@@ -155,6 +159,7 @@ fn reason_from_wire(down: &pb::Down) -> ExitReason {
         Ok(pb::down::Reason::Normal) => ExitReason::Normal,
         Ok(pb::down::Reason::Crash) => ExitReason::Crash(down.message.clone()),
         Ok(pb::down::Reason::Noproc) => ExitReason::NoProc,
+        Ok(pb::down::Reason::Shutdown) => ExitReason::Shutdown,
         _ => ExitReason::NoConnection,
     }
 }

@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub(crate) peers: Peers,
     pub(crate) security: Security,
     pub(crate) processes: crate::processes::Processes,
+    pub(crate) registry: crate::registry::Registry,
+    pub(crate) supervisor: crate::supervisor::Supervisor,
     pub(crate) admission: Admission,
     pub(crate) args: ArgsCache,
     pub(crate) sent: SentArgs,
@@ -91,6 +93,8 @@ pub struct Node {
     server: Mutex<Option<JoinHandle<()>>>,
     ticker: JoinHandle<()>,
     watcher: JoinHandle<()>,
+    /// The registry's anti-entropy and the supervisor's loop.
+    background: Vec<JoinHandle<()>>,
     created_cluster: bool,
 }
 
@@ -138,13 +142,16 @@ impl Node {
             ));
         }
         let (stop, stopped) = watch::channel(false);
+        let processes = crate::processes::Processes::new();
         let inner = Arc::new(Inner {
             grpc_addr,
             host,
             membership,
-            peers: Peers::new(config.max_message_bytes),
+            peers: Peers::new(),
             security: setup.security,
-            processes: crate::processes::Processes::new(),
+            registry: crate::registry::Registry::new(&config.name, processes.incarnation),
+            supervisor: crate::supervisor::Supervisor::new(&config.name),
+            processes,
             admission: Admission::new(config.max_concurrent, config.max_queued),
             args: ArgsCache::new(config.args_cache_bytes, config.args_cache_ttl),
             sent: SentArgs::new(config.args_cache_ttl / 2),
@@ -160,6 +167,10 @@ impl Node {
         let server = tokio::spawn(crate::service::serve(inner.clone(), listener, stopped));
         let ticker = tokio::spawn(advertise(inner.clone()));
         let watcher = tokio::spawn(crate::setup::watch_certificates(inner.clone()));
+        let background = vec![
+            tokio::spawn(crate::registry::sync::run(inner.clone())),
+            tokio::spawn(crate::supervisor::run::run(inner.clone())),
+        ];
         tracing::info!(
             node = %inner.config.name, grpc = %inner.grpc_addr,
             gossip = %inner.membership.gossip_addr(), secure = inner.security.is_secure(),
@@ -171,6 +182,7 @@ impl Node {
             server: Mutex::new(Some(server)),
             ticker,
             watcher,
+            background,
             created_cluster: setup.created,
         })
     }
@@ -311,6 +323,7 @@ impl Node {
         }
         self.ticker.abort();
         self.watcher.abort();
+        self.background.iter().for_each(JoinHandle::abort);
         tracing::info!(node = %self.inner.config.name, "node stopped");
     }
 
@@ -324,6 +337,7 @@ impl Node {
         }
         self.ticker.abort();
         self.watcher.abort();
+        self.background.iter().for_each(JoinHandle::abort);
     }
 }
 
@@ -354,6 +368,18 @@ impl Inner {
         addr: &str,
         name: &str,
     ) -> Result<NodeClient<Channel>, ConnectError> {
+        let channel = self.peer_channel(addr, name).await?;
+        Ok(NodeClient::new(channel)
+            .max_decoding_message_size(self.config.max_message_bytes)
+            .max_encoding_message_size(self.config.max_message_bytes))
+    }
+
+    /// The channel to the peer `name` at `addr`, for any of the node's services.
+    pub(crate) async fn peer_channel(
+        &self,
+        addr: &str,
+        name: &str,
+    ) -> Result<Channel, ConnectError> {
         let tls = match self.security.loaded() {
             None => ClientTls::Off,
             Some(loaded) => ClientTls::On {
@@ -361,7 +387,7 @@ impl Inner {
                 server_name: name.to_owned(),
             },
         };
-        self.peers.client(addr, name, tls).await
+        self.peers.channel(addr, name, tls).await
     }
 
     /// Compiles (or finds) a module off the async threads and records it in the index.

@@ -7,7 +7,6 @@ use crate::tls::{self, ClientTls};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
-use steinadler_proto::v1::node_client::NodeClient;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug)]
@@ -16,7 +15,6 @@ pub(crate) struct Peers {
     /// One invocation stream per peer (`crate::mux`).
     pub(crate) muxes:
         tokio::sync::Mutex<HashMap<(String, String), std::sync::Arc<crate::mux::Mux>>>,
-    max_message_bytes: usize,
 }
 
 /// A peer could not be connected to; the request was never sent.
@@ -29,22 +27,21 @@ pub(crate) struct ConnectError {
 }
 
 impl Peers {
-    pub(crate) fn new(max_message_bytes: usize) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
             muxes: tokio::sync::Mutex::new(HashMap::new()),
-            max_message_bytes,
         }
     }
 
-    /// A client for the node `name` at `addr`, connecting first if there is no channel yet.
+    /// The channel to the node `name` at `addr`, connecting first if there is none yet.
     /// With TLS on, the peer's certificate must be issued to `name`.
-    pub(crate) async fn client(
+    pub(crate) async fn channel(
         &self,
         addr: &str,
         name: &str,
         tls: ClientTls,
-    ) -> Result<NodeClient<Channel>, ConnectError> {
+    ) -> Result<Channel, ConnectError> {
         let key = (addr.to_owned(), name.to_owned());
         let cached = self
             .channels
@@ -66,9 +63,7 @@ impl Peers {
                 channel
             }
         };
-        Ok(NodeClient::new(channel)
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes))
+        Ok(channel)
     }
 
     /// Forgets every channel, so the next calls connect with fresh certificates.

@@ -111,7 +111,7 @@ pub(crate) async fn send(
     inner: &Arc<Inner>,
     req: pb::SendRequest,
 ) -> Result<pb::SendReply, Status> {
-    let to = Address::from_wire(req.to)?;
+    let to = inner.route(&Address::from_wire(req.to)?).await;
     let letter = Letter {
         msg: messaging::decode_term(&req.msg)?,
         from: sender(&req.from)?,

@@ -52,6 +52,8 @@ struct Entry {
     handled: Arc<AtomicU64>,
     memory: Arc<AtomicU64>,
     monitors: Vec<oneshot::Sender<ExitReason>>,
+    /// Fired to stop the process (`ExitReason::Shutdown`).
+    stop: Option<oneshot::Sender<()>>,
 }
 
 /// The node's processes.
@@ -226,6 +228,7 @@ impl Inner {
             .await
             .map_err(|e| Status::failed_precondition(format!("the process did not start: {e}")))?;
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
+        let (stop_tx, stop_rx) = oneshot::channel();
         let handled = Arc::new(AtomicU64::new(0));
         let memory = Arc::new(AtomicU64::new(process.memory_bytes() as u64));
         {
@@ -256,11 +259,19 @@ impl Inner {
                         handled: handled.clone(),
                         memory: memory.clone(),
                         monitors: Vec::new(),
+                        stop: Some(stop_tx),
                     },
                 );
         }
         tracing::info!(pid = %pid, module, name = name.as_deref().unwrap_or(""), "process started");
-        tokio::spawn(run(self.clone(), pid.clone(), process, rx, handled, memory));
+        tokio::spawn(run(
+            self.clone(),
+            pid.clone(),
+            process,
+            (rx, stop_rx),
+            handled,
+            memory,
+        ));
         Ok(pid)
     }
 
@@ -331,6 +342,33 @@ impl Inner {
         Ok(())
     }
 
+    /// Stops the local process `pid` (its monitors see `shutdown`); false if it does not run here.
+    pub(crate) fn stop_local(&self, pid: &Pid) -> bool {
+        if pid.node != self.config.name || pid.incarnation != self.processes.incarnation {
+            return false;
+        }
+        let stop = self
+            .processes
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&pid.id)
+            .and_then(|e| e.stop.take());
+        stop.map(|s| s.send(())).is_some()
+    }
+
+    /// Whether `pid` is a live process of this node.
+    pub(crate) fn is_alive_local(&self, pid: &Pid) -> bool {
+        pid.node == self.config.name
+            && pid.incarnation == self.processes.incarnation
+            && self
+                .processes
+                .table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&pid.id)
+    }
+
     /// The local process registered as `name`.
     pub(crate) fn whereis_local(&self, name: &str) -> Option<Pid> {
         let id = *self
@@ -356,12 +394,16 @@ async fn run(
     inner: Arc<Inner>,
     pid: Pid,
     mut process: steinadler_host::Process,
-    mut rx: mpsc::Receiver<Letter>,
+    (mut rx, mut stop): (mpsc::Receiver<Letter>, oneshot::Receiver<()>),
     handled: Arc<AtomicU64>,
     memory: Arc<AtomicU64>,
 ) {
     let reason = loop {
-        let Some(letter) = rx.recv().await else {
+        let letter = tokio::select! {
+            letter = rx.recv() => letter,
+            Ok(()) = &mut stop => break ExitReason::Shutdown,
+        };
+        let Some(letter) = letter else {
             break ExitReason::Normal;
         };
         let result = process
@@ -402,6 +444,7 @@ async fn run(
     // Messages still queued are dropped with the mailbox; their callers learn `noproc`.
     rx.close();
     inner.processes.remove(pid.id, &reason);
+    inner.registry.forget_pid(&pid);
     if reason == ExitReason::Normal {
         tracing::info!(pid = %pid, "process exited normally");
     } else {
@@ -413,7 +456,7 @@ fn noproc(to: &Address) -> Status {
     Status::not_found(format!("noproc: no process {to} on this node"))
 }
 
-fn validate_name(name: &str) -> Result<(), Status> {
+pub(crate) fn validate_name(name: &str) -> Result<(), Status> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name

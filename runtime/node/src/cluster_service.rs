@@ -1,0 +1,157 @@
+//! The gRPC services of the cluster registry and the supervisor. Each handler authorizes the
+//! caller and hands over to [`crate::registry::api`] or [`crate::supervisor::api`].
+
+use crate::node::Inner;
+use crate::security::Access;
+use std::sync::Arc;
+use steinadler_proto::v1 as pb;
+use steinadler_proto::v1::registry_server::{Registry, RegistryServer};
+use steinadler_proto::v1::supervisor_server::{Supervisor, SupervisorServer};
+use tonic::{Request, Response, Status};
+
+/// Both services, ready for the router.
+pub(crate) fn services(
+    inner: &Arc<Inner>,
+) -> (
+    RegistryServer<ClusterService>,
+    SupervisorServer<ClusterService>,
+) {
+    let service = ClusterService {
+        inner: inner.clone(),
+    };
+    (
+        RegistryServer::new(service.clone()),
+        SupervisorServer::new(service),
+    )
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterService {
+    inner: Arc<Inner>,
+}
+
+impl ClusterService {
+    fn authorize<T: prost::Message>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        access: Access,
+    ) -> Result<(), Status> {
+        self.inner
+            .security
+            .authorize(
+                request,
+                method,
+                access,
+                &self.inner.stats,
+                prost::Message::encode_to_vec,
+            )
+            .map(|_| ())
+    }
+}
+
+#[tonic::async_trait]
+impl Registry for ClusterService {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Registry/Register", Access::Client)?;
+        crate::registry::api::serve_register(&self.inner, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn unregister(
+        &self,
+        request: Request<pb::UnregisterRequest>,
+    ) -> Result<Response<pb::UnregisterReply>, Status> {
+        self.authorize(
+            &request,
+            "/steinadler.v1.Registry/Unregister",
+            Access::Client,
+        )?;
+        let removed =
+            crate::registry::api::unregister(&self.inner, &request.get_ref().name).await?;
+        Ok(Response::new(pb::UnregisterReply { removed }))
+    }
+
+    async fn whereis(
+        &self,
+        request: Request<pb::WhereisRequest>,
+    ) -> Result<Response<pb::WhereisReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Registry/Whereis", Access::Client)?;
+        crate::registry::api::serve_whereis(&self.inner, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::RegistryListRequest>,
+    ) -> Result<Response<pb::RegistryListReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Registry/List", Access::Client)?;
+        Ok(Response::new(crate::registry::api::serve_list(&self.inner)))
+    }
+
+    async fn claim(
+        &self,
+        request: Request<pb::ClaimRequest>,
+    ) -> Result<Response<pb::ClaimReply>, Status> {
+        self.authorize(&request, crate::registry::api::CLAIM, Access::Node)?;
+        crate::registry::api::serve_claim(&self.inner, request.into_inner()).map(Response::new)
+    }
+
+    async fn sync(
+        &self,
+        request: Request<pb::SyncRequest>,
+    ) -> Result<Response<pb::SyncReply>, Status> {
+        self.authorize(&request, crate::registry::sync::SYNC, Access::Node)?;
+        crate::registry::sync::serve(&self.inner, request.into_inner()).map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl Supervisor for ClusterService {
+    async fn start_child(
+        &self,
+        request: Request<pb::StartChildRequest>,
+    ) -> Result<Response<pb::StartChildReply>, Status> {
+        self.authorize(
+            &request,
+            "/steinadler.v1.Supervisor/StartChild",
+            Access::Client,
+        )?;
+        let req = request.into_inner();
+        let spec = req
+            .spec
+            .ok_or_else(|| Status::invalid_argument("the request has no child spec"))?;
+        let child = crate::supervisor::api::start(&self.inner, spec, req.id).await?;
+        Ok(Response::new(pb::StartChildReply { child: Some(child) }))
+    }
+
+    async fn stop_child(
+        &self,
+        request: Request<pb::StopChildRequest>,
+    ) -> Result<Response<pb::StopChildReply>, Status> {
+        self.authorize(
+            &request,
+            "/steinadler.v1.Supervisor/StopChild",
+            Access::Client,
+        )?;
+        let child = crate::supervisor::api::stop(&self.inner, &request.get_ref().id).await?;
+        Ok(Response::new(pb::StopChildReply { child: Some(child) }))
+    }
+
+    async fn list_children(
+        &self,
+        request: Request<pb::ListChildrenRequest>,
+    ) -> Result<Response<pb::ListChildrenReply>, Status> {
+        self.authorize(
+            &request,
+            "/steinadler.v1.Supervisor/ListChildren",
+            Access::Client,
+        )?;
+        Ok(Response::new(crate::supervisor::api::list(&self.inner)))
+    }
+}
