@@ -16,13 +16,15 @@
 //! | `["spawn", module, args]` | spawns `module` with `args` on this node (`process::spawn`) | the new pid |
 //! | `["spawn", module, args, name]` | the same, registered as `name` | the new pid |
 //! | `["register", name]` | registers itself as `name` on this node (`process::register`) | `true` |
-//! | `["whereis", name]` | looks up `"name"` here or `"name@node"` (`process::whereis`) | its pid, or nil |
+//! | `["register_global", name]` | registers itself as `name` across the cluster (`process::register_global`) | `true` |
+//! | `["whereis", name]` | looks up `"name"` here, then as a global name, or `"name@node"` (`process::whereis`) | its pid, or nil |
 //! | `["monitor", pid]` | monitors `pid` (`process::monitor`) | the reference |
 //! | `["demonitor", ref]` | cancels a monitor (`process::demonitor`) | whether it was active |
 //! | `["DOWN", ref, pid, reason]` | what a monitor delivers: kept in a list | nil |
-//! | `"downs"` | | the DOWN messages received, oldest first |
+//! | `["name_lost", name, winner]` | what the registry sends a process that lost its global name in a partition: kept in the same list | nil |
+//! | `"downs"` | | the DOWN and name_lost messages received, oldest first |
 //!
-//! When the node refuses one of the last six (and outside a node, where each fails with
+//! When the node refuses one of the last seven (and outside a node, where each fails with
 //! `"not a process…"`), the reply is the node's error message, a string. `to` is a pid or a name;
 //! `module` and `name` are strings; `msg` and `args` are any Terms. Calling itself
 //! (`["call", <own pid>, msg]`) blocks kv until the 2 s timeout, then replies the timeout error.
@@ -58,6 +60,7 @@ enum Msg {
     SendNow(Dest, Term),
     Spawn(String, Term, Option<String>),
     Register(String),
+    RegisterGlobal(String),
     Whereis(String),
     Monitor(Term),
     Demonitor(Term),
@@ -68,8 +71,10 @@ enum Msg {
 const SHAPES: &str = concat!(
     r#"["put", key, value], ["get", key], ["delete", key], "keys", ["forward", to, msg], "#,
     r#""crash", "whoami", ["call", to, msg], ["send_now", to, msg], ["spawn", module, args], "#,
-    r#"["spawn", module, args, name], ["register", name], ["whereis", name], "#,
-    r#"["monitor", pid], ["demonitor", ref], ["DOWN", ref, pid, reason] or "downs""#,
+    r#"["spawn", module, args, name], ["register", name], ["register_global", name], "#,
+    r#"["whereis", name], "#,
+    r#"["monitor", pid], ["demonitor", ref], ["DOWN", ref, pid, reason], "#,
+    r#"["name_lost", name, winner] or "downs""#,
 );
 
 fn key(term: Term) -> Result<String, String> {
@@ -110,7 +115,10 @@ impl TryFrom<Term> for Msg {
             Term::String(word) if word == "crash" => return Ok(Self::Crash),
             Term::String(word) if word == "whoami" => return Ok(Self::Whoami),
             Term::String(word) if word == "downs" => return Ok(Self::Downs),
-            Term::List(items) if items.first() == Some(&Term::from("DOWN")) => {
+            Term::List(items)
+                if items.first() == Some(&Term::from("DOWN"))
+                    || items.first() == Some(&Term::from("name_lost")) =>
+            {
                 return Ok(Self::Down(Term::List(items)));
             }
             Term::List(items) => items,
@@ -137,6 +145,7 @@ impl TryFrom<Term> for Msg {
                 Ok(Self::Spawn(module, args, Some(string("the name", arg())?)))
             }
             ("register", 1) => Ok(Self::Register(string("the name", arg())?)),
+            ("register_global", 1) => Ok(Self::RegisterGlobal(string("the name", arg())?)),
             ("whereis", 1) => Ok(Self::Whereis(string("the name", arg())?)),
             ("monitor", 1) => Ok(Self::Monitor(arg())),
             ("demonitor", 1) => Ok(Self::Demonitor(arg())),
@@ -174,6 +183,9 @@ impl Process for Kv {
                 reply(process::spawn(&module, args, name.as_deref()).map(Term::Pid))
             }
             Msg::Register(name) => reply(process::register(&name, None).map(|()| Term::Bool(true))),
+            Msg::RegisterGlobal(name) => reply(
+                process::register_global(&name, None).map(|()| Term::Bool(true)),
+            ),
             Msg::Whereis(name) => {
                 reply(process::whereis(&name).map(|pid| pid.map_or(Term::Nil, Term::Pid)))
             }

@@ -121,6 +121,8 @@ impl EventDelegate for Events {
         );
         self.publish(MemberEvent::Left {
             name: node.id().to_string(),
+            gossip_addr: *node.address(),
+            failed: !node.state().is_left(),
         });
     }
 

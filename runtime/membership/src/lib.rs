@@ -153,5 +153,10 @@ pub enum MemberEvent {
     Left {
         /// The departed node's name.
         name: String,
+        /// Its gossip address.
+        gossip_addr: SocketAddr,
+        /// True when it was declared failed (a crash or a partition), false when it left
+        /// gracefully.
+        failed: bool,
     },
 }

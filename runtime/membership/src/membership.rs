@@ -368,6 +368,30 @@ impl Membership {
         }
     }
 
+    /// Syncs state with one member at `addr` (a push/pull), as a join does. Used to reconnect
+    /// to a member declared failed, e.g. after a partition healed; unlike [`join`](Self::join)
+    /// its future is `Send`, so a background task can run it.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError::JoinFailed`] if the member cannot be reached, and
+    /// [`MembershipError::NotRunning`] after leave or shutdown.
+    pub async fn rejoin(&self, addr: SocketAddr) -> Result<(), MembershipError> {
+        match self
+            .shared
+            .ml
+            .join(MaybeResolvedAddress::Resolved(addr))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(MlError::NotRunning) => Err(MembershipError::NotRunning),
+            Err(e) => Err(MembershipError::JoinFailed {
+                seeds: vec![addr],
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     /// Leaves gracefully: broadcasts the departure (waiting up to `timeout` for it to go out),
     /// then shuts down. The others notice within tens of milliseconds instead of after the
     /// failure detector's seconds.

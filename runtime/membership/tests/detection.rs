@@ -47,7 +47,7 @@ async fn crash_and_time(nodes: &[Membership], victim: usize) -> Duration {
 fn left_names(events: &mut broadcast::Receiver<MemberEvent>) -> Vec<String> {
     let mut left = Vec::new();
     while let Ok(event) = events.try_recv() {
-        if let MemberEvent::Left { name } = event {
+        if let MemberEvent::Left { name, .. } = event {
             left.push(name);
         }
     }

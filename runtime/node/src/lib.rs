@@ -53,6 +53,7 @@ mod node;
 mod peers;
 mod process_api;
 mod processes;
+mod reconnect;
 mod registry;
 mod rotate;
 mod security;

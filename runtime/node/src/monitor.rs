@@ -125,7 +125,7 @@ async fn watch_remote(inner: Arc<Inner>, pid: Pid, tx: oneshot::Sender<ExitReaso
     let died = async {
         loop {
             match events.recv().await {
-                Ok(MemberEvent::Left { name }) if name == pid.node => return,
+                Ok(MemberEvent::Left { name, .. }) if name == pid.node => return,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                     std::future::pending::<()>().await;
                 }

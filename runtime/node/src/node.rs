@@ -170,6 +170,7 @@ impl Node {
         let background = vec![
             tokio::spawn(crate::registry::sync::run(inner.clone())),
             tokio::spawn(crate::supervisor::run::run(inner.clone())),
+            tokio::spawn(crate::reconnect::run(inner.clone())),
         ];
         tracing::info!(
             node = %inner.config.name, grpc = %inner.grpc_addr,
@@ -238,6 +239,11 @@ impl Node {
     /// This node's traffic counters.
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
+    }
+
+    /// The gossip layer: its keys, events and failure detector.
+    pub fn membership(&self) -> &Membership {
+        &self.inner.membership
     }
 
     /// The live members as this node sees them, itself included.
@@ -507,7 +513,7 @@ async fn advertise(inner: Arc<Inner>) {
     loop {
         tokio::select! {
             event = events.recv() => {
-                if let Ok(MemberEvent::Left { name }) = event {
+                if let Ok(MemberEvent::Left { name, .. }) = event {
                     tracing::info!(peer = %name, "peer left the cluster");
                 }
             }

@@ -75,6 +75,12 @@ impl Node {
         self.inner.register_local(name, pid).map_err(request_err)
     }
 
+    /// Stops the process `pid` on this node: its monitors see `shutdown`, its names are freed.
+    /// Whether it ran here.
+    pub fn stop_process(&self, pid: &Pid) -> bool {
+        self.inner.stop_local(pid)
+    }
+
     /// The process registered as `name` on this node.
     pub fn whereis(&self, name: &str) -> Option<Pid> {
         self.inner.whereis_local(name)

@@ -146,16 +146,18 @@ async fn claim(
 ) -> Result<Option<(String, String)>, Status> {
     let deadline = Instant::now() + CLAIM_TIMEOUT;
     let mut attempt = 0u32;
+    let owner_version = inner.registry.own_version();
     loop {
         let home = home(inner, &entry.name).await?;
         let result = match &home {
             None => inner
                 .registry
-                .grant(entry)
+                .grant(entry, owner_version)
                 .map_err(|holder| taken(&entry.name, &holder)),
             Some((name, addr)) => {
                 let mut request = tonic::Request::new(pb::ClaimRequest {
                     entry: Some(entry.to_wire()),
+                    owner_version,
                 });
                 request.set_timeout(Duration::from_secs(2));
                 inner.security.sign(&mut request, CLAIM, name);
@@ -167,13 +169,15 @@ async fn claim(
         };
         match result {
             Ok(()) => return Ok(home),
-            Err(s) if s.code() == Code::Unavailable && Instant::now() < deadline => {
+            // A claim is idempotent, so any transport failure is retried (with the home
+            // recomputed: it may just have been declared dead).
+            Err(s) if transient(&s) && Instant::now() < deadline => {
                 let sleep = crate::coordinator::backoff(attempt)
                     .min(deadline.saturating_duration_since(Instant::now()));
                 attempt += 1;
                 tokio::time::sleep(sleep).await;
             }
-            Err(s) if s.code() == Code::Unavailable => {
+            Err(s) if transient(&s) => {
                 return Err(Status::unavailable(format!(
                     "the node that arbitrates {:?} could not be reached for {CLAIM_TIMEOUT:?}: {}; retry",
                     entry.name,
@@ -183,6 +187,13 @@ async fn claim(
             Err(s) => return Err(s),
         }
     }
+}
+
+fn transient(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown
+    )
 }
 
 /// The server side of `Claim`: this node is the name's home.
@@ -195,7 +206,7 @@ pub(crate) fn serve_claim(inner: &Inner, req: pb::ClaimRequest) -> Result<pb::Cl
     crate::processes::validate_name(&entry.name)?;
     inner
         .registry
-        .grant(&entry)
+        .grant(&entry, req.owner_version)
         .map_err(|holder| taken(&entry.name, &holder))?;
     Ok(pb::ClaimReply {})
 }

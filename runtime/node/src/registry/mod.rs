@@ -102,8 +102,9 @@ struct State {
     gone: HashMap<String, u64>,
     /// The live members, as the membership last said.
     live: HashSet<String>,
-    /// Names this node granted as their home, not yet seen in the holder's state.
-    grants: HashMap<String, (RegistryEntry, Instant)>,
+    /// Names this node granted as their home: the entry, when, and the claimant's own-state
+    /// version then. Settled once a newer state of the claimant arrives.
+    grants: HashMap<String, (RegistryEntry, Instant, u64)>,
 }
 
 /// A name the loser of a conflict must give up.
@@ -168,16 +169,16 @@ impl Registry {
     }
 
     /// Records a name this node granted as the name's home; refuses a taken one.
-    pub(crate) fn grant(&self, entry: &RegistryEntry) -> Result<(), Pid> {
+    pub(crate) fn grant(&self, entry: &RegistryEntry, owner_version: u64) -> Result<(), Pid> {
         let mut state = self.lock();
         let now = Instant::now();
-        state.grants.retain(|_, (_, at)| now < *at + GRANT_HOLD);
+        state.grants.retain(|_, (_, at, _)| now < *at + GRANT_HOLD);
         if let Some(holder) = resolve_in(&state, &entry.name)
             && holder.pid != entry.pid
         {
             return Err(holder.pid);
         }
-        if let Some((held, _)) = state.grants.get(&entry.name)
+        if let Some((held, _, _)) = state.grants.get(&entry.name)
             && held.pid != entry.pid
             && state.live.contains(&held.pid.node)
         {
@@ -185,7 +186,7 @@ impl Registry {
         }
         state
             .grants
-            .insert(entry.name.clone(), (entry.clone(), now));
+            .insert(entry.name.clone(), (entry.clone(), now, owner_version));
         Ok(())
     }
 
@@ -193,6 +194,7 @@ impl Registry {
     pub(crate) fn insert_own(&self, entry: RegistryEntry) {
         {
             let mut state = self.lock();
+            state.grants.remove(&entry.name);
             let own = state.owners.entry(self.node.clone()).or_default();
             own.names.insert(entry.name.clone(), entry);
             own.version += 1;
@@ -246,6 +248,11 @@ impl Registry {
             self.node.clone(),
             state.owners.get(&self.node).cloned().unwrap_or_default(),
         )
+    }
+
+    /// The version of this node's own state.
+    pub(crate) fn own_version(&self) -> u64 {
+        self.lock().owners.get(&self.node).map_or(0, |o| o.version)
     }
 
     /// The digest of every owner state held.
@@ -314,15 +321,9 @@ impl Registry {
                 .get(&node)
                 .is_none_or(|o| o.stamp() < theirs.stamp());
             if newer {
-                for name in theirs.names.keys() {
-                    if state
-                        .grants
-                        .get(name)
-                        .is_some_and(|(g, _)| g.pid.node == node)
-                    {
-                        state.grants.remove(name);
-                    }
-                }
+                state
+                    .grants
+                    .retain(|_, (g, _, v)| g.pid.node != node || theirs.version <= *v);
                 state.owners.insert(node, theirs);
             }
         }

@@ -188,7 +188,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             event = events.recv() => {
                 match event {
                     Ok(MemberEvent::Joined(m)) => inner.registry.member_up(&m.name),
-                    Ok(MemberEvent::Left { name }) => inner.registry.member_down(&name),
+                    Ok(MemberEvent::Left { name, .. }) => inner.registry.member_down(&name),
                     Ok(MemberEvent::Updated(_)) => continue,
                     Err(_) => {}
                 }
