@@ -14,6 +14,7 @@ mod node_cmd;
 mod parse;
 mod process_cmd;
 mod run;
+mod sup_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,12 +42,17 @@ enum Command {
     Nodes(client_cmd::NodesArgs),
     /// Start a process (a module that defines one) and print its PID.
     Spawn(process_cmd::SpawnArgs),
-    /// Send a message to a process, by PID or name@node.
+    /// Send a message to a process, by PID, name@node or global name.
     Send(process_cmd::SendArgs),
     /// Send a message to a process and print its reply.
     Call(process_cmd::CallArgs),
     /// List processes: PID, module, name, mailbox, memory, messages handled.
     Ps(process_cmd::PsArgs),
+    /// List the cluster's global names: name, PID, node.
+    Registry(sup_cmd::RegistryArgs),
+    /// The distributed supervisor: children restarted by policy, moved when their node dies.
+    #[command(subcommand)]
+    Sup(sup_cmd::SupCommand),
     /// Cluster security: offline PKI, join tokens, gossip key rotation.
     #[command(subcommand)]
     Cluster(cluster_cmd::ClusterCommand),
@@ -109,6 +115,8 @@ async fn run_async(command: Command) -> Result<(), Failure> {
         Command::Send(args) => process_cmd::send(args).await,
         Command::Call(args) => process_cmd::call(args).await,
         Command::Ps(args) => process_cmd::ps(args).await,
+        Command::Registry(args) => sup_cmd::registry(args).await,
+        Command::Sup(cmd) => sup_cmd::run(cmd).await,
         Command::Cluster(cmd) => cluster_cmd::run(cmd).await,
         Command::Login(args) => cluster_cmd::login(args).await,
         Command::Demo => demo::run().await,

@@ -39,6 +39,10 @@ pub(crate) struct SpawnArgs {
     /// Register the process under this name on its node.
     #[arg(long)]
     name: Option<String>,
+    /// Register the process under this name across the cluster: `send NAME` then reaches it
+    /// from any node.
+    #[arg(long)]
+    global: Option<String>,
     #[command(flatten)]
     node: NodeAddr,
 }
@@ -79,13 +83,20 @@ pub(crate) async fn spawn(args: SpawnArgs) -> Result<(), Failure> {
         .spawn(&args.module, &init, args.name.as_deref())
         .await
         .map_err(|e| Failure::Runtime(anyhow!("spawn failed: {e}")))?;
+    if let Some(global) = &args.global {
+        client.register_global(global, &pid).await.map_err(|e| {
+            Failure::Runtime(anyhow!(
+                "{pid} started, but registering the global name {global:?} failed: {e}"
+            ))
+        })?;
+    }
     println!("{pid}");
     Ok(())
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
-    /// A PID like <n1.1764150000000.7>, or a name like counter@n1.
+    /// A PID like <n1.1764150000000.7>, a name like counter@n1, or a global name.
     target: String,
     /// The message, one JSON value.
     msg: String,
@@ -105,7 +116,7 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
 
 #[derive(Debug, Args)]
 pub(crate) struct CallArgs {
-    /// A PID like <n1.1764150000000.7>, or a name like counter@n1.
+    /// A PID like <n1.1764150000000.7>, a name like counter@n1, or a global name.
     target: String,
     /// The message, one JSON value.
     msg: String,

@@ -392,3 +392,99 @@ fn a_new_token_replaces_the_old_one_on_a_running_node() {
     drop(n1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_supervised_child_survives_kill_9_of_its_node() {
+    let home = std::env::temp_dir().join(format!("steinadler-sup-test-{}", std::process::id()));
+    let run = |node: &NodeProc, args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("STEINADLER_NODE", &node.grpc)
+            .env("XDG_CONFIG_HOME", &home)
+            .output()
+            .expect("run the CLI")
+    };
+    let n1 = start("n1", "a", None);
+    let n2 = start("n2", "a", Some(&n1));
+    let n3 = start("n3", "a", Some(&n1));
+    let token = n1.token.clone().unwrap();
+    ok(&run(&n1, &["login", "--token", &token, "--name", "op"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok(&run(&n1, &["nodes", "--json"]))
+        .matches("\"alive\"")
+        .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "membership did not converge");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(&run(&n1, &["deploy", steinadler_test_modules::COUNTER]));
+
+    // Placed by the hash of a key on n2 or n3, so that we can kill it and still ask n1.
+    let mut started = None;
+    for key in 0..50 {
+        let place = format!("key:k{key}");
+        let out = ok(&run(
+            &n1,
+            &[
+                "sup", "start", "counter", "--args", "5", "--name", "ctr", "--place", &place,
+            ],
+        ));
+        let (id, pid) = out.trim().split_once(' ').unwrap();
+        if pid.starts_with("<n1.") {
+            ok(&run(&n1, &["sup", "stop", id]));
+            // The name is freed when the stopped process exits.
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
+        started = Some((id.to_owned(), pid.to_owned()));
+        break;
+    }
+    let (id, pid) = started.expect("no key placed the child off n1");
+    ok(&run(&n1, &["send", "ctr", "\"inc\""]));
+    assert_eq!(ok(&run(&n1, &["call", "ctr", "\"get\""])).trim(), "6");
+    let registry = ok(&run(&n1, &["registry"]));
+    assert!(
+        registry.contains("ctr") && registry.contains(&pid),
+        "{registry}"
+    );
+
+    // kill -9 the child's node.
+    let victim = if pid.starts_with("<n2.") { n2 } else { n3 };
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &victim.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let killed = Instant::now();
+    // The child runs again elsewhere and the name resolves to it; a message by name reaches
+    // the new process, which started afresh from its spec.
+    let moved = loop {
+        let ls = ok(&run(&n1, &["sup", "ls", "--json"]));
+        let line = ls.lines().find(|l| l.contains(&id)).unwrap().to_owned();
+        let registry = ok(&run(&n1, &["registry", "--json"]));
+        if line.contains("\"running\"") && !line.contains(&pid) && registry.contains("\"ctr\"") {
+            break line;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "not restarted: {line}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(moved.contains("\"restarts\":1"), "{moved}");
+    ok(&run(&n1, &["send", "ctr", "\"inc\""]));
+    assert_eq!(ok(&run(&n1, &["call", "ctr", "\"get\""])).trim(), "6");
+    eprintln!(
+        "the child answered by name {:?} after kill -9",
+        killed.elapsed()
+    );
+
+    let o = run(&n1, &["sup", "start", "counter", "--restart", "sometimes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("permanent, transient or temporary"));
+    drop(victim);
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -176,3 +176,50 @@ impl Supervisor {
         self.records_of(&ids)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, state: State, clock: u64, writer: &str) -> pb::ChildRecord {
+        pb::ChildRecord {
+            id: id.into(),
+            state: state as i32,
+            clock,
+            writer: writer.into(),
+            ..pb::ChildRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_stop_beats_a_restart_that_had_not_heard_of_it() {
+        let s = Supervisor::new("a");
+        s.merge(vec![record("c", State::Stopped, 3, "x")]);
+        // A runner that missed the stop writes "running" with a later clock: the stop stays.
+        assert!(!s.merge(vec![record("c", State::Running, 9, "y")]));
+        assert_eq!(s.get("c").unwrap().state, State::Stopped as i32);
+    }
+
+    #[test]
+    fn records_converge_in_any_order_and_the_clock_follows() {
+        let updates = [
+            record("c", State::Pending, 1, "a"),
+            record("c", State::Running, 2, "b"),
+            record("c", State::Running, 2, "c"),
+            record("d", State::GaveUp, 1, "b"),
+        ];
+        let forward = Supervisor::new("z");
+        let backward = Supervisor::new("z");
+        forward.merge(updates.to_vec());
+        backward.merge(updates.iter().rev().cloned().collect());
+        assert_eq!(forward.all(), backward.all());
+        assert_eq!(forward.get("c").unwrap().writer, "c");
+        // A local write after merging ticks past every clock seen.
+        let written = forward.write(record("c", State::Running, 0, ""));
+        assert_eq!((written.clock, written.writer.as_str()), (3, "z"));
+        // The digests agree, so a sync would move nothing.
+        let (newer, wanted) = forward.compare(&backward.digest());
+        assert_eq!(newer.len(), 1);
+        assert!(wanted.is_empty());
+    }
+}
