@@ -183,9 +183,9 @@ impl Process for Kv {
                 reply(process::spawn(&module, args, name.as_deref()).map(Term::Pid))
             }
             Msg::Register(name) => reply(process::register(&name, None).map(|()| Term::Bool(true))),
-            Msg::RegisterGlobal(name) => reply(
-                process::register_global(&name, None).map(|()| Term::Bool(true)),
-            ),
+            Msg::RegisterGlobal(name) => {
+                reply(process::register_global(&name, None).map(|()| Term::Bool(true)))
+            }
             Msg::Whereis(name) => {
                 reply(process::whereis(&name).map(|pid| pid.map_or(Term::Nil, Term::Pid)))
             }

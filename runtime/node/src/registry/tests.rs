@@ -36,7 +36,7 @@ fn live(r: &Registry, nodes: &[&str]) {
 
 #[test]
 fn replicas_converge_whatever_order_they_hear_things_in() {
-    let updates = vec![
+    let updates = [
         ("b".to_owned(), state(1, &[entry("x", "b", 1, 10)])),
         ("b".to_owned(), state(2, &[entry("y", "b", 2, 20)])),
         ("c".to_owned(), state(1, &[entry("z", "c", 1, 15)])),
