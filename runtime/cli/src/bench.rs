@@ -90,6 +90,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     println!("\nprocesses (messages/s for sends; calls/s for sequential calls):");
     crate::bench_proc::run(&plain_nodes, "plain", args.calls).await?;
     crate::bench_proc::run(&tls_nodes, "mTLS", args.calls).await?;
+    println!("\nregistry (5 nodes; the name is registered on each node in turn):");
+    crate::bench_registry::run(&plain_nodes, "plain", 100).await?;
+    crate::bench_registry::run(&tls_nodes, "mTLS", 100).await?;
     for n in plain_nodes.iter().chain(&tls_nodes) {
         n.shutdown().await;
     }

@@ -7,6 +7,7 @@
 mod auth;
 mod bench;
 mod bench_proc;
+mod bench_registry;
 mod client_cmd;
 mod cluster_cmd;
 mod demo;
