@@ -445,8 +445,8 @@ async fn run(
     rx.close();
     inner.processes.remove(pid.id, &reason);
     inner.registry.forget_pid(&pid);
-    if reason == ExitReason::Normal {
-        tracing::info!(pid = %pid, "process exited normally");
+    if matches!(reason, ExitReason::Normal | ExitReason::Shutdown) {
+        tracing::info!(pid = %pid, "process exited: {reason}");
     } else {
         tracing::warn!(pid = %pid, "process exited: {reason}");
     }
