@@ -23,6 +23,10 @@ pub(crate) struct BenchArgs {
     /// Rounds per figure; plaintext and mTLS alternate, and each figure is the median round.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Run only the benchmarks whose label contains this text (the process and registry
+    /// sections run only without it).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
@@ -64,14 +68,18 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         "{:<28} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "benchmark", "flight", "p50", "p99", "calls/s", "mTLS p50", "mTLS /s"
     );
+    let selected = |label: &str| args.only.as_deref().is_none_or(|o| label.contains(o));
     for inflight in [1, 16, 64] {
+        if !selected("raw TCP echo, 64 B") {
+            break;
+        }
         let figures = median(args.rounds, || measure(&tcp, inflight, args.calls)).await?;
         println!(
             "{:<28} {inflight:>6} {:>10.1?} {:>10.1?} {:>10.0}",
             "raw TCP echo, 64 B", figures.p50, figures.p99, figures.rate
         );
     }
-    for (label, plain, tls) in &pairs {
+    for (label, plain, tls) in pairs.iter().filter(|p| selected(p.0)) {
         for inflight in [1, 16, 64] {
             let mut plain_rounds = Vec::new();
             let mut tls_rounds = Vec::new();
@@ -86,6 +94,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 p.p50, p.p99, p.rate, t.p50, t.rate
             );
         }
+    }
+    if args.only.is_some() {
+        return Ok(());
     }
     println!("\nprocesses (messages/s for sends; calls/s for sequential calls):");
     crate::bench_proc::run(&plain_nodes, "plain", args.calls).await?;
