@@ -358,12 +358,10 @@ impl Inner {
         {
             return Ok(mux.clone());
         }
-        let client = self.peer(addr, name).await.map_err(|e| e.to_string())?;
-        let mux = Arc::new(
-            crate::mux::Mux::open(self, client, name)
-                .await
-                .map_err(|s| format!("cannot open the invoke stream to {name}: {}", s.message()))?,
-        );
+        let mux =
+            Arc::new(crate::mux::Mux::open(self, addr, name).await.map_err(|s| {
+                format!("cannot open the invoke stream to {name}: {}", s.message())
+            })?);
         muxes.insert(key, mux.clone());
         Ok(mux)
     }

@@ -15,6 +15,8 @@ pub(crate) struct Peers {
     /// One invocation stream per peer (`crate::mux`).
     pub(crate) muxes:
         tokio::sync::Mutex<HashMap<(String, String), std::sync::Arc<crate::mux::Mux>>>,
+    /// The invoke streams peers opened to this node (`crate::mux_server`), drained on shutdown.
+    pub(crate) served: tokio_util::task::TaskTracker,
 }
 
 /// A peer could not be connected to; the request was never sent.
@@ -31,6 +33,7 @@ impl Peers {
         Self {
             channels: Mutex::new(HashMap::new()),
             muxes: tokio::sync::Mutex::new(HashMap::new()),
+            served: tokio_util::task::TaskTracker::new(),
         }
     }
 

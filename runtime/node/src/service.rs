@@ -58,11 +58,9 @@ pub(crate) async fn serve(
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     } else {
-        // Accepted sockets need TCP_NODELAY set here: `Server::tcp_nodelay` applies only to
-        // listeners tonic binds itself. Without it, replies stalled for 40 ms (Nagle against
-        // delayed ACK). The TLS accept loop sets it too.
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Our accept loop: it sets TCP_NODELAY (`Server::tcp_nodelay` applies only to
+        // listeners tonic binds itself) and takes the invoke streams between nodes.
+        let incoming = crate::tls::plain_incoming(inner.clone(), listener, stopped);
         router
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
@@ -70,6 +68,9 @@ pub(crate) async fn serve(
     if let Err(e) = served {
         tracing::error!(node = %inner.config.name, "the gRPC server stopped: {e}");
     }
+    // The invoke streams from peers finish their calls in flight too.
+    inner.peers.served.close();
+    inner.peers.served.wait().await;
 }
 
 #[derive(Debug)]
@@ -379,7 +380,7 @@ impl NodeApi for Service {
         crate::monitor::serve(&self.inner, request.into_inner()).map(Response::new)
     }
 
-    type InvokeStreamStream = crate::mux::ResultStream;
+    type InvokeStreamStream = crate::mux_h2::ResultStream;
 
     async fn invoke_stream(
         &self,
@@ -387,12 +388,12 @@ impl NodeApi for Service {
     ) -> Result<Response<Self::InvokeStreamStream>, Status> {
         self.inner.security.authorize(
             &request,
-            crate::mux::INVOKE_STREAM,
+            crate::mux_server::INVOKE_STREAM,
             Access::Node,
             &self.inner.stats,
             |_| Vec::new(),
         )?;
-        Ok(Response::new(crate::mux::serve(
+        Ok(Response::new(crate::mux_h2::serve(
             self.inner.clone(),
             request.into_inner(),
         )))

@@ -6,8 +6,10 @@
 //! is read once per connection and handed to every request as its connect info
 //! ([`PeerInfo`]).
 
+use crate::mux_server::{Conn, MAGIC};
 use crate::node::Inner;
 use crate::security::PeerInfo;
+use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use std::io;
 use std::pin::Pin;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tonic::transport::server::Connected;
@@ -30,6 +32,8 @@ const MAX_HANDSHAKES: usize = 256;
 pub(crate) struct TlsConn {
     io: tokio_rustls::server::TlsStream<TcpStream>,
     info: PeerInfo,
+    /// Bytes read while telling HTTP/2 from an invoke stream, served before the rest.
+    prefix: Bytes,
 }
 
 impl Connected for TlsConn {
@@ -46,6 +50,11 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -141,12 +150,72 @@ pub(crate) fn incoming(
                     },
                 };
                 tracing::debug!(peer = %remote, identity = ?identity, "TLS connection accepted");
-                let _ = tx
-                    .send(Ok(TlsConn {
-                        io,
-                        info: PeerInfo { remote, identity },
-                    }))
-                    .await;
+                let mut io = io;
+                let mut first = vec![0; 64];
+                let n = match tokio::time::timeout(HANDSHAKE_TIMEOUT, io.read(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => n,
+                    _ => return,
+                };
+                first.truncate(n);
+                let (prefix, info) = (Bytes::from(first), PeerInfo { remote, identity });
+                if prefix[0] == MAGIC[0] {
+                    let served =
+                        crate::mux_server::serve_conn(inner.clone(), Box::new(io), prefix, info);
+                    inner.peers.served.spawn(served);
+                } else {
+                    let _ = tx.send(Ok(TlsConn { io, info, prefix })).await;
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Accepts plaintext TCP connections until `stopped`; yields those that speak HTTP/2 and serves
+/// invoke streams itself.
+pub(crate) fn plain_incoming(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<TcpStream>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                _ = async { stopped.wait_for(|s| *s).await.is_ok() } => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            // Without TCP_NODELAY, replies stalled for 40 ms (Nagle against delayed ACK).
+            let _ = tcp.set_nodelay(true);
+            let (inner, tx) = (inner.clone(), tx.clone());
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+                    Ok(Ok(1)) if first[0] == MAGIC[0] => {
+                        let info = PeerInfo {
+                            remote,
+                            identity: None,
+                        };
+                        let served = crate::mux_server::serve_conn(
+                            inner.clone(),
+                            Box::new(tcp),
+                            Bytes::new(),
+                            info,
+                        );
+                        inner.peers.served.spawn(served);
+                    }
+                    Ok(Ok(1)) => {
+                        let _ = tx.send(Ok(tcp)).await;
+                    }
+                    _ => {}
+                }
             });
         }
     });
@@ -181,26 +250,47 @@ pub(crate) async fn connect(
     };
     let addr = addr.to_owned();
     let connector = tower::service_fn(move |_uri: http::Uri| {
-        let config = config.clone();
-        let server_name = server_name.clone();
-        let addr = addr.clone();
+        let (config, server_name, addr) = (config.clone(), server_name.clone(), addr.clone());
         async move {
-            let name =
-                rustls::pki_types::ServerName::try_from(server_name.clone()).map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("{server_name:?} is not a valid TLS server name"),
-                    )
-                })?;
-            let tcp = TcpStream::connect(&addr).await?;
-            tcp.set_nodelay(true)?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await?;
-            Ok::<_, io::Error>(TokioIo::new(tls))
+            dial_tls(&addr, config, &server_name)
+                .await
+                .map(TokioIo::new)
         }
     });
     endpoint.connect_with_connector(connector).await
+}
+
+/// A byte stream to `addr`, with TLS as `tls` says (for invoke streams, `crate::mux`).
+pub(crate) async fn dial(addr: &str, tls: ClientTls) -> io::Result<Box<dyn Conn>> {
+    match tls {
+        ClientTls::Off => {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(tcp))
+        }
+        ClientTls::On {
+            config,
+            server_name,
+        } => Ok(Box::new(dial_tls(addr, config, &server_name).await?)),
+    }
+}
+
+async fn dial_tls(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+    server_name: &str,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{server_name:?} is not a valid TLS server name"),
+        )
+    })?;
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
 }
 
 /// An error with its causes, for messages: tonic's transport errors say only "transport error"

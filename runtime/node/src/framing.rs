@@ -1,0 +1,409 @@
+//! Length-prefixed protobuf frames on a byte stream (plain TCP or TLS), for the invoke streams
+//! between nodes (`crate::mux`).
+//!
+//! A frame is a 4-byte big-endian length and that many bytes of one protobuf message. Writes
+//! are synchronous and go straight to the socket from the task that makes them: there is no
+//! writer task in the common case, so a frame costs no extra wake-up, and frames written at
+//! the same time share a syscall. Only when the socket would block does the rest wait in a
+//! backlog, which a per-connection flusher task writes out when the socket is writable again;
+//! frames written meanwhile queue behind it, in order.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{Ordering, fence};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::task::{Context, Poll, Waker};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::Notify;
+
+/// A stream's read half.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// A stream's write half.
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Reads frames of at most `max` bytes.
+pub(crate) struct FrameReader {
+    io: ReadHalf,
+    buf: BytesMut,
+    max: usize,
+}
+
+impl FrameReader {
+    pub(crate) fn new(io: ReadHalf, max: usize) -> Self {
+        Self::with_prefix(io, max, &[])
+    }
+
+    /// A reader that first yields `prefix`, bytes already read from the stream.
+    pub(crate) fn with_prefix(io: ReadHalf, max: usize, prefix: &[u8]) -> Self {
+        let mut buf = BytesMut::with_capacity(16 << 10);
+        buf.extend_from_slice(prefix);
+        Self { io, buf, max }
+    }
+
+    /// The next message; `None` when the peer closed the stream between frames.
+    pub(crate) async fn next<M: prost::Message + Default>(&mut self) -> io::Result<Option<M>> {
+        match self.next_raw().await? {
+            None => Ok(None),
+            Some(body) => M::decode(body)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+    }
+
+    /// The next frame's bytes; `None` when the peer closed the stream between frames.
+    pub(crate) async fn next_raw(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                    as usize;
+                if len > self.max {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a frame of {len} bytes is over the limit of {}", self.max),
+                    ));
+                }
+                if self.buf.len() >= 4 + len {
+                    self.buf.advance(4);
+                    return Ok(Some(self.buf.split_to(len).freeze()));
+                }
+                self.buf.reserve(4 + len - self.buf.len());
+            }
+            if !self.fill().await? {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(io::ErrorKind::UnexpectedEof.into())
+                };
+            }
+        }
+    }
+
+    /// Whether a whole frame is already buffered, so that `next` returns without reading.
+    pub(crate) fn has_frame(&self) -> bool {
+        self.buf.len() >= 4
+            && self.buf.len()
+                >= 4 + u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                    as usize
+    }
+
+    /// The next `n` bytes, unframed.
+    pub(crate) async fn take(&mut self, n: usize) -> io::Result<Bytes> {
+        while self.buf.len() < n {
+            if !self.fill().await? {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(self.buf.split_to(n).freeze())
+    }
+
+    /// Reads more; false at the end of the stream.
+    async fn fill(&mut self) -> io::Result<bool> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(16 << 10);
+        }
+        Ok(self.io.read_buf(&mut self.buf).await? > 0)
+    }
+}
+
+/// Encodes `message` as one frame.
+pub(crate) fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
+    let len = message.encoded_len();
+    let mut out = Vec::with_capacity(4 + len);
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    // Cannot fail: the buffer has room for the message.
+    let _ = message.encode(&mut out);
+    out
+}
+
+/// The write half of a stream, shared by every task that answers or calls on it.
+///
+/// A writer appends its frame to a queue, then writes the queue out itself unless another task
+/// is writing already; that one picks the frame up before it lets go. So concurrent frames
+/// leave in one syscall, and nobody waits on a lock held across a syscall.
+pub(crate) struct FrameWriter {
+    queue: Mutex<Queue>,
+    /// Held while writing to the socket.
+    out: Mutex<Out>,
+    /// Wakes the flusher when the socket would block, or to close.
+    wake: Notify,
+}
+
+struct Queue {
+    bytes: BytesMut,
+    /// Why the stream can no longer be written; set once.
+    broken: Option<String>,
+    /// Set by [`FrameWriter::close`]: the flusher ends once the queue is out.
+    closing: bool,
+}
+
+struct Out {
+    io: WriteHalf,
+    /// Bytes the socket did not take yet; only the flusher writes them.
+    backlog: BytesMut,
+    unflushed: bool,
+    /// An empty buffer to swap with the queue's.
+    spare: BytesMut,
+}
+
+impl std::fmt::Debug for FrameWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameWriter").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FrameWriter {
+    /// The writer, and the flusher task's future, which ends when the stream breaks or the
+    /// writer is closed and its queue written.
+    pub(crate) fn new(io: WriteHalf) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
+        let writer = Arc::new(Self {
+            queue: Mutex::new(Queue {
+                bytes: BytesMut::with_capacity(8 << 10),
+                broken: None,
+                closing: false,
+            }),
+            out: Mutex::new(Out {
+                io,
+                backlog: BytesMut::new(),
+                unflushed: false,
+                spare: BytesMut::with_capacity(8 << 10),
+            }),
+            wake: Notify::new(),
+        });
+        let flusher = writer.clone();
+        (writer, async move { flusher.flush_loop().await })
+    }
+
+    /// Writes one encoded frame now, or queues it behind the frames being written. Never waits.
+    pub(crate) fn write(&self, frame: &[u8]) -> Result<(), String> {
+        self.push(frame)?;
+        self.flush_now();
+        Ok(())
+    }
+
+    /// Queues one frame for the flusher, which writes it with the others queued by then.
+    /// Cheaper than [`FrameWriter::write`] when many frames are going out at once.
+    pub(crate) fn write_soon(&self, frame: &[u8]) -> Result<(), String> {
+        self.push(frame)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queues one frame; [`FrameWriter::flush_now`] writes it.
+    pub(crate) fn push(&self, frame: &[u8]) -> Result<(), String> {
+        let mut queue = lock(&self.queue);
+        if let Some(why) = &queue.broken {
+            return Err(why.clone());
+        }
+        queue.bytes.extend_from_slice(frame);
+        Ok(())
+    }
+
+    /// Writes what is queued, unless another task is writing (it takes what is queued before
+    /// it lets go) or the socket is backed up (the flusher has it then).
+    pub(crate) fn flush_now(&self) {
+        // Pairs with the fence in `pump`: either the task writing sees the queued frames after
+        // it lets go, or this task sees that nobody is writing.
+        fence(Ordering::SeqCst);
+        self.pump();
+    }
+
+    /// Writes the queue out until it is empty, unless another task is writing or the socket
+    /// is backed up (then the flusher has it).
+    fn pump(&self) {
+        loop {
+            let mut out = match self.out.try_lock() {
+                Ok(out) => out,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            if !out.backlog.is_empty() || out.unflushed {
+                drop(out);
+                self.wake.notify_one();
+                return;
+            }
+            let mut batch = std::mem::take(&mut out.spare);
+            std::mem::swap(&mut batch, &mut lock(&self.queue).bytes);
+            if !batch.is_empty() {
+                if let Err(e) = out.write_now(&batch) {
+                    lock(&self.queue).broken.get_or_insert(e.to_string());
+                    return;
+                }
+                if !out.backlog.is_empty() || out.unflushed {
+                    self.wake.notify_one();
+                }
+            }
+            batch.clear();
+            out.spare = batch;
+            drop(out);
+            fence(Ordering::SeqCst);
+            if lock(&self.queue).bytes.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Ends the flusher once what is queued has been written, and shuts the stream down.
+    pub(crate) fn close(&self) {
+        lock(&self.queue).closing = true;
+        self.wake.notify_one();
+    }
+
+    async fn flush_loop(&self) {
+        loop {
+            self.wake.notified().await;
+            loop {
+                // Let the tasks that are ready now queue their frames too: one syscall for all.
+                tokio::task::yield_now().await;
+                if let Err(e) = poll_fn(|cx| self.poll_drain(cx)).await {
+                    lock(&self.queue).broken.get_or_insert(e.to_string());
+                    return;
+                }
+                fence(Ordering::SeqCst);
+                let mut queue = lock(&self.queue);
+                if queue.closing && queue.bytes.is_empty() {
+                    queue.broken.get_or_insert("the stream was closed".into());
+                    drop(queue);
+                    let mut out = lock(&self.out);
+                    let mut cx = Context::from_waker(Waker::noop());
+                    let _ = Pin::new(&mut out.io).poll_shutdown(&mut cx);
+                    return;
+                }
+                if queue.bytes.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Writes the queue and the backlog out; pending while the socket is backed up.
+    fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut out = lock(&self.out);
+        loop {
+            if out.backlog.is_empty() {
+                let mut queue = lock(&self.queue);
+                std::mem::swap(&mut out.backlog, &mut queue.bytes);
+            }
+            if out.backlog.is_empty() && !out.unflushed {
+                return Poll::Ready(Ok(()));
+            }
+            if let Poll::Ready(Err(e)) = out.poll_drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if !out.backlog.is_empty() || out.unflushed {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl Out {
+    /// Writes what the socket takes now; the rest goes to the backlog.
+    fn write_now(&mut self, bytes: &[u8]) -> io::Result<()> {
+        // A waker that does nothing is enough: whatever does not go out now is left to the
+        // flusher, which polls with its own.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match Pin::new(&mut self.io).poll_write(&mut cx, rest) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => rest = &rest[n..],
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {
+                    self.backlog.extend_from_slice(rest);
+                    return Ok(());
+                }
+            }
+        }
+        match Pin::new(&mut self.io).poll_flush(&mut cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                self.unflushed = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the backlog out and flushes; pending while the socket is backed up.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.backlog.is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.backlog) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.backlog.advance(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.unflushed = true;
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_cross_a_small_pipe_in_order() {
+        // A pipe far smaller than what is written forces the backlog and the flusher.
+        let (a, b) = tokio::io::duplex(64);
+        let (ra, wa) = tokio::io::split(a);
+        let (rb, _wb) = tokio::io::split(b);
+        drop(ra);
+        let (writer, flusher) = FrameWriter::new(Box::new(wa));
+        tokio::spawn(flusher);
+        let mut reader = FrameReader::new(Box::new(rb), 1 << 20);
+        for i in 0..200u64 {
+            let msg = steinadler_proto::v1::InvokeResult {
+                id: i,
+                status_message: "x".repeat(i as usize),
+                ..Default::default()
+            };
+            writer.write(&encode(&msg)).unwrap();
+        }
+        for i in 0..200u64 {
+            let got: steinadler_proto::v1::InvokeResult = reader.next().await.unwrap().unwrap();
+            assert_eq!(got.id, i);
+            assert_eq!(got.status_message.len(), i as usize);
+        }
+        writer.close();
+        assert!(
+            reader
+                .next::<steinadler_proto::v1::InvokeResult>()
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_is_refused() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (_ra, wa) = tokio::io::split(a);
+        let (rb, _wb) = tokio::io::split(b);
+        let (writer, flusher) = FrameWriter::new(Box::new(wa));
+        tokio::spawn(flusher);
+        let msg = steinadler_proto::v1::InvokeResult {
+            status_message: "x".repeat(100),
+            ..Default::default()
+        };
+        writer.write(&encode(&msg)).unwrap();
+        let mut reader = FrameReader::new(Box::new(rb), 50);
+        let err = reader
+            .next::<steinadler_proto::v1::InvokeResult>()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+}

@@ -1,0 +1,257 @@
+//! Invocations (and process sends and calls) between nodes, multiplexed on one long-lived
+//! stream per peer.
+//!
+//! The stream is a connection to the peer's gRPC port, with the same mutual TLS, that carries
+//! length-prefixed protobuf frames instead of HTTP/2 ([`crate::framing`]; the receiving side
+//! and the opening are in [`crate::mux_server`]). A unary gRPC call costs headers both ways and
+//! trailers; an HTTP/2 stream costs two extra task hops per message on each side. Here the
+//! caller writes its frame to the socket itself, and one reader task hands each result to its
+//! caller, matched by id. If the stream breaks, every waiting caller gets `UNAVAILABLE` (the
+//! call may have run), and the next call opens a new stream.
+
+use crate::framing::{self, FrameReader, FrameWriter};
+use crate::mux_server::{INVOKE_STREAM, MAGIC};
+use crate::node::Inner;
+use crate::tls::ClientTls;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use steinadler_proto::v1 as pb;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+use tonic::{Code, Status};
+
+/// How long opening a stream may take, connecting included.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<pb::InvokeResult, Status>>>>>;
+
+/// What one frame carries.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Invoke(pb::InvokeRequest),
+    Send(pb::SendRequest),
+    Call(pb::CallRequest),
+}
+
+/// The calling side of one peer's stream.
+#[derive(Debug)]
+pub(crate) struct Mux {
+    writer: Arc<FrameWriter>,
+    waiting: Waiting,
+    next: AtomicU64,
+    alive: Arc<AtomicBool>,
+}
+
+impl Drop for Mux {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
+impl Mux {
+    /// Connects to the peer `peer` at `addr` and opens the stream, signed for `peer`.
+    pub(crate) async fn open(inner: &Inner, addr: &str, peer: &str) -> Result<Self, Status> {
+        tokio::time::timeout(OPEN_TIMEOUT, Self::open_now(inner, addr, peer))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::unavailable(format!(
+                    "no answer to the opening within {OPEN_TIMEOUT:?}"
+                )))
+            })
+    }
+
+    async fn open_now(inner: &Inner, addr: &str, peer: &str) -> Result<Self, Status> {
+        let tls = match inner.security.loaded() {
+            None => ClientTls::Off,
+            Some(loaded) => ClientTls::On {
+                config: loaded.client.clone(),
+                server_name: peer.to_owned(),
+            },
+        };
+        let unavailable = |e: std::io::Error| Status::unavailable(e.to_string());
+        let mut io = crate::tls::dial(addr, tls).await.map_err(unavailable)?;
+        let mut signed = tonic::Request::new(());
+        inner
+            .security
+            .sign_opening(&mut signed, INVOKE_STREAM, peer);
+        let cookie = signed
+            .metadata()
+            .get(steinadler_security::COOKIE_HEADER)
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
+        let mut opening = MAGIC.to_vec();
+        opening.extend_from_slice(&u32::try_from(cookie.len()).unwrap_or(0).to_be_bytes());
+        opening.extend_from_slice(&cookie);
+        io.write_all(&opening).await.map_err(unavailable)?;
+        io.flush().await.map_err(unavailable)?;
+        let (read, write) = tokio::io::split(io);
+        let mut results = FrameReader::new(Box::new(read), inner.config.max_message_bytes);
+        let answer: pb::InvokeResult = results
+            .next()
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::unavailable("the peer closed the stream at its opening"))?;
+        from_result(answer)?;
+        let (writer, flusher) = FrameWriter::new(Box::new(write));
+        tokio::spawn(flusher);
+        let waiting: Waiting = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        tokio::spawn(read_results(
+            results,
+            waiting.clone(),
+            alive.clone(),
+            writer.clone(),
+            peer.to_owned(),
+        ));
+        Ok(Self {
+            writer,
+            waiting,
+            next: AtomicU64::new(1),
+            alive,
+        })
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Sends one invocation and waits up to `timeout` for its result.
+    pub(crate) async fn call(
+        &self,
+        request: pb::InvokeRequest,
+        timeout: Duration,
+    ) -> Result<pb::InvokeReply, Status> {
+        self.exchange(Body::Invoke(request), timeout)
+            .await?
+            .reply
+            .ok_or_else(|| Status::internal("a result frame without a reply"))
+    }
+
+    /// Delivers a message to a process on the peer.
+    pub(crate) async fn send(
+        &self,
+        request: pb::SendRequest,
+        timeout: Duration,
+    ) -> Result<(), Status> {
+        self.exchange(Body::Send(request), timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// Calls a process on the peer.
+    pub(crate) async fn call_process(
+        &self,
+        request: pb::CallRequest,
+        timeout: Duration,
+    ) -> Result<pb::CallReply, Status> {
+        self.exchange(Body::Call(request), timeout)
+            .await?
+            .call_reply
+            .ok_or_else(|| Status::internal("a result frame without a call reply"))
+    }
+
+    /// One frame out, its result back, within `timeout`.
+    async fn exchange(&self, body: Body, timeout: Duration) -> Result<pb::InvokeResult, Status> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let alone = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.insert(id, tx);
+            waiting.len() == 1
+        };
+        let mut frame = pb::InvokeFrame {
+            id,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            ..Default::default()
+        };
+        match body {
+            Body::Invoke(r) => frame.request = Some(r),
+            Body::Send(r) => frame.send = Some(r),
+            Body::Call(r) => frame.call = Some(r),
+        }
+        // A lone call goes out at once; among many, the frames that are ready share a syscall.
+        let encoded = framing::encode(&frame);
+        let written = if alone {
+            self.writer.write(&encoded)
+        } else {
+            self.writer.write_soon(&encoded)
+        };
+        if let Err(why) = written {
+            self.forget(id);
+            return Err(Status::unavailable(format!(
+                "{}the stream is closed ({why})",
+                crate::coordinator::NOT_SENT
+            )));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Status::unavailable(
+                "the stream closed; the call may have run",
+            )),
+            Err(_) => {
+                self.forget(id);
+                Err(Status::deadline_exceeded(format!(
+                    "no answer within {timeout:?}"
+                )))
+            }
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}
+
+/// Hands each result to its caller until the stream ends, then fails the callers still waiting.
+async fn read_results(
+    mut results: FrameReader,
+    waiting: Waiting,
+    alive: Arc<AtomicBool>,
+    writer: Arc<FrameWriter>,
+    peer: String,
+) {
+    let why = loop {
+        match results.next::<pb::InvokeResult>().await {
+            Ok(Some(result)) => {
+                let caller = waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&result.id);
+                if let Some(caller) = caller {
+                    let _ = caller.send(from_result(result));
+                }
+            }
+            Ok(None) => break "the peer closed it".to_owned(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    alive.store(false, Ordering::Release);
+    writer.close();
+    tracing::debug!(peer = %peer, "invoke stream ended: {why}");
+    let callers: Vec<_> = waiting
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .collect();
+    for (_, caller) in callers {
+        let _ = caller.send(Err(Status::unavailable(format!(
+            "the stream to {peer} broke ({why}); the call may have run"
+        ))));
+    }
+}
+
+fn from_result(result: pb::InvokeResult) -> Result<pb::InvokeResult, Status> {
+    if result.status_code == 0 {
+        Ok(result)
+    } else {
+        Err(Status::new(
+            Code::from(result.status_code),
+            result.status_message,
+        ))
+    }
+}

@@ -1,0 +1,193 @@
+//! The receiving side of the invoke streams between nodes ([`crate::mux`]).
+//!
+//! A peer opens a stream on the node's gRPC port: over TLS (the same mutual-TLS handshake as
+//! gRPC) or plain TCP, it sends [`MAGIC`] instead of the HTTP/2 preface, so the accept loop
+//! ([`crate::tls`]) hands the connection here rather than to tonic. Next comes the opening: one
+//! frame holding the cluster cookie, signed for [`INVOKE_STREAM`] exactly as the gRPC stream
+//! was, checked with the same rules (node certificate, cookie, anti-replay). The node answers
+//! it with an [`pb::InvokeResult`] of id 0: status 0, or the refusal.
+//!
+//! Then frames flow: each [`pb::InvokeFrame`] runs as its own task, so a slow call never holds
+//! up the ones behind it, and each task writes its result straight to the socket. When the node
+//! stops, no new frame is read; the calls in flight finish and answer, then the stream closes.
+
+use crate::framing::{self, FrameReader, FrameWriter};
+use crate::node::Inner;
+use crate::security::{Access, PeerInfo};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use steinadler_proto::v1 as pb;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinSet;
+use tonic::Status;
+
+/// What a peer sends first instead of the HTTP/2 preface. Its first byte differs from the
+/// preface's `P`, which is all the accept loop looks at.
+pub(crate) const MAGIC: &[u8; 8] = b"STNDLR\x00\x01";
+
+/// The method the opening's cookie is signed for.
+pub(crate) const INVOKE_STREAM: &str = "/steinadler.v1.Node/InvokeStream";
+
+/// How long a peer may take to send its opening.
+const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A byte stream the streams run on: TCP, or TLS over TCP.
+pub(crate) trait Conn: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn for T {}
+
+/// Serves one accepted stream; `prefix` holds bytes the accept loop already read from it.
+pub(crate) async fn serve_conn(
+    inner: Arc<Inner>,
+    io: Box<dyn Conn>,
+    prefix: Bytes,
+    peer: PeerInfo,
+) {
+    let (read, write) = tokio::io::split(io);
+    let max = inner.config.max_message_bytes;
+    let mut reader = FrameReader::with_prefix(Box::new(read), max, &prefix);
+    let (writer, flusher) = FrameWriter::new(Box::new(write));
+    tokio::spawn(flusher);
+    let opened = tokio::time::timeout(OPENING_TIMEOUT, open(&inner, &mut reader, &peer)).await;
+    let refusal = match opened {
+        Ok(Ok(())) => None,
+        Ok(Err(status)) => Some(status),
+        Err(_) => Some(Status::deadline_exceeded(
+            "no opening within the time limit",
+        )),
+    };
+    let opening = match &refusal {
+        None => pb::InvokeResult::default(),
+        Some(s) => result_of(0, Err(s.clone())),
+    };
+    let _ = writer.write(&framing::encode(&opening));
+    if let Some(status) = refusal {
+        tracing::debug!(peer = %peer.remote, "refused an invoke stream: {}", status.message());
+        writer.close();
+        return;
+    }
+    let mut stopping = inner.stopping.clone();
+    let mut tasks = JoinSet::new();
+    let why = loop {
+        tokio::select! {
+            _ = async { stopping.wait_for(|s| *s).await.is_ok() } => break "the node stops".to_owned(),
+            frame = reader.next::<pb::InvokeFrame>() => match frame {
+                Ok(Some(frame)) => {
+                    run(&inner, frame, &writer, &mut tasks);
+                    // The results of all the frames that came in one read leave in one write.
+                    if !reader.has_frame() {
+                        writer.flush_now();
+                    }
+                }
+                Ok(None) => break "the peer closed it".to_owned(),
+                Err(e) => break e.to_string(),
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    };
+    tracing::debug!(peer = %peer.remote, "invoke stream ended: {why}");
+    while tasks.join_next().await.is_some() {}
+    writer.close();
+}
+
+/// Runs one frame: on this task if it finishes at its first poll (most calls do: the guest
+/// runs until it ends or its first deadline-clock tick), which saves a task per frame; else as
+/// its own task, so that it does not hold up the frames behind it.
+fn run(
+    inner: &Arc<Inner>,
+    frame: pb::InvokeFrame,
+    writer: &Arc<FrameWriter>,
+    tasks: &mut JoinSet<()>,
+) {
+    let id = frame.id;
+    let inner = inner.clone();
+    let mut work = Box::pin(async move { answer(&inner, frame).await });
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(result) = work.as_mut().poll(&mut cx) {
+        let _ = writer.push(&framing::encode(&result_of(id, result)));
+        return;
+    }
+    let writer = writer.clone();
+    tasks.spawn(async move {
+        let result = work.await;
+        let _ = writer.write(&framing::encode(&result_of(id, result)));
+    });
+}
+
+/// Reads and checks the opening.
+async fn open(inner: &Inner, reader: &mut FrameReader, peer: &PeerInfo) -> Result<(), Status> {
+    let bad = |e: std::io::Error| Status::invalid_argument(format!("a bad opening: {e}"));
+    if reader.take(MAGIC.len()).await.map_err(bad)?[..] != MAGIC[..] {
+        return Err(Status::invalid_argument("not an invoke stream"));
+    }
+    let cookie = reader.next_raw().await.map_err(bad)?.unwrap_or_default();
+    let mut request = tonic::Request::new(());
+    if !cookie.is_empty() {
+        let value = std::str::from_utf8(&cookie)
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| Status::unauthenticated("the cookie is not a valid header value"))?;
+        request
+            .metadata_mut()
+            .insert(steinadler_security::COOKIE_HEADER, value);
+    }
+    request.extensions_mut().insert(peer.clone());
+    inner
+        .security
+        .authorize(&request, INVOKE_STREAM, Access::Node, &inner.stats, |_| {
+            Vec::new()
+        })
+        .map(|_| ())
+}
+
+/// The frame that answers frame `id`.
+pub(crate) fn result_of(id: u64, result: Result<pb::InvokeResult, Status>) -> pb::InvokeResult {
+    match result {
+        Ok(mut ok) => {
+            ok.id = id;
+            ok
+        }
+        Err(s) => pb::InvokeResult {
+            id,
+            status_code: s.code() as i32,
+            status_message: s.message().to_owned(),
+            ..Default::default()
+        },
+    }
+}
+
+/// Runs what one frame asks for, within the caller's deadline.
+pub(crate) async fn answer(
+    inner: &Arc<Inner>,
+    frame: pb::InvokeFrame,
+) -> Result<pb::InvokeResult, Status> {
+    let limit = Duration::from_millis(frame.timeout_ms.max(1));
+    let work = async {
+        if let Some(request) = frame.request {
+            inner
+                .invoke_local(request)
+                .await
+                .map(|reply| pb::InvokeResult {
+                    reply: Some(reply),
+                    ..Default::default()
+                })
+        } else if let Some(send) = frame.send {
+            crate::process_api::send(inner, send)
+                .await
+                .map(|_| pb::InvokeResult::default())
+        } else if let Some(call) = frame.call {
+            crate::process_api::call(inner, call)
+                .await
+                .map(|reply| pb::InvokeResult {
+                    call_reply: Some(reply),
+                    ..Default::default()
+                })
+        } else {
+            Err(Status::invalid_argument("an empty frame"))
+        }
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::deadline_exceeded("the caller's deadline passed")),
+    }
+}
