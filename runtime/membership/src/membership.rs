@@ -293,6 +293,18 @@ impl Membership {
         members
     }
 
+    /// The live member named `name`, as [`Membership::members`] would list it. Decodes only its
+    /// metadata: the hot path of a call to one node.
+    pub async fn member(&self, name: &str) -> Option<Member> {
+        let online = self.shared.ml.online_members().await;
+        let node = online.iter().find(|node| node.id().as_str() == name)?;
+        delegate::member(node)
+            .inspect_err(|reason| {
+                tracing::debug!(node = %node.id(), %reason, "skipping member with unreadable metadata");
+            })
+            .ok()
+    }
+
     /// Replaces the local metadata and re-advertises it to the cluster.
     ///
     /// Returns once the new advertisement has been queued for gossip to at least one member (or

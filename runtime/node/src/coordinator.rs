@@ -76,7 +76,11 @@ impl NodeResult {
 /// Resolves, selects and fans out.
 pub(crate) async fn invoke_on(inner: &Inner, req: Request) -> Result<Vec<NodeResult>, Status> {
     let (id, origin) = resolve_module(inner, &req.module).await?;
-    let members = inner.membership.members().await;
+    // One named node needs only its own entry, not the whole decoded member list.
+    let members = match &req.target {
+        Target::Node(name) => inner.membership.member(name).await.into_iter().collect(),
+        _ => inner.membership.members().await,
+    };
     let selected = req.target.select(&members);
     if selected.is_empty() {
         return match &req.target {
