@@ -846,3 +846,64 @@ mod tests {
         assert!(message(&out).contains("cannot encode the reply: nope"));
     }
 }
+
+/// The `stream_open` export: decodes `[function, args]` and opens the stream with `open`.
+pub fn stream_open(
+    ptr: u32,
+    len: u32,
+    open: impl FnOnce(&str, &[u8]) -> Result<(), String>,
+) -> u64 {
+    install_panic_hook();
+    let result = take_input(ptr, len, |bytes| {
+        let (name, args) = split_open(bytes)?;
+        open(&name, args)
+    });
+    match result {
+        Ok(()) => Output::value(()).into_packed(),
+        Err(e) => Output::message(STATUS_GUEST_ERROR, &e).into_packed(),
+    }
+}
+
+/// `[function, args]`: the name, and the raw bytes of `args`.
+fn split_open(bytes: &[u8]) -> Result<(String, &[u8]), String> {
+    let bad = || "stream_open takes [function, args]".to_owned();
+    let mut rest = bytes;
+    let n = rmp::decode::read_array_len(&mut rest).map_err(|_| bad())?;
+    if n != 2 {
+        return Err(bad());
+    }
+    let mut name = vec![0u8; 256];
+    let name = rmp::decode::read_str(&mut rest, &mut name)
+        .map_err(|_| bad())?
+        .to_owned();
+    Ok((name, rest))
+}
+
+/// The `stream_next` export: takes `[max_items, max_bytes]` and returns
+/// `[done, item, item, ...]`.
+pub fn stream_next(ptr: u32, len: u32) -> u64 {
+    let limits = take_input(ptr, len, |bytes| {
+        codec::from_slice::<(u32, u64)>(bytes, &Default::default())
+    });
+    let (max_items, max_bytes) = match limits {
+        Ok(l) => l,
+        Err(e) => return Output::message(STATUS_BAD_ARGUMENTS, &e.to_string()).into_packed(),
+    };
+    let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    match crate::stream::produce(max_items, max_bytes) {
+        Ok((items, count, done)) => {
+            let mut buf = Output::start(STATUS_OK);
+            buf.reserve(items.len() + 6);
+            // Writing into a Vec cannot fail.
+            let _ = rmp::encode::write_array_len(&mut buf, count + 1);
+            let _ = rmp::encode::write_bool(&mut buf, done);
+            buf.extend_from_slice(&items);
+            Output {
+                status: STATUS_OK,
+                buf,
+            }
+            .into_packed()
+        }
+        Err(e) => Output::message(STATUS_GUEST_ERROR, &e).into_packed(),
+    }
+}

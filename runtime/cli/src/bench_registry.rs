@@ -78,7 +78,9 @@ pub(crate) async fn run(nodes: &[Arc<Node>], mode: &str, count: usize) -> anyhow
         let mut samples = Vec::with_capacity(count * 10);
         for _ in 0..count * 10 {
             let t = Instant::now();
-            nodes[2].call(to, "get".into(), Duration::from_secs(5)).await?;
+            nodes[2]
+                .call(to, "get".into(), Duration::from_secs(5))
+                .await?;
             samples.push(t.elapsed());
         }
         println!(
