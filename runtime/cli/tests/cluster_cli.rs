@@ -394,7 +394,7 @@ fn a_new_token_replaces_the_old_one_on_a_running_node() {
 }
 
 #[test]
-fn a_supervised_child_survives_kill_9_of_its_node() {
+fn streams_print_and_a_supervised_child_survives_kill_9_of_its_node() {
     let home = std::env::temp_dir().join(format!("steinadler-sup-test-{}", std::process::id()));
     let run = |node: &NodeProc, args: &[&str]| {
         Command::new(BIN)
@@ -419,6 +419,33 @@ fn a_supervised_child_survives_kill_9_of_its_node() {
         std::thread::sleep(Duration::from_millis(100));
     }
     ok(&run(&n1, &["deploy", steinadler_test_modules::COUNTER]));
+
+    // Streams print their items as JSON lines; a trap fails the command after the items.
+    ok(&run(&n1, &["deploy", steinadler_test_modules::RANGE]));
+    let out = ok(&run(
+        &n1,
+        &[
+            "stream", "range", "range", "--args", "[0, 5]", "--on", "node:n2",
+        ],
+    ));
+    assert_eq!(out, "0\n1\n2\n3\n4\n");
+    let out = ok(&run(
+        &n2,
+        &["invoke", "range", "lines", "--args", "[2]", "--stream"],
+    ));
+    assert!(out.starts_with("\"line 1: "), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let o = run(
+        &n1,
+        &["invoke", "range", "boom", "--args", "[3]", "--stream"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("boom after 3 items"),
+        "{o:?}"
+    );
+    let o = run(&n1, &["stream", "range", "range", "--on", "all"]);
+    assert_eq!(o.status.code(), Some(2));
 
     // Placed by the hash of a key on n2 or n3, so that we can kill it and still ask n1.
     let mut started = None;

@@ -97,6 +97,11 @@ impl StreamRef {
         self.received
     }
 
+    /// Items received and not yet taken.
+    pub fn pending_items(&self) -> usize {
+        self.buffered.len()
+    }
+
     /// Stops the producer: it sends nothing more than the batch it may be producing.
     pub async fn cancel(self) {
         let _ = self
