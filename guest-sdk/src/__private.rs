@@ -63,13 +63,13 @@ pub unsafe extern "C" fn steinadler_dealloc(ptr: *mut u8, len: u32) {
 /// A function's encoded outcome: the envelope's status and its encoded value.
 #[derive(Debug)]
 pub struct Output {
-    status: u8,
+    pub(crate) status: u8,
     // The envelope, already holding the array header and status byte.
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
 }
 
 impl Output {
-    fn start(status: u8) -> Vec<u8> {
+    pub(crate) fn start(status: u8) -> Vec<u8> {
         let mut buf = Vec::with_capacity(64);
         buf.push(0x92); // fixarray of two
         buf.push(status); // positive fixint
@@ -84,7 +84,7 @@ impl Output {
         }
     }
 
-    fn message(status: u8, msg: &str) -> Self {
+    pub(crate) fn message(status: u8, msg: &str) -> Self {
         let mut buf = Self::start(status);
         // Writing into a Vec cannot fail.
         let _ = rmp::encode::write_str(&mut buf, msg);
@@ -110,7 +110,7 @@ impl Output {
     }
 
     /// Leaks the envelope and packs its address for the host, which may free it with `dealloc`.
-    fn into_packed(self) -> u64 {
+    pub(crate) fn into_packed(self) -> u64 {
         // A boxed slice has exactly the `alloc(len)` layout (size `len`, align 1).
         let boxed = self.buf.into_boxed_slice();
         let len = boxed.len() as u64;
@@ -128,7 +128,7 @@ pub(crate) fn write_value<T: Serialize + ?Sized>(
     value.serialize(&mut ser)
 }
 
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let payload = info
             .payload_as_str()
@@ -155,7 +155,7 @@ unsafe fn args<'a>(ptr: u32, len: u32) -> &'a [u8] {
 }
 
 /// Runs `read` on the input bytes the host wrote at `ptr`, then frees them.
-fn take_input<R>(ptr: u32, len: u32, read: impl FnOnce(&[u8]) -> R) -> R {
+pub(crate) fn take_input<R>(ptr: u32, len: u32, read: impl FnOnce(&[u8]) -> R) -> R {
     // SAFETY: the host passes the buffer it got from `alloc(len)`.
     let result = read(unsafe { args(ptr, len) });
     // SAFETY: the host handed the buffer over; nothing reads it after this.
@@ -844,66 +844,5 @@ mod tests {
         let out = Output::handled(Some(&Bad), ctx.into_parts());
         assert_eq!(out.status(), STATUS_BAD_OUTPUT);
         assert!(message(&out).contains("cannot encode the reply: nope"));
-    }
-}
-
-/// The `stream_open` export: decodes `[function, args]` and opens the stream with `open`.
-pub fn stream_open(
-    ptr: u32,
-    len: u32,
-    open: impl FnOnce(&str, &[u8]) -> Result<(), String>,
-) -> u64 {
-    install_panic_hook();
-    let result = take_input(ptr, len, |bytes| {
-        let (name, args) = split_open(bytes)?;
-        open(&name, args)
-    });
-    match result {
-        Ok(()) => Output::value(()).into_packed(),
-        Err(e) => Output::message(STATUS_GUEST_ERROR, &e).into_packed(),
-    }
-}
-
-/// `[function, args]`: the name, and the raw bytes of `args`.
-fn split_open(bytes: &[u8]) -> Result<(String, &[u8]), String> {
-    let bad = || "stream_open takes [function, args]".to_owned();
-    let mut rest = bytes;
-    let n = rmp::decode::read_array_len(&mut rest).map_err(|_| bad())?;
-    if n != 2 {
-        return Err(bad());
-    }
-    let mut name = vec![0u8; 256];
-    let name = rmp::decode::read_str(&mut rest, &mut name)
-        .map_err(|_| bad())?
-        .to_owned();
-    Ok((name, rest))
-}
-
-/// The `stream_next` export: takes `[max_items, max_bytes]` and returns
-/// `[done, item, item, ...]`.
-pub fn stream_next(ptr: u32, len: u32) -> u64 {
-    let limits = take_input(ptr, len, |bytes| {
-        codec::from_slice::<(u32, u64)>(bytes, &Default::default())
-    });
-    let (max_items, max_bytes) = match limits {
-        Ok(l) => l,
-        Err(e) => return Output::message(STATUS_BAD_ARGUMENTS, &e.to_string()).into_packed(),
-    };
-    let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-    match crate::stream::produce(max_items, max_bytes) {
-        Ok((items, count, done)) => {
-            let mut buf = Output::start(STATUS_OK);
-            buf.reserve(items.len() + 6);
-            // Writing into a Vec cannot fail.
-            let _ = rmp::encode::write_array_len(&mut buf, count + 1);
-            let _ = rmp::encode::write_bool(&mut buf, done);
-            buf.extend_from_slice(&items);
-            Output {
-                status: STATUS_OK,
-                buf,
-            }
-            .into_packed()
-        }
-        Err(e) => Output::message(STATUS_GUEST_ERROR, &e).into_packed(),
     }
 }

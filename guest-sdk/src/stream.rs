@@ -18,15 +18,21 @@
 //! This is the *pull* model: guests stay plain synchronous Rust, and a batch of items costs one
 //! call into the guest. The ABI is in `docs/abi.md`, *Streams*.
 
+use crate::__private::{
+    Output, STATUS_BAD_ARGUMENTS, STATUS_GUEST_ERROR, STATUS_OK, install_panic_hook, take_input,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
+use steinadler_core::codec;
 
-/// Writes the next item into a buffer; `Ok(false)` once the stream is done.
-type Next = Box<dyn FnMut(&mut Vec<u8>) -> Result<bool, String>>;
+/// Writes up to `max_items` items (stopping once the buffer holds `max_bytes`, after at least
+/// one) into a buffer; returns how many, and whether the stream is done. One call per batch,
+/// so the loop over items is monomorphized for the iterator and its item type.
+type Fill = Box<dyn FnMut(&mut Vec<u8>, u32, usize) -> Result<(u32, bool), String>>;
 
 thread_local! {
-    static OPEN: RefCell<Option<Next>> = const { RefCell::new(None) };
+    static OPEN: RefCell<Option<Fill>> = const { RefCell::new(None) };
 }
 
 /// Opens the stream `f` with the encoded arguments `args`. For [`streams!`](crate::streams).
@@ -40,13 +46,20 @@ where
     let args: A = steinadler_core::codec::from_slice(args, &Default::default())
         .map_err(|e| format!("bad arguments: {e}"))?;
     let mut iter = f(args)?;
-    let next: Next = Box::new(move |buf| match iter.next() {
-        Some(item) => crate::__private::write_value(buf, &item)
-            .map(|()| true)
-            .map_err(|e| format!("cannot encode an item: {e}")),
-        None => Ok(false),
+    let fill: Fill = Box::new(move |buf, max_items, max_bytes| {
+        let mut ser = rmp_serde::Serializer::new(buf).with_struct_map();
+        let mut count = 0;
+        while count < max_items && (count == 0 || ser.get_ref().len() < max_bytes) {
+            let Some(item) = iter.next() else {
+                return Ok((count, true));
+            };
+            item.serialize(&mut ser)
+                .map_err(|e| format!("cannot encode an item: {e}"))?;
+            count += 1;
+        }
+        Ok((count, false))
     });
-    OPEN.with(|open| *open.borrow_mut() = Some(next));
+    OPEN.with(|open| *open.borrow_mut() = Some(fill));
     Ok(())
 }
 
@@ -55,20 +68,79 @@ where
 pub(crate) fn produce(max_items: u32, max_bytes: usize) -> Result<(Vec<u8>, u32, bool), String> {
     OPEN.with(|open| {
         let mut open = open.borrow_mut();
-        let next = open
+        let fill = open
             .as_mut()
             .ok_or_else(|| "no stream is open in this instance".to_owned())?;
-        let mut buf = Vec::with_capacity(256);
-        let mut count = 0;
-        while count < max_items && (count == 0 || buf.len() < max_bytes) {
-            if !next(&mut buf)? {
-                *open = None;
-                return Ok((buf, count, true));
-            }
-            count += 1;
+        let mut buf = Vec::with_capacity(4096);
+        let (count, done) = fill(&mut buf, max_items, max_bytes)?;
+        if done {
+            *open = None;
         }
-        Ok((buf, count, false))
+        Ok((buf, count, done))
     })
+}
+
+/// The `stream_open` export, for [`streams!`](crate::streams): decodes `[function, args]` and opens the stream with `open`.
+#[doc(hidden)]
+pub fn export_open(
+    ptr: u32,
+    len: u32,
+    open: impl FnOnce(&str, &[u8]) -> Result<(), String>,
+) -> u64 {
+    install_panic_hook();
+    let result = take_input(ptr, len, |bytes| {
+        let (name, args) = split_open(bytes)?;
+        open(&name, args)
+    });
+    match result {
+        Ok(()) => Output::value(()).into_packed(),
+        Err(e) => Output::message(STATUS_GUEST_ERROR, &e).into_packed(),
+    }
+}
+
+/// `[function, args]`: the name, and the raw bytes of `args`.
+fn split_open(bytes: &[u8]) -> Result<(String, &[u8]), String> {
+    let bad = || "stream_open takes [function, args]".to_owned();
+    let mut rest = bytes;
+    let n = rmp::decode::read_array_len(&mut rest).map_err(|_| bad())?;
+    if n != 2 {
+        return Err(bad());
+    }
+    let mut name = vec![0u8; 256];
+    let name = rmp::decode::read_str(&mut rest, &mut name)
+        .map_err(|_| bad())?
+        .to_owned();
+    Ok((name, rest))
+}
+
+/// The `stream_next` export, for [`streams!`](crate::streams): takes `[max_items, max_bytes]` and returns
+/// `[done, item, item, ...]`.
+#[doc(hidden)]
+pub fn export_next(ptr: u32, len: u32) -> u64 {
+    let limits = take_input(ptr, len, |bytes| {
+        codec::from_slice::<(u32, u64)>(bytes, &Default::default())
+    });
+    let (max_items, max_bytes) = match limits {
+        Ok(l) => l,
+        Err(e) => return Output::message(STATUS_BAD_ARGUMENTS, &e.to_string()).into_packed(),
+    };
+    let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    match produce(max_items, max_bytes) {
+        Ok((items, count, done)) => {
+            let mut buf = Output::start(STATUS_OK);
+            buf.reserve(items.len() + 6);
+            // Writing into a Vec cannot fail.
+            let _ = rmp::encode::write_array_len(&mut buf, count + 1);
+            let _ = rmp::encode::write_bool(&mut buf, done);
+            buf.extend_from_slice(&items);
+            Output {
+                status: STATUS_OK,
+                buf,
+            }
+            .into_packed()
+        }
+        Err(e) => Output::message(STATUS_GUEST_ERROR, &e).into_packed(),
+    }
 }
 
 /// Exports stream functions: `steinadler::streams!(range, lines);`
@@ -85,7 +157,7 @@ macro_rules! streams {
             #[doc(hidden)]
             #[unsafe(no_mangle)]
             extern "C" fn stream_open(ptr: u32, len: u32) -> u64 {
-                $crate::__private::stream_open(ptr, len, |name, args| match name {
+                $crate::stream::export_open(ptr, len, |name, args| match name {
                     $(::core::stringify!($name) => $crate::stream::open_with($name, args),)+
                     other => ::core::result::Result::Err(::std::format!(
                         "this module has no stream {other:?}; it has: {}",
@@ -97,7 +169,7 @@ macro_rules! streams {
             #[doc(hidden)]
             #[unsafe(no_mangle)]
             extern "C" fn stream_next(ptr: u32, len: u32) -> u64 {
-                $crate::__private::stream_next(ptr, len)
+                $crate::stream::export_next(ptr, len)
             }
         };
     };

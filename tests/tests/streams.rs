@@ -309,3 +309,37 @@ async fn ten_streams_between_two_nodes_do_not_starve_one_another() {
     n2.shutdown().await;
     n1.shutdown().await;
 }
+
+/// How fast the guest alone produces: `cargo test --release --test streams -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn producer_speed() {
+    let host = steinadler_host::Host::new(steinadler_host::HostConfig::default()).unwrap();
+    let module = host.load(&std::fs::read(m::RANGE).unwrap()).unwrap();
+    let limits = host.default_limits();
+    let started = Instant::now();
+    let mut producer = host
+        .open_stream(&module, "range", &args(&[0, 1 << 20]).encode(), &limits)
+        .await
+        .unwrap();
+    let mut n = 0u64;
+    let mut decode = Duration::ZERO;
+    loop {
+        let batch = producer.next(1024, 256 << 10).await.unwrap();
+        let t = Instant::now();
+        let Term::List(items) = Term::decode(&batch.items).unwrap() else {
+            panic!()
+        };
+        decode += t.elapsed();
+        n += items.len() as u64;
+        if batch.done {
+            break;
+        }
+    }
+    let all = started.elapsed();
+    eprintln!(
+        "{n} items: {:.1} M/s produced+decoded, decode alone {:.1} M/s",
+        n as f64 / all.as_secs_f64() / 1e6,
+        n as f64 / decode.as_secs_f64() / 1e6
+    );
+}

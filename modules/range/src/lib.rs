@@ -54,11 +54,10 @@ fn blobs((n, size): (u64, u32)) -> Result<impl Iterator<Item = Blob>, String> {
 }
 
 fn boom((n,): (u64,)) -> Result<impl Iterator<Item = u64>, String> {
-    Ok((0..=n).map(move |i| {
-        if i == n {
+    Ok((0..=n).inspect(move |i| {
+        if *i == n {
             panic!("boom after {n} items");
         }
-        i
     }))
 }
 

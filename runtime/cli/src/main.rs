@@ -8,6 +8,7 @@ mod auth;
 mod bench;
 mod bench_proc;
 mod bench_registry;
+mod bench_stream;
 mod client_cmd;
 mod cluster_cmd;
 mod demo;

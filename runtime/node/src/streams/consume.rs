@@ -1,7 +1,6 @@
 //! The consumer's side of a stream: [`StreamRef`].
 
 use futures::StreamExt as _;
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use steinadler_core::Term;
@@ -45,7 +44,8 @@ pub enum StreamError {
 pub struct StreamRef {
     events: Streaming<pb::StreamEvent>,
     control: mpsc::Sender<pb::StreamControl>,
-    buffered: VecDeque<Term>,
+    /// The batch being taken from.
+    buffered: std::vec::IntoIter<Term>,
     window: u64,
     /// Taken since demand was last granted.
     taken: u64,
@@ -84,7 +84,7 @@ impl StreamRef {
         Ok(Self {
             events,
             control,
-            buffered: VecDeque::new(),
+            buffered: Vec::new().into_iter(),
             window,
             taken: 0,
             received: 0,
@@ -132,7 +132,7 @@ impl futures::Stream for StreamRef {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            if let Some(item) = self.buffered.pop_front() {
+            if let Some(item) = self.buffered.next() {
                 self.taken += 1;
                 self.grant();
                 return Poll::Ready(Some(Ok(item)));
@@ -146,7 +146,7 @@ impl futures::Stream for StreamRef {
                     match Term::decode(&items.items) {
                         Ok(Term::List(items)) => {
                             self.received += items.len() as u64;
-                            self.buffered.extend(items);
+                            self.buffered = items.into_iter();
                         }
                         other => {
                             self.finished = true;

@@ -20,6 +20,6 @@ pub(crate) mod serve;
 pub use consume::{StreamError, StreamOptions, StreamRef};
 
 /// Items per batch at most, whatever the demand.
-pub(crate) const BATCH_ITEMS: u32 = 256;
+pub(crate) const BATCH_ITEMS: u32 = 1024;
 /// Bytes per batch, about (a batch always holds at least one item).
 pub(crate) const BATCH_BYTES: u64 = 256 << 10;
