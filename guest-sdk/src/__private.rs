@@ -63,13 +63,13 @@ pub unsafe extern "C" fn steinadler_dealloc(ptr: *mut u8, len: u32) {
 /// A function's encoded outcome: the envelope's status and its encoded value.
 #[derive(Debug)]
 pub struct Output {
-    status: u8,
+    pub(crate) status: u8,
     // The envelope, already holding the array header and status byte.
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
 }
 
 impl Output {
-    fn start(status: u8) -> Vec<u8> {
+    pub(crate) fn start(status: u8) -> Vec<u8> {
         let mut buf = Vec::with_capacity(64);
         buf.push(0x92); // fixarray of two
         buf.push(status); // positive fixint
@@ -84,7 +84,7 @@ impl Output {
         }
     }
 
-    fn message(status: u8, msg: &str) -> Self {
+    pub(crate) fn message(status: u8, msg: &str) -> Self {
         let mut buf = Self::start(status);
         // Writing into a Vec cannot fail.
         let _ = rmp::encode::write_str(&mut buf, msg);
@@ -110,7 +110,7 @@ impl Output {
     }
 
     /// Leaks the envelope and packs its address for the host, which may free it with `dealloc`.
-    fn into_packed(self) -> u64 {
+    pub(crate) fn into_packed(self) -> u64 {
         // A boxed slice has exactly the `alloc(len)` layout (size `len`, align 1).
         let boxed = self.buf.into_boxed_slice();
         let len = boxed.len() as u64;
@@ -128,7 +128,7 @@ pub(crate) fn write_value<T: Serialize + ?Sized>(
     value.serialize(&mut ser)
 }
 
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let payload = info
             .payload_as_str()
@@ -155,7 +155,7 @@ unsafe fn args<'a>(ptr: u32, len: u32) -> &'a [u8] {
 }
 
 /// Runs `read` on the input bytes the host wrote at `ptr`, then frees them.
-fn take_input<R>(ptr: u32, len: u32, read: impl FnOnce(&[u8]) -> R) -> R {
+pub(crate) fn take_input<R>(ptr: u32, len: u32, read: impl FnOnce(&[u8]) -> R) -> R {
     // SAFETY: the host passes the buffer it got from `alloc(len)`.
     let result = read(unsafe { args(ptr, len) });
     // SAFETY: the host handed the buffer over; nothing reads it after this.

@@ -35,6 +35,7 @@ pub mod __private;
 mod imports;
 pub mod log;
 pub mod process;
+pub mod stream;
 pub mod time;
 
 pub use process::{Context, Dest, Process};

@@ -8,7 +8,7 @@ use std::process::Command;
 
 const MODULES: &[&str] = &[
     "hello", "math", "echo", "noop", "spin", "hog", "crash", "deep", "chatty", "counter", "kv",
-    "sink",
+    "sink", "range",
 ];
 
 fn main() {

@@ -85,6 +85,19 @@ async fn a_global_name_reaches_its_process_from_every_node() {
     );
     let listed = client.registry().await.unwrap();
     assert!(listed.iter().any(|e| e.name == "ctr" && e.pid == pid));
+    // The replication calls are for nodes only: a client certificate cannot forge registry
+    // state or grant itself a name.
+    let mut raw = steinadler_proto::v1::registry_client::RegistryClient::new(client.channel());
+    let denied = raw
+        .sync(steinadler_proto::v1::SyncRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let denied = raw
+        .claim(steinadler_proto::v1::ClaimRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
 
     // When the process ends, its name is free everywhere, and can be taken again.
     assert_eq!(

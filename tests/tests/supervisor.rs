@@ -249,3 +249,68 @@ async fn children_of_a_dead_node_restart_elsewhere_and_keep_their_names() {
     survivor.shutdown().await;
     nodes[0].shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalancing_is_off_by_default_and_moves_children_to_a_new_node_when_on() {
+    for rebalance in [false, true] {
+        let start = |name: &'static str, seed: Option<&Node>| {
+            let mut b = Node::builder()
+                .name(name)
+                .label("zone", "a")
+                .rebalance_children(rebalance);
+            if let Some(seed) = seed {
+                b = b.seed(seed.grpc_addr()).token(seed.join_token().unwrap());
+            }
+            async move { b.start().await.unwrap() }
+        };
+        let n1 = start("n1", None).await;
+        let n2 = start("n2", Some(&n1)).await;
+        common::wait_for_members(&[&n1, &n2], 2).await;
+        n1.deploy("counter", m::COUNTER_WASM).await.unwrap();
+        let mut children = Vec::new();
+        for i in 0..12 {
+            let spec = ChildSpec {
+                placement: Placement::Key(format!("k{i}")),
+                ..ChildSpec::new("counter", Term::Int(i))
+            };
+            children.push(n1.start_child(spec).await.unwrap());
+        }
+        let n3 = start("n3", Some(&n1)).await;
+        common::wait_for_members(&[&n1, &n2, &n3], 3).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let on_n3 = || {
+            n1.children()
+                .iter()
+                .filter(|c| matches!(&c.state, ChildState::Running(p) if p.node == "n3"))
+                .count()
+        };
+        if rebalance {
+            // Rendezvous hashing gives the new node about a third of the keys.
+            let started = Instant::now();
+            while on_n3() == 0 {
+                assert!(started.elapsed() < T, "no child moved to n3");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Every child still runs exactly once.
+            let started = Instant::now();
+            while !n1
+                .children()
+                .iter()
+                .all(|c| matches!(c.state, ChildState::Running(_)))
+            {
+                assert!(started.elapsed() < T, "{:?}", n1.children());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let running: usize = [&n1, &n2, &n3].iter().map(|n| n.processes().len()).sum();
+            assert_eq!(running, 12);
+        } else {
+            assert_eq!(on_n3(), 0, "a child moved although rebalancing is off");
+            for c in &children {
+                assert_eq!(child_on(&n1, &c.id).state, c.state);
+            }
+        }
+        for n in [n3, n2, n1] {
+            n.shutdown().await;
+        }
+    }
+}

@@ -411,7 +411,8 @@ macro_rules! process {
 
 mod ops;
 pub use ops::{
-    call, demonitor, monitor, register, register_global, self_pid, send, spawn, whereis,
+    call, demonitor, monitor, open_stream, register, register_global, self_pid, send, spawn,
+    whereis,
 };
 
 #[cfg(test)]

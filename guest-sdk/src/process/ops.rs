@@ -21,6 +21,7 @@ pub(super) enum Op {
     Monitor = 6,
     Demonitor = 7,
     RegisterGlobal = 8,
+    OpenStream = 9,
 }
 
 impl Op {
@@ -35,6 +36,7 @@ impl Op {
             Self::Monitor => "monitor",
             Self::Demonitor => "demonitor",
             Self::RegisterGlobal => "register_global",
+            Self::OpenStream => "open_stream",
         }
     }
 }
@@ -225,6 +227,35 @@ pub fn register(name: &str, pid: Option<&Pid>) -> Result<(), String> {
         .arg(name, || "the name".to_owned())?
         .arg(&pid, || "the pid".to_owned())?
         .run(nil_value)
+}
+
+/// Opens the stream `function` of `module` (see [`crate::stream`]) on the node `node` (this
+/// node for `None`), with this process as its consumer. Its items arrive as messages
+/// `["stream_item", ref, item]`, in order, then one `["stream_end", ref, end]` where `end` is
+/// `"ok"` or `["error", message]`. The mailbox's room is the demand: the producer never runs
+/// further ahead than the mailbox holds. Returns `ref`.
+///
+/// # Errors
+///
+/// `"not a process…"` outside a process. Failures to open arrive as the `stream_end`.
+pub fn open_stream(
+    module: &str,
+    function: &str,
+    args: impl Serialize,
+    node: Option<&str>,
+) -> Result<Ref, String> {
+    OpArgs::new(Op::OpenStream, 4)
+        .arg(module, || "the module".to_owned())?
+        .arg(function, || "the function".to_owned())?
+        .arg(&args, || "the arguments".to_owned())?
+        .arg(&node, || "the node".to_owned())?
+        .run(|value| match term_value(value)? {
+            Term::Ref(r) => Ok(r),
+            other => Err(format!(
+                "the host answered {}, not a reference",
+                article(other.kind())
+            )),
+        })
 }
 
 /// Registers the global name `name` for `pid`, or for this process when `pid` is `None`.

@@ -21,6 +21,10 @@
 //! | `["monitor", pid]` | monitors `pid` (`process::monitor`) | the reference |
 //! | `["demonitor", ref]` | cancels a monitor (`process::demonitor`) | whether it was active |
 //! | `["DOWN", ref, pid, reason]` | what a monitor delivers: kept in a list | nil |
+//! | `["stream", module, function, args, node]` | opens a stream for itself (`process::open_stream`; `node` nil for this node) | the stream's reference |
+//! | `["stream_item", ref, item]` | what a stream delivers: `item` is kept in a list | nil |
+//! | `"streamed"` | | the stream items received, oldest first |
+//! | `["stream_end", ref, end]` | what ends a stream: kept with the DOWN messages | nil |
 //! | `["name_lost", name, winner]` | what the registry sends a process that lost its global name in a partition: kept in the same list | nil |
 //! | `"downs"` | | the DOWN and name_lost messages received, oldest first |
 //!
@@ -43,6 +47,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 struct Kv {
     map: BTreeMap<String, Term>,
     downs: Vec<Term>,
+    streamed: Vec<Term>,
 }
 
 /// The messages, in the Term shapes of the table above.
@@ -66,6 +71,9 @@ enum Msg {
     Demonitor(Term),
     Down(Term),
     Downs,
+    Stream(String, String, Term, Option<String>),
+    StreamItem(Term),
+    Streamed,
 }
 
 const SHAPES: &str = concat!(
@@ -74,7 +82,8 @@ const SHAPES: &str = concat!(
     r#"["spawn", module, args, name], ["register", name], ["register_global", name], "#,
     r#"["whereis", name], "#,
     r#"["monitor", pid], ["demonitor", ref], ["DOWN", ref, pid, reason], "#,
-    r#"["name_lost", name, winner] or "downs""#,
+    r#"["name_lost", name, winner], "downs", ["stream", module, function, args, node], "#,
+    r#"["stream_item", ref, item], "streamed" or ["stream_end", ref, end]"#,
 );
 
 fn key(term: Term) -> Result<String, String> {
@@ -115,9 +124,11 @@ impl TryFrom<Term> for Msg {
             Term::String(word) if word == "crash" => return Ok(Self::Crash),
             Term::String(word) if word == "whoami" => return Ok(Self::Whoami),
             Term::String(word) if word == "downs" => return Ok(Self::Downs),
+            Term::String(word) if word == "streamed" => return Ok(Self::Streamed),
             Term::List(items)
                 if items.first() == Some(&Term::from("DOWN"))
-                    || items.first() == Some(&Term::from("name_lost")) =>
+                    || items.first() == Some(&Term::from("name_lost"))
+                    || items.first() == Some(&Term::from("stream_end")) =>
             {
                 return Ok(Self::Down(Term::List(items)));
             }
@@ -145,6 +156,20 @@ impl TryFrom<Term> for Msg {
                 Ok(Self::Spawn(module, args, Some(string("the name", arg())?)))
             }
             ("register", 1) => Ok(Self::Register(string("the name", arg())?)),
+            ("stream_item", 2) => {
+                let _ref = arg();
+                Ok(Self::StreamItem(arg()))
+            }
+            ("stream", 4) => {
+                let module = string("the module", arg())?;
+                let function = string("the function", arg())?;
+                let args = arg();
+                let node = match arg() {
+                    Term::Nil => None,
+                    other => Some(string("the node", other)?),
+                };
+                Ok(Self::Stream(module, function, args, node))
+            }
             ("register_global", 1) => Ok(Self::RegisterGlobal(string("the name", arg())?)),
             ("whereis", 1) => Ok(Self::Whereis(string("the name", arg())?)),
             ("monitor", 1) => Ok(Self::Monitor(arg())),
@@ -200,6 +225,14 @@ impl Process for Kv {
                 None
             }
             Msg::Downs => Some(Term::List(self.downs.clone())),
+            Msg::Stream(module, function, args, node) => reply(
+                process::open_stream(&module, &function, args, node.as_deref()).map(Term::Ref),
+            ),
+            Msg::StreamItem(item) => {
+                self.streamed.push(item);
+                None
+            }
+            Msg::Streamed => Some(Term::List(self.streamed.clone())),
         }
     }
 }

@@ -39,6 +39,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     // measurements alternate, so that drift in this noisy machine hits both alike.
     let (plain_nodes, plain_ping) = start_cluster(false).await?;
     let (tls_nodes, tls_ping) = start_cluster(true).await?;
+    let (plain_client, tls_client) = (plain_ping.clone(), tls_ping.clone());
     let noop_args = steinadler_core::Term::List(vec![]).encode();
     for n in [&plain_nodes[0], &tls_nodes[0]] {
         // Warm: every node fetches and compiles the module once.
@@ -101,6 +102,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     println!("\nprocesses (messages/s for sends; calls/s for sequential calls):");
     crate::bench_proc::run(&plain_nodes, "plain", args.calls).await?;
     crate::bench_proc::run(&tls_nodes, "mTLS", args.calls).await?;
+    println!(
+        "\nstreams n2 -> n1 (window 4096; the echo sends the same batches from n2 to a client):"
+    );
+    crate::bench_stream::run(&plain_nodes, &plain_client, "plain", args.rounds).await?;
+    crate::bench_stream::run(&tls_nodes, &tls_client, "mTLS", args.rounds).await?;
     println!("\nregistry (5 nodes; the name is registered on each node in turn):");
     crate::bench_registry::run(&plain_nodes, "plain", 100).await?;
     crate::bench_registry::run(&tls_nodes, "mTLS", 100).await?;

@@ -68,11 +68,26 @@ pub(crate) struct InvokeArgs {
     /// Print one JSON object per node instead of a table.
     #[arg(long)]
     json: bool,
+    /// The function is a stream: print its items as JSON lines as they arrive (`--on any` or
+    /// `node:NAME`).
+    #[arg(long)]
+    stream: bool,
     #[command(flatten)]
     node: NodeAddr,
 }
 
 pub(crate) async fn invoke(args: InvokeArgs) -> Result<(), Failure> {
+    if args.stream {
+        return crate::stream_cmd::print(
+            &args.node,
+            &args.module,
+            &args.function,
+            &args.args,
+            &args.on,
+            1024,
+        )
+        .await;
+    }
     let call_args = crate::run::parse_args(&args.args).map_err(Failure::Usage)?;
     let mut client = args.node.connect().await?;
     let results = client

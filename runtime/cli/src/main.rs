@@ -8,6 +8,7 @@ mod auth;
 mod bench;
 mod bench_proc;
 mod bench_registry;
+mod bench_stream;
 mod client_cmd;
 mod cluster_cmd;
 mod demo;
@@ -15,6 +16,7 @@ mod node_cmd;
 mod parse;
 mod process_cmd;
 mod run;
+mod stream_cmd;
 mod sup_cmd;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +51,8 @@ enum Command {
     Call(process_cmd::CallArgs),
     /// List processes: PID, module, name, mailbox, memory, messages handled.
     Ps(process_cmd::PsArgs),
+    /// Open a stream and print its items as JSON lines as they arrive.
+    Stream(stream_cmd::StreamArgs),
     /// List the cluster's global names: name, PID, node.
     Registry(sup_cmd::RegistryArgs),
     /// The distributed supervisor: children restarted by policy, moved when their node dies.
@@ -116,6 +120,7 @@ async fn run_async(command: Command) -> Result<(), Failure> {
         Command::Send(args) => process_cmd::send(args).await,
         Command::Call(args) => process_cmd::call(args).await,
         Command::Ps(args) => process_cmd::ps(args).await,
+        Command::Stream(args) => stream_cmd::run(args).await,
         Command::Registry(args) => sup_cmd::registry(args).await,
         Command::Sup(cmd) => sup_cmd::run(cmd).await,
         Command::Cluster(cmd) => cluster_cmd::run(cmd).await,

@@ -50,6 +50,10 @@ pub(crate) struct StartArgs {
     /// Where modules and precompiled artifacts are kept.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Move supervised children to the node their placement picks when nodes join (off: a
+    /// running child stays where it runs).
+    #[arg(long)]
+    rebalance: bool,
 }
 
 /// The `--config` file.
@@ -67,6 +71,8 @@ struct FileConfig {
     secure: Option<PathBuf>,
     #[serde(default)]
     insecure: bool,
+    #[serde(default)]
+    rebalance: bool,
 }
 
 pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
@@ -159,6 +165,7 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
             .extend(resolve_seed(seed).await?.iter().map(ToString::to_string));
     }
     config.host.data_dir = args.data_dir.or(file.data_dir);
+    config.rebalance_children = args.rebalance || file.rebalance;
     config.security = if args.insecure || file.insecure {
         SecurityMode::Insecure
     } else if let Some(dir) = args.secure.or(file.secure) {

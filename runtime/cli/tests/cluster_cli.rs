@@ -394,7 +394,7 @@ fn a_new_token_replaces_the_old_one_on_a_running_node() {
 }
 
 #[test]
-fn a_supervised_child_survives_kill_9_of_its_node() {
+fn streams_print_and_a_supervised_child_survives_kill_9_of_its_node() {
     let home = std::env::temp_dir().join(format!("steinadler-sup-test-{}", std::process::id()));
     let run = |node: &NodeProc, args: &[&str]| {
         Command::new(BIN)
@@ -419,6 +419,33 @@ fn a_supervised_child_survives_kill_9_of_its_node() {
         std::thread::sleep(Duration::from_millis(100));
     }
     ok(&run(&n1, &["deploy", steinadler_test_modules::COUNTER]));
+
+    // Streams print their items as JSON lines; a trap fails the command after the items.
+    ok(&run(&n1, &["deploy", steinadler_test_modules::RANGE]));
+    let out = ok(&run(
+        &n1,
+        &[
+            "stream", "range", "range", "--args", "[0, 5]", "--on", "node:n2",
+        ],
+    ));
+    assert_eq!(out, "0\n1\n2\n3\n4\n");
+    let out = ok(&run(
+        &n2,
+        &["invoke", "range", "lines", "--args", "[2]", "--stream"],
+    ));
+    assert!(out.starts_with("\"line 1: "), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let o = run(
+        &n1,
+        &["invoke", "range", "boom", "--args", "[3]", "--stream"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("boom after 3 items"),
+        "{o:?}"
+    );
+    let o = run(&n1, &["stream", "range", "range", "--on", "all"]);
+    assert_eq!(o.status.code(), Some(2));
 
     // Placed by the hash of a key on n2 or n3, so that we can kill it and still ask n1.
     let mut started = None;
@@ -450,7 +477,11 @@ fn a_supervised_child_survives_kill_9_of_its_node() {
     );
 
     // kill -9 the child's node.
-    let victim = if pid.starts_with("<n2.") { n2 } else { n3 };
+    let (victim, survivor) = if pid.starts_with("<n2.") {
+        (n2, n3)
+    } else {
+        (n3, n2)
+    };
     assert!(
         Command::new("kill")
             .args(["-KILL", &victim.child.id().to_string()])
@@ -482,9 +513,45 @@ fn a_supervised_child_survives_kill_9_of_its_node() {
         killed.elapsed()
     );
 
+    // A stream whose producer node is killed with -9: the CLI fails at once, while membership
+    // still lists the node.
+    let survivor_name = if pid.starts_with("<n2.") { "n3" } else { "n2" };
+    let mut streaming = Command::new(BIN)
+        .args(["stream", "range", "range", "--args", "[0, 100000000]"])
+        .args(["--on", &format!("node:{survivor_name}"), "--window", "64"])
+        .env("STEINADLER_NODE", &n1.grpc)
+        .env("XDG_CONFIG_HOME", &home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(streaming.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "0");
+    // Keep reading, as a consumer does.
+    let drain = std::thread::spawn(move || lines.count());
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &survivor.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = streaming.wait().unwrap();
+    let listed = ok(&run(&n1, &["nodes", "--json"]));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut streaming.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the stream failed after"), "{stderr}");
+    assert!(
+        listed.contains(&format!("\"{survivor_name}\"")),
+        "membership dropped the producer first: {listed}"
+    );
+    assert!(drain.join().unwrap() > 0);
+
     let o = run(&n1, &["sup", "start", "counter", "--restart", "sometimes"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("permanent, transient or temporary"));
     drop(victim);
+    drop(survivor);
     let _ = std::fs::remove_dir_all(&home);
 }

@@ -34,7 +34,9 @@ mod messenger;
 mod module;
 mod output;
 mod process;
+mod resident;
 mod store;
+mod stream;
 
 pub use config::{HostConfig, InvokeLimits};
 pub use engine::Host;
@@ -42,6 +44,7 @@ pub use messenger::Messenger;
 pub use module::{LoadSource, LoadedModule};
 pub use process::{Dest, Outcome, PROCESS_HANDLE, PROCESS_INIT, Process, is_process};
 pub use steinadler_core::{InvokeError, ModuleId, Term};
+pub use stream::{Batch, Producer, STREAM_NEXT, STREAM_OPEN, is_producer};
 
 /// An error setting up a [`Host`] (as opposed to running a function, see [`InvokeError`]).
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,17 @@ pub trait Messenger: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Pid, String>>;
     /// Registers `name` for `pid` on this node.
     fn register(&self, name: String, pid: Pid) -> Result<(), String>;
+    /// Opens the stream `function` of `module` on `node` (the caller's node for `None`) for the
+    /// process `consumer`, which receives `["stream_item", ref, item]` messages and one
+    /// `["stream_end", ref, end]`. Returns the reference.
+    fn open_stream(
+        &self,
+        consumer: Pid,
+        node: Option<String>,
+        module: String,
+        function: String,
+        args: Term,
+    ) -> Result<Ref, String>;
     /// Registers the global name `name` for `pid`, unique across the cluster.
     fn register_global(&self, name: String, pid: Pid) -> BoxFuture<'static, Result<(), String>>;
     /// The process registered as `name` (`name` here, or `name@node`).
@@ -69,6 +80,7 @@ const OP_WHEREIS: u32 = 5;
 const OP_MONITOR: u32 = 6;
 const OP_DEMONITOR: u32 = 7;
 const OP_REGISTER_GLOBAL: u32 = 8;
+const OP_OPEN_STREAM: u32 = 9;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
@@ -146,6 +158,21 @@ async fn run(op: u32, input: &[u8], ctx: ProcessCtx, left: Duration) -> Result<T
             m.register_global(name.clone(), pid)
                 .await
                 .map(|()| Term::Nil)
+        }
+        (OP_OPEN_STREAM, [Term::String(module), Term::String(function), args, node]) => {
+            let node = match node {
+                Term::Nil => None,
+                Term::String(n) => Some(n.clone()),
+                _ => return Err("open_stream: the node is a string or nil (this node)".into()),
+            };
+            m.open_stream(
+                ctx.pid.clone(),
+                node,
+                module.clone(),
+                function.clone(),
+                args.clone(),
+            )
+            .map(Term::Ref)
         }
         (OP_WHEREIS, [Term::String(name)]) => m
             .whereis(name.clone())

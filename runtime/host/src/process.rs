@@ -10,14 +10,10 @@
 use crate::InvokeError;
 use crate::config::InvokeLimits;
 use crate::engine::Host;
-use crate::imports::State;
-use crate::invoke::{classify, new_store, read_envelope};
 use crate::module::LoadedModule;
-use crate::output::OutputBudget;
+use crate::resident::{Entry, Resident};
 use std::sync::Arc;
-use std::time::Instant;
 use steinadler_core::{Pid, Term};
-use wasmtime::{Extern, Memory, Store, Trap, TypedFunc};
 
 /// The exports that make a module a process.
 pub const PROCESS_INIT: &str = "process_init";
@@ -54,13 +50,8 @@ pub struct Outcome {
 /// - any other error (a trap, a timeout, out of memory, a guest error) when the process has
 ///   crashed: drop it.
 pub struct Process {
-    store: Store<State>,
-    memory: Memory,
-    alloc: TypedFunc<u32, u32>,
-    dealloc: Option<TypedFunc<(u32, u32), ()>>,
-    handle: TypedFunc<(u32, u32), u64>,
-    limits: InvokeLimits,
-    budget: Arc<OutputBudget>,
+    resident: Resident,
+    handle: Entry,
     handled: u64,
 }
 
@@ -100,60 +91,21 @@ impl Host {
                 available: module.functions().collect::<Vec<_>>().join(", "),
             });
         }
-        let budget = Arc::new(OutputBudget::new(
-            Arc::from(module.id().short()),
-            Arc::from(format!("process {pid}")),
-            limits.max_log_bytes,
-        ));
-        let mut store = new_store(self, limits, &budget);
-        store.data_mut().process = messenger.map(|messenger| crate::messenger::ProcessCtx {
+        let ctx = messenger.map(|messenger| crate::messenger::ProcessCtx {
             pid: pid.clone(),
             messenger,
         });
-        let instance = match module.pre.instantiate_async(&mut store).await {
-            Ok(i) => i,
-            Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().limiter.hit => {
-                return Err(InvokeError::Overloaded(format!(
-                    "cannot start an instance: {e:#}. The node runs at most {} instances at \
-                     once, processes included; stop some or retry later",
-                    self.config.max_instances
-                )));
-            }
-            Err(e) => return Err(classify(e, store.data_mut(), limits)),
-        };
-        let typed = |store: &mut Store<State>, name: &str| {
-            instance
-                .get_func(&mut *store, name)
-                .ok_or_else(|| wasmtime::format_err!("the module has no `{name}` export"))
-        };
-        let setup = (|| {
-            let memory = match instance.get_module_export(&mut store, &module.memory) {
-                Some(Extern::Memory(m)) => m,
-                _ => wasmtime::bail!("the module's `memory` export is not a memory"),
-            };
-            let alloc = typed(&mut store, "alloc")?.typed::<u32, u32>(&store)?;
-            let dealloc = typed(&mut store, "dealloc")
-                .ok()
-                .and_then(|f| f.typed::<(u32, u32), ()>(&store).ok());
-            let init = typed(&mut store, PROCESS_INIT)?.typed::<(u32, u32), u64>(&store)?;
-            let handle = typed(&mut store, PROCESS_HANDLE)?.typed::<(u32, u32), u64>(&store)?;
-            Ok::<_, wasmtime::Error>((memory, alloc, dealloc, init, handle))
-        })();
-        let (memory, alloc, dealloc, init, handle) =
-            setup.map_err(|e| InvokeError::InvalidModule(format!("{e:#}")))?;
-        let mut process = Process {
-            store,
-            memory,
-            alloc,
-            dealloc,
-            handle,
-            limits: limits.clone(),
-            budget,
-            handled: 0,
-        };
+        let mut resident =
+            Resident::new(self, module, limits, format!("process {pid}"), ctx).await?;
+        let init = resident.entry(PROCESS_INIT)?;
+        let handle = resident.entry(PROCESS_HANDLE)?;
         let input = Term::List(vec![args.clone(), Term::Pid(pid.clone())]).encode();
-        process.call(init, &input).await?;
-        Ok(process)
+        resident.call(&init, &input).await?;
+        Ok(Process {
+            resident,
+            handle,
+            handled: 0,
+        })
     }
 }
 
@@ -175,7 +127,7 @@ impl Process {
             Term::Int(i64::from(call)),
         ])
         .encode();
-        let value = self.call(self.handle.clone(), &input).await?;
+        let value = self.resident.call(&self.handle, &input).await?;
         self.handled += 1;
         parse_outcome(&value)
     }
@@ -187,38 +139,7 @@ impl Process {
 
     /// Bytes of linear memory the process holds.
     pub fn memory_bytes(&self) -> usize {
-        self.memory.data_size(&self.store)
-    }
-
-    async fn call(
-        &mut self,
-        func: TypedFunc<(u32, u32), u64>,
-        input: &[u8],
-    ) -> Result<Vec<u8>, InvokeError> {
-        let len = u32::try_from(input.len())
-            .map_err(|_| InvokeError::BadArguments("a message larger than 4 GiB".to_owned()))?;
-        self.budget.refill();
-        self.store.data_mut().deadline = Instant::now() + self.limits.deadline;
-        let store = &mut self.store;
-        let result = async {
-            let ptr = self.alloc.call_async(&mut *store, len).await?;
-            self.memory.write(&mut *store, ptr as usize, input)?;
-            func.call_async(&mut *store, (ptr, len)).await
-        }
-        .await;
-        let packed = match result {
-            Ok(p) => p,
-            Err(e) => return Err(classify(e, self.store.data_mut(), &self.limits)),
-        };
-        let value = read_envelope(&self.store, self.memory, packed, &self.limits);
-        // The instance lives on, so the result buffer must go back to the guest's allocator.
-        if let Some(dealloc) = self.dealloc.clone() {
-            let (ptr, len) = ((packed >> 32) as u32, (packed & 0xffff_ffff) as u32);
-            if let Err(e) = dealloc.call_async(&mut self.store, (ptr, len)).await {
-                return Err(classify(e, self.store.data_mut(), &self.limits));
-            }
-        }
-        value
+        self.resident.memory_bytes()
     }
 }
 

@@ -110,6 +110,11 @@ impl Client {
         self.inner.clone()
     }
 
+    /// The connection, for the other services (`Registry`, `Supervisor`, `Streams`).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// The address this client talks to.
     pub fn addr(&self) -> &str {
         &self.addr

@@ -86,6 +86,58 @@ impl Client {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Opens `module`'s stream `function` with `args` on this client's node; see
+    /// [`StreamRef`](crate::StreamRef).
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND` for an unknown module or stream, `INVALID_ARGUMENT` for arguments the
+    /// stream refuses, `RESOURCE_EXHAUSTED` when the node runs too many instances.
+    pub async fn open_stream(
+        &self,
+        module: &str,
+        function: &str,
+        args: &Term,
+        options: crate::StreamOptions,
+    ) -> Result<crate::StreamRef, ClientError> {
+        Ok(crate::StreamRef::open(self.channel.clone(), module, function, args, options).await?)
+    }
+
+    /// The baseline of the stream benchmark: `count` copies of `batch` (holding
+    /// `items_per_batch` items), streamed back by the node with no producer behind them.
+    /// Returns the items received.
+    ///
+    /// # Errors
+    ///
+    /// The node's refusal or a broken link.
+    pub async fn stream_echo(
+        &self,
+        batch: bytes::Bytes,
+        count: u32,
+        items_per_batch: u64,
+    ) -> Result<u64, ClientError> {
+        use tokio_stream::StreamExt as _;
+        let mut stream =
+            steinadler_proto::v1::streams_client::StreamsClient::new(self.channel.clone())
+                .max_decoding_message_size(64 << 20)
+                .echo(pb::StreamEchoRequest {
+                    batch,
+                    count,
+                    items_per_batch,
+                })
+                .await?
+                .into_inner();
+        let mut items = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            // Decode as the real consumer does, so that both pay for it.
+            if let Ok(Term::List(list)) = Term::decode(&batch.items) {
+                items += list.len() as u64;
+            }
+        }
+        Ok(items)
+    }
+
     /// Starts a supervised child; answers once it runs.
     ///
     /// # Errors

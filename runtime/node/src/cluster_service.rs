@@ -1,27 +1,34 @@
-//! The gRPC services of the cluster registry and the supervisor. Each handler authorizes the
-//! caller and hands over to [`crate::registry::api`] or [`crate::supervisor::api`].
+//! The gRPC services of the cluster registry, the supervisor and streams. Each handler
+//! authorizes the caller and hands over to [`crate::registry::api`], [`crate::supervisor::api`]
+//! or [`crate::streams`].
 
 use crate::node::Inner;
 use crate::security::Access;
 use std::sync::Arc;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::registry_server::{Registry, RegistryServer};
+use steinadler_proto::v1::streams_server::{Streams, StreamsServer};
 use steinadler_proto::v1::supervisor_server::{Supervisor, SupervisorServer};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
-/// Both services, ready for the router.
+/// The services, ready for the router.
 pub(crate) fn services(
     inner: &Arc<Inner>,
 ) -> (
     RegistryServer<ClusterService>,
     SupervisorServer<ClusterService>,
+    StreamsServer<ClusterService>,
 ) {
     let service = ClusterService {
         inner: inner.clone(),
     };
+    let max = inner.config.max_message_bytes;
     (
         RegistryServer::new(service.clone()),
-        SupervisorServer::new(service),
+        SupervisorServer::new(service.clone()),
+        StreamsServer::new(service)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
     )
 }
 
@@ -153,5 +160,38 @@ impl Supervisor for ClusterService {
             Access::Client,
         )?;
         Ok(Response::new(crate::supervisor::api::list(&self.inner)))
+    }
+}
+
+#[tonic::async_trait]
+impl Streams for ClusterService {
+    type OpenStream = crate::streams::serve::EventStream;
+
+    async fn open(
+        &self,
+        request: Request<Streaming<pb::StreamControl>>,
+    ) -> Result<Response<Self::OpenStream>, Status> {
+        self.inner.security.authorize(
+            &request,
+            "/steinadler.v1.Streams/Open",
+            Access::Client,
+            &self.inner.stats,
+            |_| Vec::new(),
+        )?;
+        crate::streams::serve::serve(self.inner.clone(), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type EchoStream = crate::streams::serve::ItemStream;
+
+    async fn echo(
+        &self,
+        request: Request<pb::StreamEchoRequest>,
+    ) -> Result<Response<Self::EchoStream>, Status> {
+        self.authorize(&request, "/steinadler.v1.Streams/Echo", Access::Client)?;
+        Ok(Response::new(crate::streams::serve::echo(
+            request.into_inner(),
+        )))
     }
 }

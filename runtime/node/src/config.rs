@@ -47,6 +47,9 @@ pub struct NodeConfig {
     pub args_cache_ttl: Duration,
     /// How long a graceful shutdown waits for in-flight calls.
     pub drain_timeout: Duration,
+    /// Move supervised children to the node their placement picks when the membership changes
+    /// (a node joined). Off by default: a running child stays where it runs.
+    pub rebalance_children: bool,
 }
 
 impl Default for NodeConfig {
@@ -70,6 +73,7 @@ impl Default for NodeConfig {
             args_cache_bytes: 256 << 20,
             args_cache_ttl: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(10),
+            rebalance_children: false,
         }
     }
 }
@@ -158,6 +162,13 @@ impl NodeBuilder {
     /// Uses the security material in `dir` (offline PKI).
     pub fn secure_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.security = SecurityMode::Dir(dir.into());
+        self
+    }
+
+    /// Moves supervised children running here to the node their placement now picks, when
+    /// that changes (a node joined). Off by default.
+    pub fn rebalance_children(mut self, on: bool) -> Self {
+        self.config.rebalance_children = on;
         self
     }
 

@@ -87,6 +87,20 @@ impl Messenger for NodeMessenger {
             .map_err(|s| s.message().to_owned())
     }
 
+    fn open_stream(
+        &self,
+        consumer: Pid,
+        node: Option<String>,
+        module: String,
+        function: String,
+        args: Term,
+    ) -> Result<Ref, String> {
+        let inner = self.node()?;
+        Ok(crate::streams::deliver::open_for_process(
+            &inner, consumer, node, module, function, args,
+        ))
+    }
+
     fn register_global(&self, name: String, pid: Pid) -> BoxFuture<'static, Result<(), String>> {
         let inner = self.node();
         Box::pin(async move {

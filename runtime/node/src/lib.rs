@@ -13,6 +13,7 @@
 //!   ([`request_certificate`]), and gossip key rotation;
 //! - the cluster registry of global names ([`registry`](Node::register_global)) and the
 //!   distributed DynamicSupervisor ([`Node::start_child`]), replicated by anti-entropy;
+//! - streams with demand-based backpressure ([`Node::open_stream`], [`StreamRef`]);
 //! - [`Client`], which the CLI (or any Rust program) uses to talk to a node;
 //! - the wire conversions ([`wire`]): the one place where core types become proto messages and
 //!   `tonic::Status`.
@@ -63,6 +64,7 @@ mod security;
 mod service;
 mod setup;
 mod stats;
+mod streams;
 mod supervisor;
 mod target;
 mod tls;
@@ -77,5 +79,6 @@ pub use monitor::{ExitReason, Monitor};
 pub use node::{Node, NodeError, Stats};
 pub use processes::{MAILBOX_CAPACITY, ProcessInfo};
 pub use registry::{RegistryEntry, SYNC_INTERVAL};
+pub use streams::{StreamError, StreamOptions, StreamRef};
 pub use supervisor::{Child, ChildSpec, ChildState, Placement, Restart};
 pub use target::{Target, TargetError};

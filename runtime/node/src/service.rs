@@ -38,13 +38,14 @@ pub(crate) async fn serve(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(steinadler_proto::FILE_DESCRIPTOR_SET)
         .build_v1();
-    let (registry, supervisor) = crate::cluster_service::services(&inner);
+    let (registry, supervisor, streams) = crate::cluster_service::services(&inner);
     let mut router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(api)
         .add_service(registry)
-        .add_service(supervisor);
+        .add_service(supervisor)
+        .add_service(streams);
     if let Ok(reflection) = reflection {
         router = router.add_service(reflection);
     }

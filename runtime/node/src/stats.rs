@@ -22,6 +22,10 @@ pub struct Stats {
     pub rejected_cookie: std::sync::atomic::AtomicU64,
     /// Join requests with a bad HMAC, a stale timestamp or a replayed nonce.
     pub rejected_join: std::sync::atomic::AtomicU64,
+    /// Streams this node produces right now.
+    pub streams_open: std::sync::atomic::AtomicU64,
+    /// Items this node's stream producers have produced.
+    pub stream_items_produced: std::sync::atomic::AtomicU64,
 }
 
 impl Stats {

@@ -143,6 +143,27 @@ pub fn error_from_wire(e: &pb::Error) -> RemoteError {
     RemoteError::Invoke(err)
 }
 
+/// An invocation error as the `Status` of a call that failed as a whole (opening a stream),
+/// with `context` in front of the message.
+pub(crate) fn status_of(err: &InvokeError, context: &str) -> Status {
+    let message = match err {
+        // The guest's own words, without the quotes of a Term string.
+        InvokeError::GuestError(Term::String(why)) => format!("{context}: {why}"),
+        _ => format!("{context}: {err}"),
+    };
+    match err {
+        InvokeError::ModuleNotFound(_) | InvokeError::FunctionNotFound { .. } => {
+            Status::not_found(message)
+        }
+        InvokeError::BadArguments(_) | InvokeError::GuestError(_) => {
+            Status::invalid_argument(message)
+        }
+        InvokeError::Overloaded(_) => Status::resource_exhausted(message),
+        InvokeError::InvalidModule(_) => Status::failed_precondition(message),
+        _ => Status::aborted(message),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -246,7 +246,14 @@ async fn reconcile(inner: &Arc<Inner>) {
                 }
             }
             Some(pid) if pid.node == me => {
-                if mine.as_ref() == Some(&pid) {
+                if mine.as_ref() == Some(&pid)
+                    && inner.config.rebalance_children
+                    && place(&record, &members).is_some_and(|p| p != me)
+                {
+                    // Rebalancing: hand it over to the node placement picks now; that node
+                    // starts it when it sees the record pending.
+                    hand_over(inner, &record.id).await;
+                } else if mine.as_ref() == Some(&pid) {
                     // It runs here: make sure its name is registered.
                     if let Ok(spec) = spec_of(&record)
                         && let Some(name) = spec.name
@@ -267,6 +274,25 @@ async fn reconcile(inner: &Arc<Inner>) {
             }
         }
     }
+}
+
+/// Stops the local copy of child `id` and marks it pending, for the node placement picks.
+async fn hand_over(inner: &Arc<Inner>, id: &str) {
+    let _gate = inner.supervisor.local.gate.lock().await;
+    let Some(record) = inner.supervisor.get(id) else {
+        return;
+    };
+    if terminal(record.state) {
+        return;
+    }
+    stop_local_child(inner, id);
+    inner.supervisor.write(pb::ChildRecord {
+        state: State::Pending as i32,
+        pid: Default::default(),
+        ..record
+    });
+    inner.registry.changed.notify_one();
+    tracing::info!(child = %id, "handing a supervised child over to the node its placement picks");
 }
 
 /// Starts (or restarts) child `id` on this node, unless a start or stop won the race.

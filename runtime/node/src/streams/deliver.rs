@@ -1,0 +1,148 @@
+//! A process as a stream's consumer, and the [`Node`](crate::Node) and service entry points.
+//!
+//! Items become messages in the process's mailbox: `["stream_item", ref, item]`, in order, then
+//! `["stream_end", ref, "ok"]` or `["stream_end", ref, ["error", message]]`. The delivery waits
+//! for room in the mailbox, and takes no more items from the stream meanwhile, so the
+//! mailbox's capacity is the demand.
+
+use super::{StreamOptions, StreamRef};
+use crate::messaging::Address;
+use crate::node::{Inner, Node, NodeError};
+use crate::processes::{Letter, MAILBOX_CAPACITY};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use steinadler_core::{Pid, Ref, Term};
+use tokio_stream::StreamExt as _;
+use tonic::{Code, Status};
+
+impl Inner {
+    /// Opens a stream from `module`'s `function` on the node `node` (this one for `None`).
+    pub(crate) async fn open_stream(
+        &self,
+        node: Option<&str>,
+        module: &str,
+        function: &str,
+        args: &Term,
+        options: StreamOptions,
+    ) -> Result<StreamRef, Status> {
+        let node = node.unwrap_or(&self.config.name);
+        let addr = if node == self.config.name {
+            self.grpc_addr.clone()
+        } else {
+            crate::registry::api::member_addr(self, node).await?
+        };
+        let channel = self
+            .peer_channel(&addr, node)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        StreamRef::open(channel, module, function, args, options).await
+    }
+}
+
+impl Node {
+    /// Opens the stream `function` of `module` on the node `node` (this node for `None`):
+    /// items arrive in order as the returned stream is polled, never more than
+    /// `options.window` ahead of it.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Request`] if the node is not a live member, or the module, the stream or
+    /// its arguments are refused.
+    pub async fn open_stream(
+        &self,
+        node: Option<&str>,
+        module: &str,
+        function: &str,
+        args: &Term,
+        options: StreamOptions,
+    ) -> Result<StreamRef, NodeError> {
+        self.inner
+            .open_stream(node, module, function, args, options)
+            .await
+            .map_err(|s| NodeError::Request(s.message().to_owned()))
+    }
+}
+
+/// Opens a stream for the local process `pid`; items go to its mailbox. Returns the stream's
+/// reference, which every message about it carries.
+pub(crate) fn open_for_process(
+    inner: &Arc<Inner>,
+    pid: Pid,
+    node: Option<String>,
+    module: String,
+    function: String,
+    args: Term,
+) -> Ref {
+    let reference = Ref {
+        node: inner.config.name.clone(),
+        incarnation: inner.processes.incarnation,
+        id: inner.processes.next_ref.fetch_add(1, Ordering::Relaxed),
+    };
+    let inner = inner.clone();
+    let r = reference.clone();
+    tokio::spawn(async move {
+        let to = Address::Pid(pid);
+        let options = StreamOptions {
+            window: MAILBOX_CAPACITY as u32,
+        };
+        let opened = inner
+            .open_stream(node.as_deref(), &module, &function, &args, options)
+            .await;
+        let end = match opened {
+            Err(status) => Term::list(["error".into(), status.message().into()]),
+            Ok(stream) => match pump(&inner, &to, &r, stream).await {
+                Ok(end) => end,
+                // The process is gone: dropping the stream cancels the producer.
+                Err(()) => return,
+            },
+        };
+        let msg = Term::list(["stream_end".into(), Term::Ref(r), end]);
+        let _ = deliver(&inner, &to, msg).await;
+    });
+    reference
+}
+
+/// Moves items into the mailbox until the stream ends; `Err` if the process is gone.
+async fn pump(
+    inner: &Arc<Inner>,
+    to: &Address,
+    reference: &Ref,
+    mut stream: StreamRef,
+) -> Result<Term, ()> {
+    let mut stopping = inner.stopping.clone();
+    loop {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            _ = async { stopping.wait_for(|s| *s).await.is_ok() } => return Err(()),
+        };
+        match next {
+            Some(Ok(item)) => {
+                let msg = Term::list(["stream_item".into(), Term::Ref(reference.clone()), item]);
+                deliver(inner, to, msg).await?;
+            }
+            Some(Err(e)) => return Ok(Term::list(["error".into(), e.to_string().into()])),
+            None => return Ok("ok".into()),
+        }
+    }
+}
+
+/// Puts a message into the process's mailbox, waiting as long as it takes for room while the
+/// process lives.
+async fn deliver(inner: &Inner, to: &Address, msg: Term) -> Result<(), ()> {
+    loop {
+        let letter = Letter {
+            msg: msg.clone(),
+            from: None,
+            reply: None,
+        };
+        match inner
+            .deliver_local(to, letter, Some(Duration::from_secs(1)))
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(s) if s.code() == Code::ResourceExhausted => {}
+            Err(_) => return Err(()),
+        }
+    }
+}

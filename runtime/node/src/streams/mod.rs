@@ -1,0 +1,25 @@
+//! Streams between nodes, with demand-based backpressure (docs/streams.md).
+//!
+//! A stream follows the Reactive Streams model: the consumer grants demand (`REQUEST n`), the
+//! producer sends at most that many items, then completes or fails; the consumer may cancel at
+//! any time. Across nodes it is one bidirectional gRPC stream (`Streams.Open`): control
+//! messages go up, batches of items and one end come down.
+//!
+//! - [`serve`]: the producer's side. It runs the guest's stream function
+//!   ([`steinadler_host::Producer`]) and asks it for a batch only while demand is left, so the
+//!   items in flight never exceed the consumer's window.
+//! - [`consume`]: the consumer's side, [`StreamRef`], a `futures::Stream` that grants demand as
+//!   the application takes items, keeping at most `window` items in flight and buffered.
+//! - [`deliver`]: a process as the consumer: items become messages in its mailbox, and the
+//!   mailbox's room is the demand.
+
+pub(crate) mod consume;
+pub(crate) mod deliver;
+pub(crate) mod serve;
+
+pub use consume::{StreamError, StreamOptions, StreamRef};
+
+/// Items per batch at most, whatever the demand.
+pub(crate) const BATCH_ITEMS: u32 = 1024;
+/// Bytes per batch, about (a batch always holds at least one item).
+pub(crate) const BATCH_BYTES: u64 = 256 << 10;

@@ -1,0 +1,345 @@
+//! Streams between real nodes over mutual TLS: demand bounds the producer, items arrive in
+//! order, cancel stops the producer, and failures on either side are reported.
+
+use futures::StreamExt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use steinadler_core::Term;
+use steinadler_node::{Address, Node, StreamError, StreamOptions};
+use steinadler_test_modules as m;
+
+mod common;
+use common::msg;
+
+const T: Duration = Duration::from_secs(5);
+
+fn args(items: &[i64]) -> Term {
+    Term::list(items.iter().map(|i| Term::Int(*i)))
+}
+
+fn produced(node: &Node) -> u64 {
+    node.stats().stream_items_produced.load(Ordering::Relaxed)
+}
+
+fn open_streams(node: &Node) -> u64 {
+    node.stats().streams_open.load(Ordering::Relaxed)
+}
+
+async fn pair() -> (Node, Node) {
+    let n1 = common::start("n1", "a", None).await;
+    let n2 = common::start("n2", "a", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2], 2).await;
+    n1.deploy("range", m::RANGE_WASM).await.unwrap();
+    (n1, n2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_the_producer_within_a_window() {
+    let (n1, n2) = pair().await;
+    let window = 256;
+    let mut stream = n2
+        .open_stream(
+            Some("n1"),
+            "range",
+            "range",
+            &args(&[0, 10_000_000]),
+            StreamOptions { window },
+        )
+        .await
+        .unwrap();
+    for i in 0..5_000 {
+        assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(i));
+    }
+    assert_eq!(open_streams(&n1), 1);
+    stream.cancel().await;
+    let started = Instant::now();
+    while open_streams(&n1) != 0 {
+        assert!(started.elapsed() < T, "the producer still runs");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let total = produced(&n1);
+    assert!(
+        total <= 5_000 + 2 * u64::from(window),
+        "{total} items produced for 5,000 taken"
+    );
+    // Dropping a stream cancels it too.
+    let mut stream = n2
+        .open_stream(
+            Some("n1"),
+            "range",
+            "lines",
+            &args(&[1_000_000]),
+            StreamOptions::default(),
+        )
+        .await
+        .unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(
+        matches!(&first, Term::String(s) if s.starts_with("line 1: ")),
+        "{first}"
+    );
+    drop(stream);
+    let started = Instant::now();
+    while open_streams(&n1) != 0 {
+        assert!(
+            started.elapsed() < T,
+            "the dropped stream's producer still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_and_a_dead_producer_reach_the_consumer_as_errors() {
+    let (n1, n2) = pair().await;
+    // A trap: the items before it, then the panic's message.
+    let mut stream = n2
+        .open_stream(
+            Some("n1"),
+            "range",
+            "boom",
+            &args(&[1000]),
+            StreamOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut items = 0;
+    let err = loop {
+        match stream.next().await {
+            Some(Ok(_)) => items += 1,
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended without the trap"),
+        }
+    };
+    // The items of the batch in which the producer trapped are lost with the instance; every
+    // earlier batch arrived.
+    assert!(items <= 1000 && items % 256 == 0, "{items} items");
+    assert!(
+        matches!(&err, StreamError::Producer(m) if m.contains("boom after 1000 items")),
+        "{err}"
+    );
+    assert!(stream.next().await.is_none());
+
+    // Bad requests are refused with the reason, and the node goes on serving.
+    for (module, function, a, want) in [
+        ("nothing", "range", args(&[0, 1]), "nothing"),
+        ("range", "nope", args(&[0, 1]), "has no stream \"nope\""),
+        ("range", "range", args(&[5, 1]), "start 5 is past end 1"),
+        ("range", "range", Term::from("x"), "bad arguments"),
+    ] {
+        let err = n2
+            .open_stream(Some("n1"), module, function, &a, StreamOptions::default())
+            .await;
+        let text = match err {
+            Err(e) => e.to_string(),
+            Ok(mut s) => match s.next().await {
+                Some(Err(e)) => e.to_string(),
+                other => panic!("{module}.{function} was accepted: {other:?}"),
+            },
+        };
+        assert!(text.contains(want), "{text}");
+    }
+
+    // The producer's node dies: the consumer hears it at once, long before membership does.
+    let n3 = common::start("n3", "b", Some(&n1)).await;
+    common::wait_for_members(&[&n2, &n3], 3).await;
+    n3.deploy("range", m::RANGE_WASM).await.unwrap();
+    let mut stream = n2
+        .open_stream(
+            Some("n3"),
+            "range",
+            "range",
+            &args(&[0, 10_000_000]),
+            StreamOptions { window: 64 },
+        )
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        stream.next().await.unwrap().unwrap();
+    }
+    n3.kill().await;
+    let killed = Instant::now();
+    let err = loop {
+        match tokio::time::timeout(T, stream.next()).await {
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => break e,
+            other => panic!("no error after the producer died: {other:?}"),
+        }
+    };
+    let took = killed.elapsed();
+    let still_listed = n2.members().await.iter().any(|m| m.name == "n3");
+    eprintln!("the consumer heard of the death after {took:?}: {err}");
+    assert!(matches!(err, StreamError::Link(_)), "{err}");
+    assert!(
+        still_listed,
+        "membership dropped n3 before the stream failed"
+    );
+    // Both survivors still serve streams.
+    let mut stream = n2
+        .open_stream(
+            Some("n1"),
+            "range",
+            "range",
+            &args(&[0, 3]),
+            StreamOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some(item) = stream.next().await {
+        got.push(item.unwrap());
+    }
+    assert_eq!(got, [Term::Int(0), Term::Int(1), Term::Int(2)]);
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_consumes_a_stream_and_its_nodes_death_frees_the_producer() {
+    let (n1, n2) = pair().await;
+    n2.deploy("kv", m::KV_WASM).await.unwrap();
+    let kv = Address::Pid(n2.spawn("kv", Term::Nil, None).await.unwrap());
+    let open = msg(&[
+        "stream".into(),
+        "range".into(),
+        "range".into(),
+        args(&[0, 3000]),
+        "n1".into(),
+    ]);
+    let reference = n2.call(&kv, open, T).await.unwrap();
+    assert!(matches!(reference, Term::Ref(_)), "{reference}");
+    let started = Instant::now();
+    loop {
+        let downs = n2.call(&kv, "downs".into(), T).await.unwrap();
+        if downs
+            == Term::List(vec![msg(&[
+                "stream_end".into(),
+                reference.clone(),
+                "ok".into(),
+            ])])
+        {
+            break;
+        }
+        assert!(started.elapsed() < T, "no end: {downs}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let streamed = n2.call(&kv, "streamed".into(), T).await.unwrap();
+    assert_eq!(streamed, Term::list((0..3000).map(Term::Int)));
+
+    // A consumer whose node dies: the producer is cancelled and its instance freed.
+    let endless = msg(&[
+        "stream".into(),
+        "range".into(),
+        "range".into(),
+        args(&[0, i64::MAX]),
+        "n1".into(),
+    ]);
+    n2.call(&kv, endless, T).await.unwrap();
+    let started = Instant::now();
+    while open_streams(&n1) != 1 {
+        assert!(started.elapsed() < T, "the stream did not open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    n2.kill().await;
+    let started = Instant::now();
+    while open_streams(&n1) != 0 {
+        assert!(
+            started.elapsed() < T,
+            "the producer outlived its consumer's node"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "producer freed {:?} after the consumer's node died",
+        started.elapsed()
+    );
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_streams_between_two_nodes_do_not_starve_one_another() {
+    let (n1, n2) = pair().await;
+    let n2 = std::sync::Arc::new(n2);
+    let per = 50_000u64;
+    let progress: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>> = std::sync::Arc::new(
+        (0..10)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+    );
+    let first_done = std::sync::Arc::new(std::sync::OnceLock::new());
+    let mut tasks = Vec::new();
+    for s in 0..10 {
+        let n2 = n2.clone();
+        let progress = progress.clone();
+        let first_done = first_done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = n2
+                .open_stream(
+                    Some("n1"),
+                    "range",
+                    "range",
+                    &args(&[0, per as i64]),
+                    StreamOptions { window: 256 },
+                )
+                .await
+                .unwrap();
+            let mut n = 0u64;
+            while let Some(item) = stream.next().await {
+                assert_eq!(item.unwrap(), Term::Int(n as i64));
+                n += 1;
+                progress[s].store(n, Ordering::Relaxed);
+            }
+            // The first stream to finish notes how far every stream had come.
+            let others: Vec<u64> = progress.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+            let _ = first_done.set(others);
+            n
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), per);
+    }
+    let snapshot = first_done.get().unwrap();
+    eprintln!("when the first stream finished, the ten had: {snapshot:?}");
+    assert!(
+        snapshot.iter().all(|n| *n >= per / 5),
+        "a stream starved: {snapshot:?}"
+    );
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+/// How fast the guest alone produces: `cargo test --release --test streams -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn producer_speed() {
+    let host = steinadler_host::Host::new(steinadler_host::HostConfig::default()).unwrap();
+    let module = host.load(&std::fs::read(m::RANGE).unwrap()).unwrap();
+    let limits = host.default_limits();
+    let started = Instant::now();
+    let mut producer = host
+        .open_stream(&module, "range", &args(&[0, 1 << 20]).encode(), &limits)
+        .await
+        .unwrap();
+    let mut n = 0u64;
+    let mut decode = Duration::ZERO;
+    loop {
+        let batch = producer.next(1024, 256 << 10).await.unwrap();
+        let t = Instant::now();
+        let Term::List(items) = Term::decode(&batch.items).unwrap() else {
+            panic!()
+        };
+        decode += t.elapsed();
+        n += items.len() as u64;
+        if batch.done {
+            break;
+        }
+    }
+    let all = started.elapsed();
+    eprintln!(
+        "{n} items: {:.1} M/s produced+decoded, decode alone {:.1} M/s",
+        n as f64 / all.as_secs_f64() / 1e6,
+        n as f64 / decode.as_secs_f64() / 1e6
+    );
+}
