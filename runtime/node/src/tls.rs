@@ -89,6 +89,26 @@ impl AsyncWrite for TlsConn {
     }
 }
 
+/// The next connection, or `None` once `stopped` turns true. A failed accept (out of file
+/// descriptors, say) is logged and retried after 50 ms.
+async fn accept(
+    listener: &TcpListener,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = async { stopped.wait_for(|s| *s).await.is_ok() } => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
 /// Accepts TCP connections and completes TLS handshakes until `stopped`; yields the good ones.
 pub(crate) fn incoming(
     inner: Arc<Inner>,
@@ -99,16 +119,8 @@ pub(crate) fn incoming(
     tokio::spawn(async move {
         let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         loop {
-            let (tcp, remote) = tokio::select! {
-                _ = async { stopped.wait_for(|s| *s).await.is_ok() } => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!("accepting a connection failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let Some((tcp, remote)) = accept(&listener, &mut stopped).await else {
+                return;
             };
             let Ok(permit) = handshakes.clone().try_acquire_owned() else {
                 inner.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
@@ -181,16 +193,8 @@ pub(crate) fn plain_incoming(
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
-            let (tcp, remote) = tokio::select! {
-                _ = async { stopped.wait_for(|s| *s).await.is_ok() } => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!("accepting a connection failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let Some((tcp, remote)) = accept(&listener, &mut stopped).await else {
+                return;
             };
             // Without TCP_NODELAY, replies stalled for 40 ms (Nagle against delayed ACK).
             let _ = tcp.set_nodelay(true);
