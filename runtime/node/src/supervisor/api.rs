@@ -340,14 +340,14 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str) -> Result<pb::ChildRecord
             "no supervised child {id:?}; list them with `steinadler sup ls`"
         ))
     })?;
-    let running = (State::try_from(record.state) == Ok(State::Running))
-        .then(|| crate::messaging::decode_pid(&record.pid).ok())
-        .flatten();
-    let stopped = inner.supervisor.write(pb::ChildRecord {
-        state: State::Stopped as i32,
-        ..record
-    });
-    inner.registry.changed.notify_one();
+    let running = super::running_pid(&record);
+    let stopped = super::run::write(
+        inner,
+        pb::ChildRecord {
+            state: State::Stopped as i32,
+            ..record
+        },
+    );
     if let Some(pid) = running {
         if pid.node == inner.config.name {
             super::run::stop_local_child(inner, id);

@@ -46,6 +46,13 @@ fn terminal(state: i32) -> bool {
     )
 }
 
+/// The PID a record says its child runs as.
+pub(crate) fn running_pid(record: &pb::ChildRecord) -> Option<steinadler_core::Pid> {
+    (State::try_from(record.state) == Ok(State::Running))
+        .then(|| crate::messaging::decode_pid(&record.pid).ok())
+        .flatten()
+}
+
 fn rank(r: &pb::ChildRecord) -> (bool, u64, &str) {
     (terminal(r.state), r.clock, &r.writer)
 }

@@ -88,12 +88,14 @@ async fn launch(
         .lock()
         .running
         .insert(record.id.clone(), pid.clone());
-    let running = inner.supervisor.write(pb::ChildRecord {
-        state: State::Running as i32,
-        pid: Term::Pid(pid.clone()).encode().into(),
-        ..record.clone()
-    });
-    inner.registry.changed.notify_one();
+    let running = write(
+        inner,
+        pb::ChildRecord {
+            state: State::Running as i32,
+            pid: Term::Pid(pid.clone()).encode().into(),
+            ..record.clone()
+        },
+    );
     // Watch it; the loop handles the exit.
     let (tx, rx) = tokio::sync::oneshot::channel();
     inner.processes.watch(&pid, inner.processes.incarnation, tx);
@@ -115,15 +117,29 @@ async fn launch(
     Ok(running)
 }
 
+/// Writes a record as this node, and wakes the push of this node's changes.
+pub(crate) fn write(inner: &Inner, record: pb::ChildRecord) -> pb::ChildRecord {
+    let written = inner.supervisor.write(record);
+    inner.registry.changed.notify_one();
+    written
+}
+
+/// Ends a child for good: `state` is done or gave up, for `reason`.
+fn finish(inner: &Inner, record: &pb::ChildRecord, state: State, reason: String) {
+    write(
+        inner,
+        pb::ChildRecord {
+            state: state as i32,
+            pid: Default::default(),
+            reason,
+            ..record.clone()
+        },
+    );
+}
+
 fn give_up(inner: &Inner, record: &pb::ChildRecord, reason: &str) {
     tracing::error!(child = %record.id, reason, "the supervisor gave up on a child");
-    inner.supervisor.write(pb::ChildRecord {
-        state: State::GaveUp as i32,
-        pid: Default::default(),
-        reason: reason.to_owned(),
-        ..record.clone()
-    });
-    inner.registry.changed.notify_one();
+    finish(inner, record, State::GaveUp, reason.to_owned());
 }
 
 /// Stops the local copy of child `id`, if it runs here.
@@ -176,13 +192,7 @@ async fn exited(inner: &Arc<Inner>, id: String, pid: Pid, reason: ExitReason) {
         Restart::Temporary => false,
     };
     if !restart {
-        inner.supervisor.write(pb::ChildRecord {
-            state: State::Done as i32,
-            pid: Default::default(),
-            reason: format!("exited: {reason}"),
-            ..record
-        });
-        inner.registry.changed.notify_one();
+        finish(inner, &record, State::Done, format!("exited: {reason}"));
         return;
     }
     tracing::warn!(child = %id, pid = %pid, "supervised child exited ({reason}); restarting");
@@ -234,10 +244,7 @@ async fn reconcile(inner: &Arc<Inner>) {
             }
             continue;
         }
-        let pid = (State::try_from(record.state) == Ok(State::Running))
-            .then(|| crate::messaging::decode_pid(&record.pid).ok())
-            .flatten();
-        match pid {
+        match super::running_pid(&record) {
             // Another node runs it: a copy here (two nodes started it at once) goes.
             Some(pid) if pid.node != me && live(&pid.node) => {
                 if mine.is_some() {
@@ -286,12 +293,14 @@ async fn hand_over(inner: &Arc<Inner>, id: &str) {
         return;
     }
     stop_local_child(inner, id);
-    inner.supervisor.write(pb::ChildRecord {
-        state: State::Pending as i32,
-        pid: Default::default(),
-        ..record
-    });
-    inner.registry.changed.notify_one();
+    write(
+        inner,
+        pb::ChildRecord {
+            state: State::Pending as i32,
+            pid: Default::default(),
+            ..record
+        },
+    );
     tracing::info!(child = %id, "handing a supervised child over to the node its placement picks");
 }
 
@@ -309,13 +318,7 @@ async fn start_here(inner: &Arc<Inner>, id: &str, why: &str) {
     };
     let was_running = State::try_from(record.state) == Ok(State::Running);
     if was_running && spec.restart == Restart::Temporary {
-        inner.supervisor.write(pb::ChildRecord {
-            state: State::Done as i32,
-            pid: Default::default(),
-            reason: format!("not restarted: {why}"),
-            ..record
-        });
-        inner.registry.changed.notify_one();
+        finish(inner, &record, State::Done, format!("not restarted: {why}"));
         return;
     }
     tracing::warn!(child = %id, "starting a supervised child: {why}");
