@@ -3,21 +3,12 @@
 //! the process's resident memory is this test's alone.
 
 use futures::StreamExt;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use steinadler_core::Term;
-use steinadler_node::{Node, StreamOptions};
-use steinadler_test_modules as m;
+use steinadler_node::StreamOptions;
 
 mod common;
-
-fn args(items: &[i64]) -> Term {
-    Term::list(items.iter().map(|i| Term::Int(*i)))
-}
-
-fn produced(node: &Node) -> u64 {
-    node.stats().stream_items_produced.load(Ordering::Relaxed)
-}
+use common::{args, pair, produced};
 
 /// Resident memory of this test process, in bytes.
 fn rss() -> u64 {
@@ -28,14 +19,6 @@ fn rss() -> u64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096
-}
-
-async fn pair() -> (Node, Node) {
-    let n1 = common::start("n1", "a", None).await;
-    let n2 = common::start("n2", "a", Some(&n1)).await;
-    common::wait_for_members(&[&n1, &n2], 2).await;
-    n1.deploy("range", m::RANGE_WASM).await.unwrap();
-    (n1, n2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

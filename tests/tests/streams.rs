@@ -9,28 +9,12 @@ use steinadler_node::{Address, Node, StreamError, StreamOptions};
 use steinadler_test_modules as m;
 
 mod common;
-use common::msg;
+use common::{args, msg, pair, produced};
 
 const T: Duration = Duration::from_secs(5);
 
-fn args(items: &[i64]) -> Term {
-    Term::list(items.iter().map(|i| Term::Int(*i)))
-}
-
-fn produced(node: &Node) -> u64 {
-    node.stats().stream_items_produced.load(Ordering::Relaxed)
-}
-
 fn open_streams(node: &Node) -> u64 {
     node.stats().streams_open.load(Ordering::Relaxed)
-}
-
-async fn pair() -> (Node, Node) {
-    let n1 = common::start("n1", "a", None).await;
-    let n2 = common::start("n2", "a", Some(&n1)).await;
-    common::wait_for_members(&[&n1, &n2], 2).await;
-    n1.deploy("range", m::RANGE_WASM).await.unwrap();
-    (n1, n2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

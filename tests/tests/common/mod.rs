@@ -69,3 +69,26 @@ pub fn field_of(map: &steinadler_core::Term, k: &str) -> steinadler_core::Term {
         other => panic!("not a map: {other}"),
     }
 }
+
+/// An argument array of integers, for the `range` module's streams.
+pub fn args(items: &[i64]) -> steinadler_core::Term {
+    steinadler_core::Term::list(items.iter().map(|i| steinadler_core::Term::Int(*i)))
+}
+
+/// Items `node`'s stream producers have produced so far.
+pub fn produced(node: &Node) -> u64 {
+    node.stats()
+        .stream_items_produced
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Two nodes, n2 joined to n1, with the `range` stream module deployed on n1.
+pub async fn pair() -> (Node, Node) {
+    let n1 = start("n1", "a", None).await;
+    let n2 = start("n2", "a", Some(&n1)).await;
+    wait_for_members(&[&n1, &n2], 2).await;
+    n1.deploy("range", steinadler_test_modules::RANGE_WASM)
+        .await
+        .unwrap();
+    (n1, n2)
+}
