@@ -110,8 +110,10 @@ async fn children_restart_by_policy_and_the_supervisor_gives_up_on_a_crash_loop(
     let on = if pid.node == "n1" { &n1 } else { &n2 };
     on.call(&Address::Pid(pid), "stop".into(), T).await.unwrap();
     let started = Instant::now();
-    while !matches!(child_on(&n1, &transient.id).state, ChildState::Done(_)) {
-        assert!(started.elapsed() < T, "{:?}", child_on(&n1, &transient.id));
+    // It was started through n2: n1 learns of it by replication, so it may not know it yet.
+    let on_n1 = || n1.children().into_iter().find(|c| c.id == transient.id);
+    while !on_n1().is_some_and(|c| matches!(c.state, ChildState::Done(_))) {
+        assert!(started.elapsed() < T, "{:?}", on_n1());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
