@@ -12,12 +12,14 @@
 
 mod decode;
 mod encode;
+mod sequence;
 
 use crate::Term;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use decode::decode_ext;
 pub(crate) use encode::ext_payload;
+pub use sequence::Sequence;
 
 /// The ext type code of an atom; the payload is the atom's name in UTF-8.
 pub const EXT_ATOM: i8 = 1;
