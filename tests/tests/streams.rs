@@ -327,3 +327,40 @@ async fn producer_speed() {
         n as f64 / decode.as_secs_f64() / 1e6
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_hold_the_items_in_order_and_within_the_window() {
+    let (n1, n2) = pair().await;
+    let window = 512;
+    let mut stream = n2
+        .open_stream(
+            Some("n1"),
+            "range",
+            "range",
+            &args(&[0, 100_000]),
+            StreamOptions { window },
+        )
+        .await
+        .unwrap();
+    // One item through the `futures::Stream` first: `next_batch` goes on with the rest of
+    // that batch.
+    assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(0));
+    let mut expected = 1;
+    let mut batches = 0;
+    while let Some(batch) = stream.next_batch().await {
+        let batch = batch.unwrap();
+        assert!(batch.remaining() <= window, "{} items", batch.remaining());
+        for item in batch {
+            assert_eq!(item.unwrap(), Term::Int(expected));
+            expected += 1;
+        }
+        // The producer never runs past what was taken plus the window.
+        let ahead = produced(&n1) - expected as u64;
+        assert!(ahead <= u64::from(window), "{ahead} items ahead");
+        batches += 1;
+    }
+    assert_eq!(expected, 100_000);
+    assert!(batches >= 100_000 / window as usize, "{batches} batches");
+    n2.shutdown().await;
+    n1.shutdown().await;
+}

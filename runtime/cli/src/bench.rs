@@ -23,8 +23,8 @@ pub(crate) struct BenchArgs {
     /// Rounds per figure; plaintext and mTLS alternate, and each figure is the median round.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Run only the benchmarks whose label contains this text (the process and registry
-    /// sections run only without it).
+    /// Run only the benchmarks whose label contains this text; `processes`, `streams` and
+    /// `registry` pick those sections.
     #[arg(long)]
     only: Option<String>,
 }
@@ -96,20 +96,29 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if args.only.is_some() {
-        return Ok(());
+    if selected("processes") {
+        println!("\nprocesses (messages/s for sends; calls/s for sequential calls):");
+        crate::bench_proc::run(&plain_nodes, "plain", args.calls).await?;
+        crate::bench_proc::run(&tls_nodes, "mTLS", args.calls).await?;
     }
-    println!("\nprocesses (messages/s for sends; calls/s for sequential calls):");
-    crate::bench_proc::run(&plain_nodes, "plain", args.calls).await?;
-    crate::bench_proc::run(&tls_nodes, "mTLS", args.calls).await?;
-    println!(
-        "\nstreams n2 -> n1 (window 4096; the echo sends the same batches from n2 to a client):"
-    );
-    crate::bench_stream::run(&plain_nodes, &plain_client, "plain", args.rounds).await?;
-    crate::bench_stream::run(&tls_nodes, &tls_client, "mTLS", args.rounds).await?;
-    println!("\nregistry (5 nodes; the name is registered on each node in turn):");
-    crate::bench_registry::run(&plain_nodes, "plain", 100).await?;
-    crate::bench_registry::run(&tls_nodes, "mTLS", 100).await?;
+    if selected("streams")
+        || args
+            .only
+            .as_deref()
+            .is_some_and(|o| o.starts_with("stream "))
+    {
+        println!(
+            "\nstreams n2 -> n1 (the echo sends the same batches from n2 to a client; ratios: by item / by batch):"
+        );
+        let only = args.only.as_deref();
+        crate::bench_stream::run(&plain_nodes, &plain_client, "plain", args.rounds, only).await?;
+        crate::bench_stream::run(&tls_nodes, &tls_client, "mTLS", args.rounds, only).await?;
+    }
+    if selected("registry") {
+        println!("\nregistry (5 nodes; the name is registered on each node in turn):");
+        crate::bench_registry::run(&plain_nodes, "plain", 100).await?;
+        crate::bench_registry::run(&tls_nodes, "mTLS", 100).await?;
+    }
     for n in plain_nodes.iter().chain(&tls_nodes) {
         n.shutdown().await;
     }

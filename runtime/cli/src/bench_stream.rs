@@ -1,5 +1,9 @@
 //! The stream half of `steinadler bench`: items/s across nodes, next to a bare tonic
 //! server-streaming echo of the same bytes in the same batches.
+//!
+//! The stream is taken two ways: an item at a time through the `futures::Stream`, and a batch
+//! at a time through `StreamRef::next_batch`. The echo's client decodes every item as the
+//! stream's consumer does, so both pay for decoding.
 
 use futures::StreamExt;
 use std::sync::Arc;
@@ -7,11 +11,20 @@ use std::time::Instant;
 use steinadler_core::Term;
 use steinadler_node::{Client, Node, StreamOptions};
 
+/// How the consumer takes the items.
+#[derive(Clone, Copy)]
+enum Take {
+    Items,
+    Batches,
+}
+
 /// Items per second through a stream from `nodes[1]` to `nodes[0]`.
 async fn through_stream(
     nodes: &[Arc<Node>],
     function: &str,
     args: Term,
+    window: u32,
+    take: Take,
 ) -> anyhow::Result<(u64, f64)> {
     let started = Instant::now();
     let mut stream = nodes[0]
@@ -20,13 +33,25 @@ async fn through_stream(
             "range",
             function,
             &args,
-            StreamOptions { window: 4096 },
+            StreamOptions { window },
         )
         .await?;
     let mut n = 0u64;
-    while let Some(item) = stream.next().await {
-        item?;
-        n += 1;
+    match take {
+        Take::Items => {
+            while let Some(item) = stream.next().await {
+                std::hint::black_box(item?);
+                n += 1;
+            }
+        }
+        Take::Batches => {
+            while let Some(batch) = stream.next_batch().await {
+                for item in batch? {
+                    std::hint::black_box(item?);
+                    n += 1;
+                }
+            }
+        }
     }
     Ok((n, n as f64 / started.elapsed().as_secs_f64()))
 }
@@ -43,28 +68,36 @@ async fn through_echo(
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
 /// Prints small-item and 64 KiB-item figures for one cluster. `client` talks to `nodes[1]`.
+/// An `only` that starts with `stream ` picks the rows whose label contains it.
 pub(crate) async fn run(
     nodes: &[Arc<Node>],
     client: &Client,
     mode: &str,
     rounds: usize,
+    only: Option<&str>,
 ) -> anyhow::Result<()> {
     nodes[1]
         .deploy("range", steinadler_test_modules::RANGE_WASM)
         .await?;
-    let small_n: i64 = 1 << 20;
+    let small_n: i64 = 1 << 22;
     // The producer's batches: 1,024 integers, or 4 blobs of 64 KiB (the batch's byte budget).
     let small_batch = Term::list((0..1024).map(|i| Term::Int(500_000 + i))).encode();
     let blob = Term::Bytes(vec![7u8; 64 << 10]);
     let big_batch = Term::list((0..4).map(|_| blob.clone())).encode();
     let big_n: i64 = 4000;
-    let mut rows = Vec::new();
-    for (label, function, args, batch, per, batches, bytes) in [
+    // The windows bound what is in flight: 128 KiB of integers, or 4 MiB of blobs.
+    for (label, function, args, window, batch, per, batches, bytes) in [
         (
             "integers",
             "range",
             Term::list([Term::Int(0), Term::Int(small_n)]),
+            16384u32,
             small_batch,
             1024u64,
             (small_n / 1024) as u32,
@@ -74,27 +107,27 @@ pub(crate) async fn run(
             "64 KiB blobs",
             "blobs",
             Term::list([Term::Int(big_n), Term::Int(64 << 10)]),
+            64,
             big_batch,
             4,
             (big_n / 4) as u32,
             64 << 10,
         ),
     ] {
-        let mut stream_rates = Vec::new();
-        let mut echo_rates = Vec::new();
-        for _ in 0..rounds.max(1) {
-            let (n, rate) = through_stream(nodes, function, args.clone()).await?;
-            anyhow::ensure!(n == batches as u64 * per, "the stream delivered {n} items");
-            stream_rates.push(rate);
-            echo_rates.push(through_echo(client, batch.clone(), per, batches).await?);
+        if only.is_some_and(|o| o.starts_with("stream ") && !format!("stream {label}").contains(o))
+        {
+            continue;
         }
-        stream_rates.sort_by(f64::total_cmp);
-        echo_rates.sort_by(f64::total_cmp);
-        let s = stream_rates[stream_rates.len() / 2];
-        let e = echo_rates[echo_rates.len() / 2];
-        rows.push((label, s, e, bytes));
-    }
-    for (label, s, e, bytes) in rows {
+        let (mut items, mut batched, mut echoed) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds.max(1) {
+            for (take, rates) in [(Take::Items, &mut items), (Take::Batches, &mut batched)] {
+                let (n, rate) = through_stream(nodes, function, args.clone(), window, take).await?;
+                anyhow::ensure!(n == batches as u64 * per, "the stream delivered {n} items");
+                rates.push(rate);
+            }
+            echoed.push(through_echo(client, batch.clone(), per, batches).await?);
+        }
+        let (s, b, e) = (median(items), median(batched), median(echoed));
         let mb = |r: f64| {
             if bytes == 0 {
                 String::new()
@@ -103,13 +136,17 @@ pub(crate) async fn run(
             }
         };
         println!(
-            "{:<28} {:>14.0}{} items/s; bare tonic stream echo {:.0}{} items/s; ratio {:.2}",
+            "{:<28} window {window:>5}: {:>10.0}{} items/s by item, {:.0}{} by batch; \
+             bare tonic stream echo {:.0}{}; ratio {:.2} / {:.2}",
             format!("stream {label} ({mode})"),
             s,
             mb(s),
+            b,
+            mb(b),
             e,
             mb(e),
-            s / e
+            s / e,
+            b / e,
         );
     }
     Ok(())

@@ -130,9 +130,16 @@ impl Client {
         let mut items = 0;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            // Decode as the real consumer does, so that both pay for it.
-            if let Ok(Term::List(list)) = Term::decode(&batch.items) {
-                items += list.len() as u64;
+            // Decode as the real consumer (`StreamRef`) does, an item at a time, so that both
+            // pay for it.
+            let limits = steinadler_core::Limits {
+                max_size: usize::MAX,
+                ..steinadler_core::Limits::DEFAULT
+            };
+            if let Ok(sequence) = steinadler_core::codec::Sequence::new(batch.items, &limits) {
+                for item in sequence {
+                    items += u64::from(std::hint::black_box(item).is_ok());
+                }
             }
         }
         Ok(items)

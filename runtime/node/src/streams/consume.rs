@@ -3,7 +3,8 @@
 use futures::StreamExt as _;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use steinadler_core::Term;
+use steinadler_core::codec::Sequence;
+use steinadler_core::{Limits, Term};
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::stream_control::Op;
 use steinadler_proto::v1::streams_client::StreamsClient;
@@ -44,8 +45,8 @@ pub enum StreamError {
 pub struct StreamRef {
     events: Streaming<pb::StreamEvent>,
     control: mpsc::Sender<pb::StreamControl>,
-    /// The batch being taken from.
-    buffered: std::vec::IntoIter<Term>,
+    /// The batch being taken from, decoded an item at a time as the items are taken.
+    buffered: Option<Sequence<bytes::Bytes>>,
     window: u64,
     /// Taken since demand was last granted.
     taken: u64,
@@ -84,7 +85,7 @@ impl StreamRef {
         Ok(Self {
             events,
             control,
-            buffered: Vec::new().into_iter(),
+            buffered: None,
             window,
             taken: 0,
             received: 0,
@@ -99,7 +100,7 @@ impl StreamRef {
 
     /// Items received and not yet taken.
     pub fn pending_items(&self) -> usize {
-        self.buffered.len()
+        self.buffered.as_ref().map_or(0, |b| b.remaining() as usize)
     }
 
     /// Stops the producer: it sends nothing more than the batch it may be producing.
@@ -110,6 +111,84 @@ impl StreamRef {
                 op: Some(Op::Cancel(true)),
             })
             .await;
+    }
+
+    /// The next batch of items as it arrived, or what is left of the batch being taken:
+    /// for consumers that take many small items, one poll a batch instead of one an item. The
+    /// whole batch counts as taken, so demand is granted for it at once.
+    ///
+    /// `None` once the stream has ended well. An item that does not decode is an error from
+    /// the returned [`Sequence`]; the stream ends after it.
+    ///
+    /// # Errors
+    ///
+    /// As the items of the `futures::Stream`: the producer failed or the link broke.
+    pub async fn next_batch(&mut self) -> Option<Result<Sequence<bytes::Bytes>, StreamError>> {
+        std::future::poll_fn(|cx| self.poll_batch(cx)).await
+    }
+
+    fn poll_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Sequence<bytes::Bytes>, StreamError>>> {
+        loop {
+            if let Some(batch) = self.buffered.take().filter(|b| b.remaining() > 0) {
+                self.taken += u64::from(batch.remaining());
+                self.grant();
+                return Poll::Ready(Some(Ok(batch)));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            if let Some(error) = ready!(self.poll_event(cx)) {
+                return Poll::Ready(Some(Err(error)));
+            }
+        }
+    }
+
+    /// Takes the next event from the producer's node: a batch into `buffered`, or the end.
+    /// `Some` for an error, which ends the stream.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamError>> {
+        let event = ready!(self.events.poll_next_unpin(cx));
+        Poll::Ready(match event.map(|r| r.map(|e| e.event)) {
+            Some(Ok(Some(pb::stream_event::Event::Items(items)))) => {
+                // The gRPC message bound has limited the batch's size already.
+                let limits = Limits {
+                    max_size: usize::MAX,
+                    ..Limits::DEFAULT
+                };
+                match Sequence::new(items.items, &limits) {
+                    Ok(items) => {
+                        self.received += u64::from(items.remaining());
+                        self.buffered = Some(items);
+                        None
+                    }
+                    Err(e) => Some(self.undecodable(&e.to_string())),
+                }
+            }
+            Some(Ok(Some(pb::stream_event::Event::End(end)))) => {
+                self.finished = true;
+                (!end.error.is_empty()).then_some(StreamError::Producer(end.error))
+            }
+            Some(Ok(None)) => None,
+            Some(Err(status)) => {
+                self.finished = true;
+                Some(StreamError::Link(status.message().to_owned()))
+            }
+            None => {
+                self.finished = true;
+                Some(StreamError::Link(
+                    "the producer's node closed the stream without an end".into(),
+                ))
+            }
+        })
+    }
+
+    /// Ends the stream on a batch that does not decode.
+    fn undecodable(&mut self, why: &str) -> StreamError {
+        self.finished = true;
+        self.buffered = None;
+        StreamError::Producer(format!("a batch of items did not decode: {why}"))
     }
 
     /// Grants demand for what was taken, once half the window is.
@@ -132,51 +211,20 @@ impl futures::Stream for StreamRef {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            if let Some(item) = self.buffered.next() {
-                self.taken += 1;
-                self.grant();
-                return Poll::Ready(Some(Ok(item)));
+            match self.buffered.as_mut().and_then(Iterator::next) {
+                Some(Ok(item)) => {
+                    self.taken += 1;
+                    self.grant();
+                    return Poll::Ready(Some(Ok(item)));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(self.undecodable(&e.to_string())))),
+                None => self.buffered = None,
             }
             if self.finished {
                 return Poll::Ready(None);
             }
-            let event = ready!(self.events.poll_next_unpin(cx));
-            match event.map(|r| r.map(|e| e.event)) {
-                Some(Ok(Some(pb::stream_event::Event::Items(items)))) => {
-                    match Term::decode(&items.items) {
-                        Ok(Term::List(items)) => {
-                            self.received += items.len() as u64;
-                            self.buffered = items.into_iter();
-                        }
-                        other => {
-                            self.finished = true;
-                            let why = match other {
-                                Err(e) => e.to_string(),
-                                Ok(t) => format!("a {} instead of an array", t.kind()),
-                            };
-                            return Poll::Ready(Some(Err(StreamError::Producer(format!(
-                                "a batch of items did not decode: {why}"
-                            )))));
-                        }
-                    }
-                }
-                Some(Ok(Some(pb::stream_event::Event::End(end)))) => {
-                    self.finished = true;
-                    if !end.error.is_empty() {
-                        return Poll::Ready(Some(Err(StreamError::Producer(end.error))));
-                    }
-                }
-                Some(Ok(None)) => {}
-                Some(Err(status)) => {
-                    self.finished = true;
-                    return Poll::Ready(Some(Err(StreamError::Link(status.message().to_owned()))));
-                }
-                None => {
-                    self.finished = true;
-                    return Poll::Ready(Some(Err(StreamError::Link(
-                        "the producer's node closed the stream without an end".into(),
-                    ))));
-                }
+            if let Some(error) = ready!(self.poll_event(cx)) {
+                return Poll::Ready(Some(Err(error)));
             }
         }
     }
