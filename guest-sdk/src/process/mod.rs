@@ -48,6 +48,10 @@
 //! | [`whereis(name)`](whereis()) | finds `"name"` here, or `"name@node"` | `Option<Pid>` |
 //! | [`monitor(pid)`](monitor()) | sends this process `["DOWN", ref, pid, reason]` when `pid` exits | the reference |
 //! | [`demonitor(ref)`](demonitor()) | cancels a monitor | whether it was active |
+//! | [`open_stream(module, function, args, node)`](open_stream()) | consumes a stream function's items as messages | the stream's reference |
+//! | [`open_process_stream(process, args)`](open_process_stream()) | consumes the items another process emits | the stream's reference |
+//! | [`stream_emit(ref, items)`](stream_emit()) | emits items on a stream this process serves, within demand | `()` |
+//! | [`stream_close(ref, error)`](stream_close()) | ends a stream this process serves | `()` |
 //!
 //! Each returns `Err(message)` when the node refuses or fails; outside a process (in a
 //! `#[steinadler::function]`, or in a native unit test, where there is no node) each fails with
@@ -411,8 +415,8 @@ macro_rules! process {
 
 mod ops;
 pub use ops::{
-    call, demonitor, monitor, open_stream, register, register_global, self_pid, send, spawn,
-    whereis,
+    call, demonitor, monitor, open_process_stream, open_stream, register, register_global,
+    self_pid, send, spawn, stream_close, stream_emit, whereis,
 };
 
 #[cfg(test)]

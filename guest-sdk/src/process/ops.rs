@@ -22,6 +22,9 @@ pub(super) enum Op {
     Demonitor = 7,
     RegisterGlobal = 8,
     OpenStream = 9,
+    StreamEmit = 10,
+    StreamClose = 11,
+    OpenProcessStream = 12,
 }
 
 impl Op {
@@ -37,6 +40,9 @@ impl Op {
             Self::Demonitor => "demonitor",
             Self::RegisterGlobal => "register_global",
             Self::OpenStream => "open_stream",
+            Self::StreamEmit => "stream_emit",
+            Self::StreamClose => "stream_close",
+            Self::OpenProcessStream => "open_process_stream",
         }
     }
 }
@@ -256,6 +262,56 @@ pub fn open_stream(
                 article(other.kind())
             )),
         })
+}
+
+/// Opens a stream whose items the process `process` emits (a PID as `"<node.inc.id>"`, or a
+/// registered name: `"name"` on this node, `"name@node"` on another), with this process as its
+/// consumer. The producer gets `["stream_open", ref, args]`; the items arrive here as with
+/// [`open_stream`]. Returns `ref`.
+///
+/// # Errors
+///
+/// `"not a process…"` outside a process. Failures to open arrive as the `stream_end`.
+pub fn open_process_stream(process: &str, args: impl Serialize) -> Result<Ref, String> {
+    OpArgs::new(Op::OpenProcessStream, 2)
+        .arg(process, || "the process".to_owned())?
+        .arg(&args, || "the arguments".to_owned())?
+        .run(|value| match term_value(value)? {
+            Term::Ref(r) => Ok(r),
+            other => Err(format!(
+                "the host answered {}, not a reference",
+                article(other.kind())
+            )),
+        })
+}
+
+/// Sends `items` down the stream `reference`, which this process serves (it got
+/// `["stream_open", ref, args]`). Emit no more than the `["stream_demand", ref, n]` messages
+/// have granted and earlier emits have not used: the node refuses the excess, so the consumer
+/// is never flooded. Waits while the link is behind.
+///
+/// # Errors
+///
+/// The node's message: more items than the demand left, a stream that is closed or cancelled
+/// (`["stream_cancel", ref]` says so), or one that another process serves.
+pub fn stream_emit<T: Serialize>(reference: &Ref, items: &[T]) -> Result<(), String> {
+    OpArgs::new(Op::StreamEmit, 2)
+        .arg(&Term::Ref(reference.clone()), || "the reference".to_owned())?
+        .arg(items, || "the items".to_owned())?
+        .run(nil_value)
+}
+
+/// Ends the stream `reference`, which this process serves: well with `None`, or with the error
+/// message the consumer gets.
+///
+/// # Errors
+///
+/// The node's message if no such stream is open, or another process serves it.
+pub fn stream_close(reference: &Ref, error: Option<&str>) -> Result<(), String> {
+    OpArgs::new(Op::StreamClose, 2)
+        .arg(&Term::Ref(reference.clone()), || "the reference".to_owned())?
+        .arg(&error, || "the error".to_owned())?
+        .run(nil_value)
 }
 
 /// Registers the global name `name` for `pid`, or for this process when `pid` is `None`.

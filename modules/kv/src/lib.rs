@@ -22,6 +22,7 @@
 //! | `["demonitor", ref]` | cancels a monitor (`process::demonitor`) | whether it was active |
 //! | `["DOWN", ref, pid, reason]` | what a monitor delivers: kept in a list | nil |
 //! | `["stream", module, function, args, node]` | opens a stream for itself (`process::open_stream`; `node` nil for this node) | the stream's reference |
+//! | `["stream_from", process, args]` | opens a stream that `process` emits (`process::open_process_stream`) | the stream's reference |
 //! | `["stream_item", ref, item]` | what a stream delivers: `item` is kept in a list | nil |
 //! | `"streamed"` | | the stream items received, oldest first |
 //! | `["stream_end", ref, end]` | what ends a stream: kept with the DOWN messages | nil |
@@ -72,6 +73,7 @@ enum Msg {
     Down(Term),
     Downs,
     Stream(String, String, Term, Option<String>),
+    StreamFrom(String, Term),
     StreamItem(Term),
     Streamed,
 }
@@ -83,7 +85,8 @@ const SHAPES: &str = concat!(
     r#"["whereis", name], "#,
     r#"["monitor", pid], ["demonitor", ref], ["DOWN", ref, pid, reason], "#,
     r#"["name_lost", name, winner], "downs", ["stream", module, function, args, node], "#,
-    r#"["stream_item", ref, item], "streamed" or ["stream_end", ref, end]"#,
+    r#"["stream_from", process, args], ["stream_item", ref, item], "streamed" or "#,
+    r#"["stream_end", ref, end]"#,
 );
 
 fn key(term: Term) -> Result<String, String> {
@@ -170,6 +173,10 @@ impl TryFrom<Term> for Msg {
                 };
                 Ok(Self::Stream(module, function, args, node))
             }
+            ("stream_from", 2) => {
+                let process = string("the process", arg())?;
+                Ok(Self::StreamFrom(process, arg()))
+            }
             ("register_global", 1) => Ok(Self::RegisterGlobal(string("the name", arg())?)),
             ("whereis", 1) => Ok(Self::Whereis(string("the name", arg())?)),
             ("monitor", 1) => Ok(Self::Monitor(arg())),
@@ -228,6 +235,9 @@ impl Process for Kv {
             Msg::Stream(module, function, args, node) => reply(
                 process::open_stream(&module, &function, args, node.as_deref()).map(Term::Ref),
             ),
+            Msg::StreamFrom(process, args) => {
+                reply(process::open_process_stream(&process, args).map(Term::Ref))
+            }
             Msg::StreamItem(item) => {
                 self.streamed.push(item);
                 None

@@ -8,8 +8,21 @@
 //! | `boom` | `[n]` | the integers `0..n`, then a panic: the stream ends with the trap |
 //!
 //! `steinadler invoke range range --args '[0, 5]' --stream` prints 0 to 4, one per line.
+//!
+//! The module is also a process, `Numbers`, that serves streams itself (spawn it with nil): a
+//! consumer opens a stream from it with `[start, end]`, and it emits the integers
+//! `start..end` as the consumer's demand arrives, as many streams at once as are opened.
+//!
+//! | message | effect | reply |
+//! |---|---|---|
+//! | `["stream_open", ref, [start, end]]` | starts the stream `ref`; `[start, end, "greedy"]` emits twice what is asked, to show that the node refuses it | |
+//! | `["stream_demand", ref, n]` | emits the next `n` integers, and closes the stream after the last | |
+//! | `["stream_cancel", ref]` | forgets the stream | |
+//! | `"stats"` | | `{"open": streams open, "cancelled": streams cancelled, "emitted": integers emitted}` |
 
+use std::collections::HashMap;
 use steinadler::serde::Serialize;
+use steinadler::{Context, Process, Ref, Term, process};
 
 fn range((start, end): (u64, u64)) -> Result<std::ops::Range<u64>, String> {
     if start > end {
@@ -62,6 +75,114 @@ fn boom((n,): (u64,)) -> Result<impl Iterator<Item = u64>, String> {
 }
 
 steinadler::streams!(range, lines, blobs, boom);
+
+/// One stream that [`Numbers`] serves.
+#[derive(Debug)]
+struct Serving {
+    next: i64,
+    end: i64,
+    greedy: bool,
+}
+
+/// A process that serves streams of integers, within each consumer's demand.
+#[derive(Debug, Default)]
+struct Numbers {
+    serving: HashMap<Ref, Serving>,
+    cancelled: u64,
+    emitted: u64,
+}
+
+impl Numbers {
+    fn open(&mut self, reference: Ref, args: &[Term]) -> Result<(), String> {
+        let (start, end, greedy) = match args {
+            [Term::Int(s), Term::Int(e)] => (*s, *e, false),
+            [Term::Int(s), Term::Int(e), Term::String(g)] if g == "greedy" => (*s, *e, true),
+            _ => return Err("the stream takes [start, end]".into()),
+        };
+        if start > end {
+            return Err(format!("start {start} is past end {end}"));
+        }
+        self.serving.insert(
+            reference.clone(),
+            Serving {
+                next: start,
+                end,
+                greedy,
+            },
+        );
+        if start == end {
+            self.serving.remove(&reference);
+            process::stream_close(&reference, None)?;
+        }
+        Ok(())
+    }
+
+    /// Emits up to `n` integers (twice that if greedy); closes the stream after the last.
+    fn demand(&mut self, reference: &Ref, n: i64) -> Result<(), String> {
+        let Some(s) = self.serving.get_mut(reference) else {
+            return Ok(());
+        };
+        let want = if s.greedy { n.saturating_mul(2) } else { n };
+        let upto = s.next.saturating_add(want).min(s.end);
+        while s.next < upto {
+            let chunk_end = upto.min(s.next + 1024);
+            let items: Vec<i64> = (s.next..chunk_end).collect();
+            process::stream_emit(reference, &items)?;
+            self.emitted += items.len() as u64;
+            s.next = chunk_end;
+        }
+        if s.next == s.end {
+            self.serving.remove(reference);
+            process::stream_close(reference, None)?;
+        }
+        Ok(())
+    }
+}
+
+impl Process for Numbers {
+    type Args = Term;
+    type Msg = Term;
+    type Reply = Term;
+
+    fn init(_: Term, _ctx: &mut Context) -> Result<Self, String> {
+        Ok(Self::default())
+    }
+
+    fn handle(&mut self, msg: Term, _ctx: &mut Context) -> Option<Term> {
+        let items = match msg {
+            Term::String(s) if s == "stats" => {
+                return Some(Term::Map(vec![
+                    ("open".into(), Term::Int(self.serving.len() as i64)),
+                    ("cancelled".into(), Term::Int(self.cancelled as i64)),
+                    ("emitted".into(), Term::Int(self.emitted as i64)),
+                ]));
+            }
+            Term::List(items) => items,
+            _ => return None,
+        };
+        let (op, reference) = match items.as_slice() {
+            [Term::String(op), Term::Ref(r), ..] => (op.as_str(), r.clone()),
+            _ => return None,
+        };
+        let result = match (op, &items[2..]) {
+            ("stream_open", [Term::List(args)]) => self.open(reference.clone(), args),
+            ("stream_demand", [Term::Int(n)]) => self.demand(&reference, *n),
+            ("stream_cancel", []) => {
+                self.cancelled += u64::from(self.serving.remove(&reference).is_some());
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(why) = result {
+            // The consumer gets the reason; the stream is over.
+            self.serving.remove(&reference);
+            let _ = process::stream_close(&reference, Some(&why));
+        }
+        None
+    }
+}
+
+steinadler::process!(Numbers);
 
 #[cfg(test)]
 mod tests {

@@ -40,7 +40,7 @@ mod stream;
 
 pub use config::{HostConfig, InvokeLimits};
 pub use engine::Host;
-pub use messenger::Messenger;
+pub use messenger::{Messenger, StreamSource};
 pub use module::{LoadSource, LoadedModule};
 pub use process::{Dest, Outcome, PROCESS_HANDLE, PROCESS_INIT, Process, is_process};
 pub use steinadler_core::{InvokeError, ModuleId, Term};

@@ -35,17 +35,32 @@ pub trait Messenger: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Pid, String>>;
     /// Registers `name` for `pid` on this node.
     fn register(&self, name: String, pid: Pid) -> Result<(), String>;
-    /// Opens the stream `function` of `module` on `node` (the caller's node for `None`) for the
-    /// process `consumer`, which receives `["stream_item", ref, item]` messages and one
-    /// `["stream_end", ref, end]`. Returns the reference.
+    /// Opens a stream from `source` on `node` (the caller's node for `None`; a process's own
+    /// node when it is named by PID or `name@node`) for the process `consumer`, which receives
+    /// `["stream_item", ref, item]` messages and one `["stream_end", ref, end]`. Returns the
+    /// reference.
     fn open_stream(
         &self,
         consumer: Pid,
         node: Option<String>,
-        module: String,
-        function: String,
+        source: StreamSource,
         args: Term,
     ) -> Result<Ref, String>;
+    /// Sends `items` down the stream `reference`, which the process `producer` serves: at most
+    /// what the consumer has asked for and not yet been sent.
+    fn stream_emit(
+        &self,
+        producer: Pid,
+        reference: Ref,
+        items: Vec<Term>,
+    ) -> BoxFuture<'static, Result<(), String>>;
+    /// Ends the stream `reference` that `producer` serves: well for `None`, else with the error.
+    fn stream_close(
+        &self,
+        producer: Pid,
+        reference: Ref,
+        error: Option<String>,
+    ) -> BoxFuture<'static, Result<(), String>>;
     /// Registers the global name `name` for `pid`, unique across the cluster.
     fn register_global(&self, name: String, pid: Pid) -> BoxFuture<'static, Result<(), String>>;
     /// The process registered as `name` (`name` here, or `name@node`).
@@ -54,6 +69,20 @@ pub trait Messenger: Send + Sync + 'static {
     fn monitor(&self, watcher: Pid, pid: Pid) -> Result<Ref, String>;
     /// Cancels a monitor; whether it was active.
     fn demonitor(&self, watcher: Pid, reference: Ref) -> Result<bool, String>;
+}
+
+/// Where a stream's items come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamSource {
+    /// A module's stream function (`steinadler::streams!`), run in an instance of its own.
+    Function {
+        /// The module, by name or id.
+        module: String,
+        /// The stream function.
+        function: String,
+    },
+    /// A process that emits the items (`process::stream_emit`), by PID or registered name.
+    Process(String),
 }
 
 /// A process's identity and its node's messenger, in the store of a process instance.
@@ -81,6 +110,9 @@ const OP_MONITOR: u32 = 6;
 const OP_DEMONITOR: u32 = 7;
 const OP_REGISTER_GLOBAL: u32 = 8;
 const OP_OPEN_STREAM: u32 = 9;
+const OP_STREAM_EMIT: u32 = 10;
+const OP_STREAM_CLOSE: u32 = 11;
+const OP_OPEN_PROCESS_STREAM: u32 = 12;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
@@ -165,14 +197,31 @@ async fn run(op: u32, input: &[u8], ctx: ProcessCtx, left: Duration) -> Result<T
                 Term::String(n) => Some(n.clone()),
                 _ => return Err("open_stream: the node is a string or nil (this node)".into()),
             };
-            m.open_stream(
-                ctx.pid.clone(),
-                node,
-                module.clone(),
-                function.clone(),
-                args.clone(),
-            )
-            .map(Term::Ref)
+            let source = StreamSource::Function {
+                module: module.clone(),
+                function: function.clone(),
+            };
+            m.open_stream(ctx.pid.clone(), node, source, args.clone())
+                .map(Term::Ref)
+        }
+        (OP_OPEN_PROCESS_STREAM, [Term::String(process), args]) => {
+            let source = StreamSource::Process(process.clone());
+            m.open_stream(ctx.pid.clone(), None, source, args.clone())
+                .map(Term::Ref)
+        }
+        (OP_STREAM_EMIT, [Term::Ref(r), Term::List(items)]) => m
+            .stream_emit(ctx.pid.clone(), r.clone(), items.clone())
+            .await
+            .map(|()| Term::Nil),
+        (OP_STREAM_CLOSE, [Term::Ref(r), error]) => {
+            let error = match error {
+                Term::Nil => None,
+                Term::String(e) => Some(e.clone()),
+                _ => return Err("stream_close: the error is a string or nil".into()),
+            };
+            m.stream_close(ctx.pid.clone(), r.clone(), error)
+                .await
+                .map(|()| Term::Nil)
         }
         (OP_WHEREIS, [Term::String(name)]) => m
             .whereis(name.clone())

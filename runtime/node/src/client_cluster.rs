@@ -100,7 +100,28 @@ impl Client {
         args: &Term,
         options: crate::StreamOptions,
     ) -> Result<crate::StreamRef, ClientError> {
-        Ok(crate::StreamRef::open(self.channel.clone(), module, function, args, options).await?)
+        let source = steinadler_host::StreamSource::Function {
+            module: module.to_owned(),
+            function: function.to_owned(),
+        };
+        Ok(crate::StreamRef::open(self.channel.clone(), &source, args, options).await?)
+    }
+
+    /// Opens a stream whose items the process `process` (a PID or a registered name) on this
+    /// client's node emits; see [`Node::open_process_stream`](crate::Node::open_process_stream).
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND` if no such process runs on the node, `INVALID_ARGUMENT` for a malformed
+    /// address.
+    pub async fn open_process_stream(
+        &self,
+        process: &str,
+        args: &Term,
+        options: crate::StreamOptions,
+    ) -> Result<crate::StreamRef, ClientError> {
+        let source = steinadler_host::StreamSource::Process(process.to_owned());
+        Ok(crate::StreamRef::open(self.channel.clone(), &source, args, options).await?)
     }
 
     /// The baseline of the stream benchmark: `count` copies of `batch` (holding

@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use steinadler_core::{Pid, Ref, Term};
-use steinadler_host::{Dest, Messenger};
+use steinadler_host::{Dest, Messenger, StreamSource};
 use steinadler_proto::v1 as pb;
 
 /// Holds the node weakly, so that a process never keeps a stopped node alive.
@@ -91,14 +91,37 @@ impl Messenger for NodeMessenger {
         &self,
         consumer: Pid,
         node: Option<String>,
-        module: String,
-        function: String,
+        source: StreamSource,
         args: Term,
     ) -> Result<Ref, String> {
         let inner = self.node()?;
         Ok(crate::streams::deliver::open_for_process(
-            &inner, consumer, node, module, function, args,
+            &inner, consumer, node, source, args,
         ))
+    }
+
+    fn stream_emit(
+        &self,
+        producer: Pid,
+        reference: Ref,
+        items: Vec<Term>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let inner = self.node();
+        Box::pin(async move {
+            crate::streams::outlet::emit(&*inner?, &producer, &reference, items).await
+        })
+    }
+
+    fn stream_close(
+        &self,
+        producer: Pid,
+        reference: Ref,
+        error: Option<String>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let inner = self.node();
+        Box::pin(async move {
+            crate::streams::outlet::close(&*inner?, &producer, &reference, error).await
+        })
     }
 
     fn register_global(&self, name: String, pid: Pid) -> BoxFuture<'static, Result<(), String>> {

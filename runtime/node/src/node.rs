@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) fetches: moka::future::Cache<ModuleId, Arc<LoadedModule>>,
     pub(crate) modules: Mutex<BTreeMap<ModuleId, ModuleEntry>>,
     pub(crate) stats: Stats,
+    /// The streams this node's processes serve.
+    pub(crate) outlets: crate::streams::outlet::Outlets,
     /// Turns true when the node stops; long-lived streams end then.
     pub(crate) stopping: watch::Receiver<bool>,
 }
@@ -161,6 +163,7 @@ impl Node {
                 .build(),
             modules: Mutex::new(BTreeMap::new()),
             stats: Stats::default(),
+            outlets: Default::default(),
             stopping: stopped.clone(),
             config,
         });

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use steinadler_core::codec::Sequence;
 use steinadler_core::{Limits, Term};
+use steinadler_host::StreamSource;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::stream_control::Op;
 use steinadler_proto::v1::streams_client::StreamsClient;
@@ -55,22 +56,28 @@ pub struct StreamRef {
 }
 
 impl StreamRef {
-    /// Opens `module`'s stream `function` with `args` on the node behind `channel`.
+    /// Opens a stream from `source` with `args` on the node behind `channel`.
     pub(crate) async fn open(
         channel: tonic::transport::Channel,
-        module: &str,
-        function: &str,
+        source: &StreamSource,
         args: &Term,
         options: StreamOptions,
     ) -> Result<Self, Status> {
         let window = u64::from(options.window.max(1));
         let (control, rx) = mpsc::channel(16);
+        let mut open = pb::StreamOpen {
+            args: args.encode().into(),
+            ..Default::default()
+        };
+        match source {
+            StreamSource::Function { module, function } => {
+                open.module.clone_from(module);
+                open.function.clone_from(function);
+            }
+            StreamSource::Process(process) => open.process.clone_from(process),
+        }
         let open = pb::StreamControl {
-            op: Some(Op::Open(pb::StreamOpen {
-                module: module.to_owned(),
-                function: function.to_owned(),
-                args: args.encode().into(),
-            })),
+            op: Some(Op::Open(open)),
         };
         // The channel has room for both: these cannot fail.
         let _ = control.try_send(open);

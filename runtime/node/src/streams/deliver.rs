@@ -13,30 +13,42 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use steinadler_core::{Pid, Ref, Term};
+use steinadler_host::StreamSource;
 use tokio_stream::StreamExt as _;
 use tonic::{Code, Status};
 
 impl Inner {
-    /// Opens a stream from `module`'s `function` on the node `node` (this one for `None`).
+    /// Opens a stream from `source` on the node `node`: this one for `None`, unless the source
+    /// is a process named by PID or `name@node`, which says its node.
     pub(crate) async fn open_stream(
         &self,
         node: Option<&str>,
-        module: &str,
-        function: &str,
+        source: &StreamSource,
         args: &Term,
         options: StreamOptions,
     ) -> Result<StreamRef, Status> {
-        let node = node.unwrap_or(&self.config.name);
+        let named = match source {
+            StreamSource::Process(process) => match process.parse::<Address>() {
+                Ok(Address::Pid(pid)) => Some(pid.node),
+                Ok(Address::Name { node, .. }) => node,
+                Err(e) => return Err(Status::invalid_argument(e.to_string())),
+            },
+            StreamSource::Function { .. } => None,
+        };
+        let node = node
+            .or(named.as_deref())
+            .unwrap_or(&self.config.name)
+            .to_owned();
         let addr = if node == self.config.name {
             self.grpc_addr.clone()
         } else {
-            crate::registry::api::member_addr(self, node).await?
+            crate::registry::api::member_addr(self, &node).await?
         };
         let channel = self
-            .peer_channel(&addr, node)
+            .peer_channel(&addr, &node)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        StreamRef::open(channel, module, function, args, options).await
+        StreamRef::open(channel, source, args, options).await
     }
 }
 
@@ -57,8 +69,45 @@ impl Node {
         args: &Term,
         options: StreamOptions,
     ) -> Result<StreamRef, NodeError> {
+        let source = StreamSource::Function {
+            module: module.to_owned(),
+            function: function.to_owned(),
+        };
+        self.open_stream_from(node, &source, args, options).await
+    }
+
+    /// Opens a stream whose items the process `process` emits (`process::stream_emit`), on
+    /// its own node: see `docs/streams.md`, *A process as the producer*.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Request`] if the process's node is not a live member, or no such process
+    /// runs there.
+    pub async fn open_process_stream(
+        &self,
+        process: &Address,
+        args: &Term,
+        options: StreamOptions,
+    ) -> Result<StreamRef, NodeError> {
+        let source = StreamSource::Process(process.to_string());
+        self.open_stream_from(None, &source, args, options).await
+    }
+
+    /// Opens a stream from `source`; see [`Node::open_stream`] and
+    /// [`Node::open_process_stream`].
+    ///
+    /// # Errors
+    ///
+    /// As those two.
+    pub async fn open_stream_from(
+        &self,
+        node: Option<&str>,
+        source: &StreamSource,
+        args: &Term,
+        options: StreamOptions,
+    ) -> Result<StreamRef, NodeError> {
         self.inner
-            .open_stream(node, module, function, args, options)
+            .open_stream(node, source, args, options)
             .await
             .map_err(|s| NodeError::Request(s.message().to_owned()))
     }
@@ -70,8 +119,7 @@ pub(crate) fn open_for_process(
     inner: &Arc<Inner>,
     pid: Pid,
     node: Option<String>,
-    module: String,
-    function: String,
+    source: StreamSource,
     args: Term,
 ) -> Ref {
     let reference = Ref {
@@ -87,7 +135,7 @@ pub(crate) fn open_for_process(
             window: MAILBOX_CAPACITY as u32,
         };
         let opened = inner
-            .open_stream(node.as_deref(), &module, &function, &args, options)
+            .open_stream(node.as_deref(), &source, &args, options)
             .await;
         let end = match opened {
             Err(status) => Term::list(["error".into(), status.message().into()]),
@@ -129,7 +177,7 @@ async fn pump(
 
 /// Puts a message into the process's mailbox, waiting as long as it takes for room while the
 /// process lives.
-async fn deliver(inner: &Inner, to: &Address, msg: Term) -> Result<(), ()> {
+pub(super) async fn deliver(inner: &Inner, to: &Address, msg: Term) -> Result<(), ()> {
     loop {
         let letter = Letter {
             msg: msg.clone(),

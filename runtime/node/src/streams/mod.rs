@@ -10,11 +10,14 @@
 //!   items in flight never exceed the consumer's window.
 //! - [`consume`]: the consumer's side, [`StreamRef`], a `futures::Stream` that grants demand as
 //!   the application takes items, keeping at most `window` items in flight and buffered.
+//! - [`outlet`]: a process as the producer: it is told of demand in its mailbox and emits
+//!   within it.
 //! - [`deliver`]: a process as the consumer: items become messages in its mailbox, and the
 //!   mailbox's room is the demand.
 
 pub(crate) mod consume;
 pub(crate) mod deliver;
+pub(crate) mod outlet;
 pub(crate) mod serve;
 
 pub use consume::{StreamError, StreamOptions, StreamRef};

@@ -69,6 +69,9 @@ pub(crate) async fn serve(
             ));
         }
     };
+    if !open.process.is_empty() {
+        return super::outlet::serve(inner, open, control).await;
+    }
     let (id, origin) = crate::coordinator::resolve_module(&inner, &open.module).await?;
     let module = crate::fetch::ensure(&inner, id, &origin)
         .await
