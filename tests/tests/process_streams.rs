@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use steinadler_core::Term;
-use steinadler_node::{Address, Node, StreamError, StreamOptions};
+use steinadler_node::{Address, Node, StreamError, StreamOptions, StreamRef};
 use steinadler_test_modules as m;
 
 mod common;
@@ -33,6 +33,17 @@ async fn stats(node: &Node, name: &str) -> (i64, i64, i64) {
     (get("open"), get("cancelled"), get("emitted"))
 }
 
+/// Takes items until the stream fails; panics if it ends well.
+async fn first_error(stream: &mut StreamRef) -> StreamError {
+    loop {
+        match tokio::time::timeout(T, stream.next()).await.unwrap() {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return e,
+            None => panic!("the stream ended well"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_emits_within_demand_and_the_node_refuses_more() {
     let (n1, n2) = pair().await;
@@ -57,13 +68,7 @@ async fn a_process_emits_within_demand_and_the_node_refuses_more() {
         .open_process_stream(&numbers("n1", "numbers"), &greedy, options)
         .await
         .unwrap();
-    let error = loop {
-        match tokio::time::timeout(T, stream.next()).await.unwrap() {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => break e,
-            None => panic!("the greedy stream ended well"),
-        }
-    };
+    let error = first_error(&mut stream).await;
     assert!(
         matches!(&error, StreamError::Producer(m) if m.contains("asked for")),
         "{error:?}"
@@ -110,13 +115,7 @@ async fn a_cancel_reaches_the_process_and_its_exit_reaches_the_consumer() {
         .unwrap();
     assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(0));
     assert!(n1.stop_process(&pid));
-    let error = loop {
-        match tokio::time::timeout(T, stream.next()).await.unwrap() {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => break e,
-            None => panic!("the stream ended well after its producer exited"),
-        }
-    };
+    let error = first_error(&mut stream).await;
     assert!(
         matches!(&error, StreamError::Producer(m) if m.contains("exited") && m.contains("shutdown")),
         "{error:?}"

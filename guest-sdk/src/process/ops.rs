@@ -115,6 +115,17 @@ pub(super) fn pid_value(value: &[u8]) -> Result<Pid, String> {
     }
 }
 
+/// The host's value as a reference.
+pub(super) fn ref_value(value: &[u8]) -> Result<Ref, String> {
+    match term_value(value)? {
+        Term::Ref(r) => Ok(r),
+        other => Err(format!(
+            "the host answered {}, not a reference",
+            article(other.kind())
+        )),
+    }
+}
+
 /// Ignores the host's value (nil).
 pub(super) fn nil_value(_: &[u8]) -> Result<(), String> {
     Ok(())
@@ -255,13 +266,7 @@ pub fn open_stream(
         .arg(function, || "the function".to_owned())?
         .arg(&args, || "the arguments".to_owned())?
         .arg(&node, || "the node".to_owned())?
-        .run(|value| match term_value(value)? {
-            Term::Ref(r) => Ok(r),
-            other => Err(format!(
-                "the host answered {}, not a reference",
-                article(other.kind())
-            )),
-        })
+        .run(ref_value)
 }
 
 /// Opens a stream whose items the process `process` emits (a PID as `"<node.inc.id>"`, or a
@@ -276,13 +281,7 @@ pub fn open_process_stream(process: &str, args: impl Serialize) -> Result<Ref, S
     OpArgs::new(Op::OpenProcessStream, 2)
         .arg(process, || "the process".to_owned())?
         .arg(&args, || "the arguments".to_owned())?
-        .run(|value| match term_value(value)? {
-            Term::Ref(r) => Ok(r),
-            other => Err(format!(
-                "the host answered {}, not a reference",
-                article(other.kind())
-            )),
-        })
+        .run(ref_value)
 }
 
 /// Sends `items` down the stream `reference`, which this process serves (it got
@@ -360,13 +359,7 @@ pub fn whereis(name: &str) -> Result<Option<Pid>, String> {
 pub fn monitor(pid: &Pid) -> Result<Ref, String> {
     OpArgs::new(Op::Monitor, 1)
         .arg(&Term::Pid(pid.clone()), || "the pid".to_owned())?
-        .run(|value| match term_value(value)? {
-            Term::Ref(r) => Ok(r),
-            other => Err(format!(
-                "the host answered {}, not a reference",
-                article(other.kind())
-            )),
-        })
+        .run(ref_value)
 }
 
 /// Stops the monitor `reference`; no DOWN message comes for it after this returns. Returns

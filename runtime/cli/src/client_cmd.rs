@@ -78,15 +78,11 @@ pub(crate) struct InvokeArgs {
 
 pub(crate) async fn invoke(args: InvokeArgs) -> Result<(), Failure> {
     if args.stream {
-        return crate::stream_cmd::print(
-            &args.node,
-            &args.module,
-            &args.function,
-            &args.args,
-            &args.on,
-            1024,
-        )
-        .await;
+        let source = steinadler_node::StreamSource::Function {
+            module: args.module.clone(),
+            function: args.function.clone(),
+        };
+        return crate::stream_cmd::print(&args.node, source, &args.args, &args.on, 1024).await;
     }
     let call_args = crate::run::parse_args(&args.args).map_err(Failure::Usage)?;
     let mut client = args.node.connect().await?;

@@ -8,14 +8,20 @@ use clap::Args;
 use futures::StreamExt;
 use std::io::Write;
 use steinadler_core::{Term, json};
-use steinadler_node::StreamOptions;
+use steinadler_node::{Address, StreamOptions, StreamSource};
 
 #[derive(Debug, Args)]
 pub(crate) struct StreamArgs {
-    /// The module's name or id.
-    module: String,
-    /// The stream function.
-    function: String,
+    /// The module's name or id (not with --process).
+    #[arg(required_unless_present = "process")]
+    module: Option<String>,
+    /// The stream function (not with --process).
+    #[arg(required_unless_present = "process")]
+    function: Option<String>,
+    /// Stream what a process emits instead: a PID like <n1.1764150000000.7>, or a registered
+    /// name (name@node for a process on another node).
+    #[arg(long, conflicts_with_all = ["module", "function"])]
+    process: Option<String>,
     /// The arguments as JSON: an array, or one non-array value as the only argument.
     #[arg(long, default_value = "[]")]
     args: String,
@@ -30,27 +36,41 @@ pub(crate) struct StreamArgs {
 }
 
 pub(crate) async fn run(args: StreamArgs) -> Result<(), Failure> {
-    print(
-        &args.node,
-        &args.module,
-        &args.function,
-        &args.args,
-        &args.on,
-        args.window,
-    )
-    .await
+    let source = match (args.process, args.module, args.function) {
+        (Some(process), _, _) => StreamSource::Process(process),
+        (None, Some(module), Some(function)) => StreamSource::Function { module, function },
+        _ => {
+            return Err(Failure::Usage(anyhow!(
+                "name a module and a stream function, or --process"
+            )));
+        }
+    };
+    print(&args.node, source, &args.args, &args.on, args.window).await
 }
 
 /// Opens the stream and prints every item as one JSON line, flushing as it goes.
 pub(crate) async fn print(
     node: &NodeAddr,
-    module: &str,
-    function: &str,
+    source: StreamSource,
     args: &str,
     on: &str,
     window: u32,
 ) -> Result<(), Failure> {
     let call_args = crate::run::parse_args(args).map_err(Failure::Usage)?;
+    // A process named with its node streams from that node.
+    let own_node = match &source {
+        StreamSource::Process(p) => match p.parse::<Address>() {
+            Ok(Address::Pid(pid)) => Some(pid.node),
+            Ok(Address::Name { node, .. }) => node,
+            Err(e) => return Err(Failure::Usage(anyhow!("--process: {e}"))),
+        },
+        StreamSource::Function { .. } => None,
+    };
+    let on = match (on, own_node) {
+        ("any", Some(node)) => format!("node:{node}"),
+        (on, _) => on.to_owned(),
+    };
+    let on = on.as_str();
     let mut client = node.connect().await?;
     match on {
         "any" => {}
@@ -73,15 +93,16 @@ pub(crate) async fn print(
             client = node.connect_to(&member.grpc_addr).await?;
         }
     }
-    let mut stream = client
-        .open_stream(
-            module,
-            function,
-            &Term::List(call_args),
-            StreamOptions { window },
-        )
-        .await
-        .map_err(|e| Failure::Runtime(anyhow!("the stream did not open: {e}")))?;
+    let options = StreamOptions { window };
+    let args = Term::List(call_args);
+    let opened = match &source {
+        StreamSource::Function { module, function } => {
+            client.open_stream(module, function, &args, options).await
+        }
+        StreamSource::Process(process) => client.open_process_stream(process, &args, options).await,
+    };
+    let mut stream =
+        opened.map_err(|e| Failure::Runtime(anyhow!("the stream did not open: {e}")))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut count = 0u64;

@@ -446,6 +446,16 @@ fn streams_print_and_a_supervised_child_survives_kill_9_of_its_node() {
     );
     let o = run(&n1, &["stream", "range", "range", "--on", "all"]);
     assert_eq!(o.status.code(), Some(2));
+    // A process on n2 serves a stream; the CLI on n1 prints what it emits.
+    ok(&run(
+        &n1,
+        &["spawn", "range", "--on", "node:n2", "--name", "numbers"],
+    ));
+    let out = ok(&run(
+        &n1,
+        &["stream", "--process", "numbers@n2", "--args", "[3, 6]"],
+    ));
+    assert_eq!(out, "3\n4\n5\n");
 
     // Placed by the hash of a key on n2 or n3, so that we can kill it and still ask n1.
     let mut started = None;
