@@ -19,17 +19,20 @@ fn running(child: &steinadler_node::Child) -> Pid {
 
 /// The child `id` as `node` sees it.
 fn child_on(node: &Node, id: &str) -> steinadler_node::Child {
-    node.children()
-        .into_iter()
-        .find(|c| c.id == id)
-        .unwrap_or_else(|| panic!("{} does not know child {id}", node.name()))
+    known_on(node, id).unwrap_or_else(|| panic!("{} does not know child {id}", node.name()))
+}
+
+/// The child `id` as `node` sees it, if its record has reached `node` yet: for loops that
+/// wait, since a child started through another node reaches this one by replication.
+fn known_on(node: &Node, id: &str) -> Option<steinadler_node::Child> {
+    node.children().into_iter().find(|c| c.id == id)
 }
 
 /// Waits until `node` sees child `id` running as a PID other than `old`; returns it.
 async fn restarted(node: &Node, id: &str, old: &Pid, within: Duration) -> Pid {
     let started = Instant::now();
     loop {
-        if let ChildState::Running(pid) = child_on(node, id).state
+        if let Some(ChildState::Running(pid)) = known_on(node, id).map(|c| c.state)
             && pid != *old
         {
             return pid;
@@ -37,7 +40,7 @@ async fn restarted(node: &Node, id: &str, old: &Pid, within: Duration) -> Pid {
         assert!(
             started.elapsed() < within,
             "child {id} not restarted within {within:?}: {:?}",
-            child_on(node, id)
+            known_on(node, id)
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -88,8 +91,8 @@ async fn children_restart_by_policy_and_the_supervisor_gives_up_on_a_crash_loop(
     let _ = n2.call(&Address::Pid(third), "crash".into(), T).await;
     let started = Instant::now();
     loop {
-        match child_on(&n1, &child.id).state {
-            ChildState::GaveUp(why) => {
+        match known_on(&n1, &child.id).map(|c| c.state) {
+            Some(ChildState::GaveUp(why)) => {
                 assert!(why.contains("more than 2 restarts within 30 s"), "{why}");
                 break;
             }
@@ -146,7 +149,7 @@ async fn children_restart_by_policy_and_the_supervisor_gives_up_on_a_crash_loop(
     let started = Instant::now();
     loop {
         let gone = n1.whereis_global("kept").await.is_none()
-            && child_on(&n1, &kept.id).state == ChildState::Stopped
+            && known_on(&n1, &kept.id).map(|c| c.state) == Some(ChildState::Stopped)
             && n1
                 .processes()
                 .iter()
