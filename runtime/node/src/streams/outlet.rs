@@ -70,7 +70,8 @@ impl Outlets {
     }
 }
 
-/// `process::stream_emit`: sends `items` down the stream, within the consumer's demand.
+/// `process::stream_emit`: sends `items` down the stream, within the consumer's demand and
+/// the node's message bound.
 pub(crate) async fn emit(
     inner: &Inner,
     producer: &Pid,
@@ -78,6 +79,16 @@ pub(crate) async fn emit(
     items: Vec<Term>,
 ) -> Result<(), String> {
     let n = items.len() as u64;
+    let count = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    let encoded = Term::List(items).encode();
+    let max = inner.config.max_message_bytes;
+    if encoded.len() > max {
+        return Err(format!(
+            "an emit of {} bytes is over the {max} bytes a batch may hold: emit fewer items at a \
+             time",
+            encoded.len()
+        ));
+    }
     let events = inner
         .outlets
         .with(producer, reference, &inner.config.name, |open| {
@@ -92,13 +103,13 @@ pub(crate) async fn emit(
             outlet.credit -= n;
             Ok(outlet.events.clone())
         })?;
-    if items.is_empty() {
+    if n == 0 {
         return Ok(());
     }
     let batch = pb::StreamEvent {
         event: Some(pb::stream_event::Event::Items(pb::StreamItems {
-            count: items.len() as u32,
-            items: Term::List(items).encode().into(),
+            count,
+            items: encoded.into(),
         })),
     };
     events
