@@ -125,7 +125,8 @@ impl StreamRef {
     /// whole batch counts as taken, so demand is granted for it at once.
     ///
     /// `None` once the stream has ended well. An item that does not decode is an error from
-    /// the returned [`Sequence`]; the stream ends after it.
+    /// the returned [`Sequence`], which ends that batch; the next call goes on with the next
+    /// batch, so stop there if the stream's items must all arrive.
     ///
     /// # Errors
     ///
