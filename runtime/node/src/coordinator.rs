@@ -98,6 +98,11 @@ pub(crate) async fn invoke_on(inner: &Inner, req: Request) -> Result<Vec<NodeRes
     }
     let deadline = Instant::now() + deadline_of(inner, &req.limits);
     let hash = (req.args.len() >= inner.config.args_cache_threshold).then(|| args::hash(&req.args));
+    if let [member] = selected.as_slice() {
+        // One node: no vector of futures to allocate.
+        let call = call_member(inner, member, id, &origin, &req, hash, deadline);
+        return Ok(vec![call.await]);
+    }
     let calls = selected
         .into_iter()
         .map(|member| call_member(inner, member, id, &origin, &req, hash, deadline));
@@ -121,6 +126,12 @@ pub(crate) async fn resolve_module(
     if let Ok(local) = inner.host.resolve(module) {
         return Ok((local.id(), inner.grpc_addr.clone()));
     }
+    // Boxed: asking the peers is rare, and its state is large.
+    Box::pin(resolve_remote(inner, module)).await
+}
+
+/// Finds `module` on a live peer, by name or id: its id and the peer's address.
+async fn resolve_remote(inner: &Inner, module: &str) -> Result<(ModuleId, String), Status> {
     let by_id = module.parse::<ModuleId>().ok();
     for member in inner.membership.members().await {
         if member.meta.grpc_addr == inner.grpc_addr {
@@ -164,8 +175,8 @@ async fn call_member(
     };
     let remaining = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
     let result = if member.meta.grpc_addr == inner.grpc_addr {
-        inner
-            .invoke_local(wire_req)
+        // Boxed: a remote call's future need not carry room for a local invocation.
+        Box::pin(inner.invoke_local(wire_req))
             .await
             .map(NodeResult::from_reply)
     } else {

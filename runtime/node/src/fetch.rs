@@ -20,11 +20,16 @@ pub(crate) async fn ensure(
         Err(InvokeError::ModuleNotFound(_)) => {}
         Err(other) => return Err(other),
     }
-    inner
-        .fetches
-        .try_get_with(id, fetch_and_load(inner, id, origin))
-        .await
-        .map_err(|e| (*e).clone())
+    // Boxed: the fetch's state is large, and every invocation's future would otherwise carry
+    // (and copy) room for it although the module is almost always here already.
+    Box::pin(async {
+        inner
+            .fetches
+            .try_get_with(id, fetch_and_load(inner, id, origin))
+            .await
+            .map_err(|e| (*e).clone())
+    })
+    .await
 }
 
 async fn fetch_and_load(

@@ -172,11 +172,12 @@ pub(crate) async fn answer(
                     ..Default::default()
                 })
         } else if let Some(send) = frame.send {
-            crate::process_api::send(inner, send)
+            // Boxed, so that the invocations' futures do not carry room for these.
+            Box::pin(crate::process_api::send(inner, send))
                 .await
                 .map(|_| pb::InvokeResult::default())
         } else if let Some(call) = frame.call {
-            crate::process_api::call(inner, call)
+            Box::pin(crate::process_api::call(inner, call))
                 .await
                 .map(|reply| pb::InvokeResult {
                     call_reply: Some(reply),

@@ -354,19 +354,22 @@ impl Inner {
     /// The invocation stream to the peer `name` at `addr`, opened on first use and again after
     /// it breaks.
     pub(crate) async fn mux(&self, addr: &str, name: &str) -> Result<Arc<crate::mux::Mux>, String> {
-        let key = (addr.to_owned(), name.to_owned());
-        let mut muxes = self.peers.muxes.lock().await;
-        if let Some(mux) = muxes.get(&key)
-            && mux.is_alive()
-        {
-            return Ok(mux.clone());
+        if let Some(mux) = self.peers.live_mux(addr, name) {
+            return Ok(mux);
         }
-        let mux =
-            Arc::new(crate::mux::Mux::open(self, addr, name).await.map_err(|s| {
+        // Boxed: every call's future would otherwise carry room for a TLS dial.
+        Box::pin(async {
+            let _opening = self.peers.opening.lock().await;
+            if let Some(mux) = self.peers.live_mux(addr, name) {
+                return Ok(mux);
+            }
+            let mux = Arc::new(crate::mux::Mux::open(self, addr, name).await.map_err(|s| {
                 format!("cannot open the invoke stream to {name}: {}", s.message())
             })?);
-        muxes.insert(key, mux.clone());
-        Ok(mux)
+            self.peers.keep_mux(addr, name, mux.clone());
+            Ok(mux)
+        })
+        .await
     }
 
     /// A client for the peer `name` at `addr`, over TLS unless the node is insecure.

@@ -3,18 +3,21 @@
 //! [`endpoint`] is the only place a connection's HTTP/2 settings are made; TLS is layered on by
 //! [`crate::tls::connect`].
 
+use crate::mux::Mux;
 use crate::tls::{self, ClientTls};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug)]
 pub(crate) struct Peers {
     channels: Mutex<HashMap<(String, String), Channel>>,
-    /// One invocation stream per peer (`crate::mux`).
-    pub(crate) muxes:
-        tokio::sync::Mutex<HashMap<(String, String), std::sync::Arc<crate::mux::Mux>>>,
+    /// One invocation stream per peer (`crate::mux`), by the peer's name: its address and the
+    /// stream. Looked up on every remote call without an allocation or an await.
+    muxes: Mutex<HashMap<String, (String, Arc<Mux>)>>,
+    /// Held while a stream is opened, so that concurrent callers open one, not one each.
+    pub(crate) opening: tokio::sync::Mutex<()>,
     /// The invoke streams peers opened to this node (`crate::mux_server`), drained on shutdown.
     pub(crate) served: tokio_util::task::TaskTracker,
 }
@@ -32,7 +35,8 @@ impl Peers {
     pub(crate) fn new() -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
-            muxes: tokio::sync::Mutex::new(HashMap::new()),
+            muxes: Mutex::new(HashMap::new()),
+            opening: tokio::sync::Mutex::new(()),
             served: tokio_util::task::TaskTracker::new(),
         }
     }
@@ -75,9 +79,24 @@ impl Peers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        if let Ok(mut muxes) = self.muxes.try_lock() {
-            muxes.clear();
+        self.muxes.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The live invoke stream to the peer `name` at `addr`, if there is one.
+    pub(crate) fn live_mux(&self, addr: &str, name: &str) -> Option<Arc<Mux>> {
+        let muxes = self.muxes.lock().unwrap_or_else(|e| e.into_inner());
+        match muxes.get(name) {
+            Some((a, mux)) if a == addr && mux.is_alive() => Some(mux.clone()),
+            _ => None,
         }
+    }
+
+    /// Keeps `mux` as the stream to the peer `name` at `addr`.
+    pub(crate) fn keep_mux(&self, addr: &str, name: &str, mux: Arc<Mux>) {
+        self.muxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), (addr.to_owned(), mux));
     }
 }
 
