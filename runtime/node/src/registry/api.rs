@@ -212,14 +212,16 @@ pub(crate) fn serve_claim(inner: &Inner, req: pb::ClaimRequest) -> Result<pb::Cl
 }
 
 pub(crate) async fn unregister(inner: &Arc<Inner>, name: &str) -> Result<bool, Status> {
-    let Some(holder) = inner.registry.resolve(name) else {
+    // This node's replica may not have the name yet (it was registered through this node for a
+    // process elsewhere a moment ago): then the name's home knows who holds it.
+    let Some(holder) = whereis(inner, name, false).await else {
         return Ok(false);
     };
-    if holder.pid.node == inner.config.name {
+    if holder.node == inner.config.name {
         return Ok(inner.registry.remove_own(name, None));
     }
-    let addr = member_addr(inner, &holder.pid.node).await?;
-    let mut client = registry_client(inner, &holder.pid.node, &addr).await?;
+    let addr = member_addr(inner, &holder.node).await?;
+    let mut client = registry_client(inner, &holder.node, &addr).await?;
     let reply = client
         .unregister(pb::UnregisterRequest {
             name: name.to_owned(),
