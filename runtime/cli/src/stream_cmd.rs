@@ -59,11 +59,11 @@ pub(crate) async fn print(
     let call_args = crate::run::parse_args(args).map_err(Failure::Usage)?;
     // A process named with its node streams from that node.
     let own_node = match &source {
-        StreamSource::Process(p) => match p.parse::<Address>() {
-            Ok(Address::Pid(pid)) => Some(pid.node),
-            Ok(Address::Name { node, .. }) => node,
-            Err(e) => return Err(Failure::Usage(anyhow!("--process: {e}"))),
-        },
+        StreamSource::Process(p) => p
+            .parse::<Address>()
+            .map_err(|e| Failure::Usage(anyhow!("--process: {e}")))?
+            .node()
+            .map(str::to_owned),
         StreamSource::Function { .. } => None,
     };
     let on = match (on, own_node) {

@@ -153,11 +153,7 @@ impl Client {
             let batch = batch?;
             // Decode as the real consumer (`StreamRef`) does, an item at a time, so that both
             // pay for it.
-            let limits = steinadler_core::Limits {
-                max_size: usize::MAX,
-                ..steinadler_core::Limits::DEFAULT
-            };
-            if let Ok(sequence) = steinadler_core::codec::Sequence::new(batch.items, &limits) {
+            if let Ok(sequence) = crate::streams::consume::batch_items(batch.items) {
                 for item in sequence {
                     items += u64::from(std::hint::black_box(item).is_ok());
                 }

@@ -98,8 +98,9 @@ impl From<steinadler_host::Dest> for Address {
 }
 
 impl Address {
-    /// The node this address lives on, if it names one.
-    fn node(&self) -> Option<&str> {
+    /// The node this address lives on, if it names one: a PID's node, or `node` of
+    /// `name@node`.
+    pub fn node(&self) -> Option<&str> {
         match self {
             Self::Pid(pid) => Some(&pid.node),
             Self::Name { node, .. } => node.as_deref(),

@@ -12,6 +12,18 @@ use steinadler_proto::v1::streams_client::StreamsClient;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
+/// The items of a batch as it came off the wire, to be decoded as they are taken. The gRPC
+/// message bound has limited the batch's size already; nesting is bounded as for any value.
+pub(crate) fn batch_items(
+    items: bytes::Bytes,
+) -> Result<Sequence<bytes::Bytes>, steinadler_core::DecodeError> {
+    let limits = Limits {
+        max_size: usize::MAX,
+        ..Limits::DEFAULT
+    };
+    Sequence::new(items, &limits)
+}
+
 /// How a stream is consumed.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamOptions {
@@ -160,12 +172,7 @@ impl StreamRef {
         let event = ready!(self.events.poll_next_unpin(cx));
         Poll::Ready(match event.map(|r| r.map(|e| e.event)) {
             Some(Ok(Some(pb::stream_event::Event::Items(items)))) => {
-                // The gRPC message bound has limited the batch's size already.
-                let limits = Limits {
-                    max_size: usize::MAX,
-                    ..Limits::DEFAULT
-                };
-                match Sequence::new(items.items, &limits) {
+                match batch_items(items.items) {
                     Ok(items) => {
                         self.received += u64::from(items.remaining());
                         self.buffered = Some(items);

@@ -28,11 +28,11 @@ impl Inner {
         options: StreamOptions,
     ) -> Result<StreamRef, Status> {
         let named = match source {
-            StreamSource::Process(process) => match process.parse::<Address>() {
-                Ok(Address::Pid(pid)) => Some(pid.node),
-                Ok(Address::Name { node, .. }) => node,
-                Err(e) => return Err(Status::invalid_argument(e.to_string())),
-            },
+            StreamSource::Process(process) => process
+                .parse::<Address>()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
+                .node()
+                .map(str::to_owned),
             StreamSource::Function { .. } => None,
         };
         let node = node

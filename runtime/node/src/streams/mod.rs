@@ -22,6 +22,25 @@ pub(crate) mod serve;
 
 pub use consume::{StreamError, StreamOptions, StreamRef};
 
+use steinadler_proto::v1 as pb;
+
+/// The event that carries a batch: `items` is a MessagePack array of `count` items.
+pub(crate) fn items_event(items: bytes::Bytes, count: u32) -> pb::StreamEvent {
+    pb::StreamEvent {
+        event: Some(pb::stream_event::Event::Items(pb::StreamItems {
+            items,
+            count,
+        })),
+    }
+}
+
+/// The event that ends a stream: well for an empty `error`.
+pub(crate) fn end_event(error: String) -> pb::StreamEvent {
+    pb::StreamEvent {
+        event: Some(pb::stream_event::Event::End(pb::StreamEnd { error })),
+    }
+}
+
 /// Items per batch at most, whatever the demand.
 pub(crate) const BATCH_ITEMS: u32 = 1024;
 /// Bytes per batch, about (a batch always holds at least one item).

@@ -49,24 +49,34 @@ impl Outlets {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The outlet of `reference` if `producer` owns it.
-    fn with<T>(
+    /// Runs `f` on the outlet of `reference` if `producer` owns it; `f` returning `true` also
+    /// removes the outlet.
+    fn owned<T>(
         &self,
         producer: &Pid,
         reference: &Ref,
         node: &str,
-        f: impl FnOnce(&mut HashMap<u64, Outlet>) -> Result<T, String>,
+        f: impl FnOnce(&mut Outlet) -> Result<(T, bool), String>,
     ) -> Result<T, String> {
         let mut open = self.lock();
-        match open.get(&reference.id) {
-            Some(o) if reference.node == node && o.owner == *producer => f(&mut open),
-            Some(_) if reference.node == node => Err(format!(
-                "the stream {reference} is served by another process"
-            )),
-            _ => Err(format!(
-                "no stream {reference} is open: it was closed, or its consumer cancelled it"
-            )),
+        let outlet = match open.get_mut(&reference.id) {
+            Some(o) if reference.node == node && o.owner == *producer => o,
+            Some(_) if reference.node == node => {
+                return Err(format!(
+                    "the stream {reference} is served by another process"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "no stream {reference} is open: it was closed, or its consumer cancelled it"
+                ));
+            }
+        };
+        let (value, remove) = f(outlet)?;
+        if remove {
+            open.remove(&reference.id);
         }
+        Ok(value)
     }
 }
 
@@ -91,8 +101,7 @@ pub(crate) async fn emit(
     }
     let events = inner
         .outlets
-        .with(producer, reference, &inner.config.name, |open| {
-            let outlet = open.get_mut(&reference.id).expect("checked by with");
+        .owned(producer, reference, &inner.config.name, |outlet| {
             if n > outlet.credit {
                 return Err(format!(
                     "{n} items emitted when the consumer has asked for {} more: emit only what \
@@ -101,19 +110,13 @@ pub(crate) async fn emit(
                 ));
             }
             outlet.credit -= n;
-            Ok(outlet.events.clone())
+            Ok((outlet.events.clone(), false))
         })?;
     if n == 0 {
         return Ok(());
     }
-    let batch = pb::StreamEvent {
-        event: Some(pb::stream_event::Event::Items(pb::StreamItems {
-            count,
-            items: encoded.into(),
-        })),
-    };
     events
-        .send(Ok(batch))
+        .send(Ok(super::items_event(encoded.into(), count)))
         .await
         .map_err(|_| format!("the consumer of stream {reference} is gone"))?;
     inner
@@ -130,18 +133,14 @@ pub(crate) async fn close(
     reference: &Ref,
     error: Option<String>,
 ) -> Result<(), String> {
-    let outlet = inner
+    let events = inner
         .outlets
-        .with(producer, reference, &inner.config.name, |open| {
-            Ok(open.remove(&reference.id).expect("checked by with"))
+        .owned(producer, reference, &inner.config.name, |outlet| {
+            Ok((outlet.events.clone(), true))
         })?;
-    let end = pb::StreamEvent {
-        event: Some(pb::stream_event::Event::End(pb::StreamEnd {
-            error: error.unwrap_or_default(),
-        })),
-    };
     // A consumer gone already needs no end.
-    let _ = outlet.events.send(Ok(end)).await;
+    let end = super::end_event(error.unwrap_or_default());
+    let _ = events.send(Ok(end)).await;
     Ok(())
 }
 
@@ -157,11 +156,9 @@ pub(crate) async fn serve(
         .map_err(|e: crate::messaging::AddressError| Status::invalid_argument(e.to_string()))?;
     let here = &inner.config.name;
     let pid = match &address {
-        Address::Pid(pid) if pid.node == *here => Some(pid.clone()),
-        Address::Name { name, node } if node.as_ref().is_none_or(|n| n == here) => {
-            inner.whereis_local(name)
-        }
-        _ => None,
+        _ if !inner.is_local(&address) => None,
+        Address::Pid(pid) => Some(pid.clone()),
+        Address::Name { name, .. } => inner.whereis_local(name),
     };
     let pid = pid.ok_or_else(|| {
         Status::not_found(format!(
@@ -247,9 +244,7 @@ async fn relay(
             reason = &mut down => {
                 if inner.outlets.lock().remove(&reference.id).is_some() {
                     let error = format!("the producer process {pid} exited: {reason}");
-                    let _ = events.send(Ok(pb::StreamEvent {
-                        event: Some(pb::stream_event::Event::End(pb::StreamEnd { error })),
-                    })).await;
+                    let _ = events.send(Ok(super::end_event(error))).await;
                 }
                 break false;
             }

@@ -136,12 +136,7 @@ async fn produce(
                     .stream_items_produced
                     .fetch_add(u64::from(batch.count), Ordering::Relaxed);
                 if batch.count > 0 {
-                    let items = pb::StreamEvent {
-                        event: Some(pb::stream_event::Event::Items(pb::StreamItems {
-                            items: batch.items,
-                            count: batch.count,
-                        })),
-                    };
+                    let items = super::items_event(batch.items, batch.count);
                     if tx.send(Ok(items)).await.is_err() {
                         break None;
                     }
@@ -155,10 +150,7 @@ async fn produce(
     };
     match end {
         Some(Ok(error)) => {
-            let end = pb::StreamEvent {
-                event: Some(pb::stream_event::Event::End(pb::StreamEnd { error })),
-            };
-            let _ = tx.send(Ok(end)).await;
+            let _ = tx.send(Ok(super::end_event(error))).await;
         }
         Some(Err(status)) => {
             let _ = tx.send(Err(status)).await;
