@@ -102,18 +102,15 @@ impl Numbers {
         if start > end {
             return Err(format!("start {start} is past end {end}"));
         }
-        self.serving.insert(
-            reference.clone(),
-            Serving {
-                next: start,
-                end,
-                greedy,
-            },
-        );
         if start == end {
-            self.serving.remove(&reference);
-            process::stream_close(&reference, None)?;
+            return process::stream_close(&reference, None);
         }
+        let serving = Serving {
+            next: start,
+            end,
+            greedy,
+        };
+        self.serving.insert(reference, serving);
         Ok(())
     }
 
