@@ -3,13 +3,13 @@
 //! consumer, and another process can consume what it emits.
 
 use futures::StreamExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use steinadler_core::Term;
 use steinadler_node::{Address, Node, StreamError, StreamOptions, StreamRef};
 use steinadler_test_modules as m;
 
 mod common;
-use common::{args, msg, pair, produced};
+use common::{args, eventually, msg, open_streams, pair, produced};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -97,14 +97,11 @@ async fn a_cancel_reaches_the_process_and_its_exit_reaches_the_consumer() {
         assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(i));
     }
     drop(stream);
-    let started = Instant::now();
-    while stats(&n1, "numbers").await != (0, 1, stats(&n1, "numbers").await.2) {
-        assert!(
-            started.elapsed() < T,
-            "the process was not told of the cancel"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(T, "the process was not told of the cancel", || async {
+        let (open, cancelled, _) = stats(&n1, "numbers").await;
+        open == 0 && cancelled == 1
+    })
+    .await;
     let (_, _, emitted) = stats(&n1, "numbers").await;
     assert!(emitted <= 1000 + 128, "{emitted} emitted for 1,000 taken");
 
@@ -120,16 +117,10 @@ async fn a_cancel_reaches_the_process_and_its_exit_reaches_the_consumer() {
         matches!(&error, StreamError::Producer(m) if m.contains("exited") && m.contains("shutdown")),
         "{error:?}"
     );
-    let started = Instant::now();
-    while n1
-        .stats()
-        .streams_open
-        .load(std::sync::atomic::Ordering::Relaxed)
-        != 0
-    {
-        assert!(started.elapsed() < T, "the outlet is still open");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(T, "the outlet is still open", || async {
+        open_streams(&n1) == 0
+    })
+    .await;
     n2.shutdown().await;
     n1.shutdown().await;
 }
@@ -144,11 +135,10 @@ async fn a_process_consumes_what_a_process_on_another_node_emits() {
     let reference = n2.call(&kv, open, T).await.unwrap();
     assert!(matches!(reference, Term::Ref(_)), "{reference}");
     let end = Term::List(vec![msg(&["stream_end".into(), reference, "ok".into()])]);
-    let started = Instant::now();
-    while n2.call(&kv, "downs".into(), T).await.unwrap() != end {
-        assert!(started.elapsed() < T, "no end");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(T, "no end", || async {
+        n2.call(&kv, "downs".into(), T).await.unwrap() == end
+    })
+    .await;
     let streamed = n2.call(&kv, "streamed".into(), T).await.unwrap();
     assert_eq!(streamed, Term::list((0..3000).map(Term::Int)));
     n2.shutdown().await;

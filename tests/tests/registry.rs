@@ -10,23 +10,9 @@ use steinadler_node::{Address, Node};
 use steinadler_test_modules as m;
 
 mod common;
-use common::msg;
+use common::{eventually, msg};
 
 const T: Duration = Duration::from_secs(5);
-
-/// Polls `check` every 10 ms until it holds; panics with `what` after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "{what} after {within:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_name_reaches_its_process_from_every_node() {

@@ -5,10 +5,9 @@
 use futures::StreamExt;
 use std::time::Duration;
 use steinadler_core::Term;
-use steinadler_node::StreamOptions;
 
 mod common;
-use common::{args, pair, produced};
+use common::{pair, produced, range_from_n1};
 
 /// Resident memory of this test process, in bytes.
 fn rss() -> u64 {
@@ -25,16 +24,7 @@ fn rss() -> u64 {
 async fn a_million_items_reach_a_slow_consumer_in_order_with_the_producer_bounded() {
     let (n1, n2) = pair().await;
     let window = 1024;
-    let mut stream = n2
-        .open_stream(
-            Some("n1"),
-            "range",
-            "range",
-            &args(&[0, 1_000_000]),
-            StreamOptions { window },
-        )
-        .await
-        .unwrap();
+    let mut stream = range_from_n1(&n2, 0, 1_000_000, window).await;
     let mut rss_start = 0;
     let mut rss_max = 0;
     let mut next = 0i64;

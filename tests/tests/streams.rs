@@ -5,42 +5,28 @@ use futures::StreamExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use steinadler_core::Term;
-use steinadler_node::{Address, Node, StreamError, StreamOptions};
+use steinadler_node::{Address, StreamError, StreamOptions};
 use steinadler_test_modules as m;
 
 mod common;
-use common::{args, msg, pair, produced};
+use common::{args, eventually, msg, open_streams, pair, produced, range_from_n1};
 
 const T: Duration = Duration::from_secs(5);
-
-fn open_streams(node: &Node) -> u64 {
-    node.stats().streams_open.load(Ordering::Relaxed)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_stops_the_producer_within_a_window() {
     let (n1, n2) = pair().await;
     let window = 256;
-    let mut stream = n2
-        .open_stream(
-            Some("n1"),
-            "range",
-            "range",
-            &args(&[0, 10_000_000]),
-            StreamOptions { window },
-        )
-        .await
-        .unwrap();
+    let mut stream = range_from_n1(&n2, 0, 10_000_000, window).await;
     for i in 0..5_000 {
         assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(i));
     }
     assert_eq!(open_streams(&n1), 1);
     stream.cancel().await;
-    let started = Instant::now();
-    while open_streams(&n1) != 0 {
-        assert!(started.elapsed() < T, "the producer still runs");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(T, "the producer still runs", || async {
+        open_streams(&n1) == 0
+    })
+    .await;
     let total = produced(&n1);
     assert!(
         total <= 5_000 + 2 * u64::from(window),
@@ -63,14 +49,10 @@ async fn a_cancel_stops_the_producer_within_a_window() {
         "{first}"
     );
     drop(stream);
-    let started = Instant::now();
-    while open_streams(&n1) != 0 {
-        assert!(
-            started.elapsed() < T,
-            "the dropped stream's producer still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(T, "the dropped stream's producer still runs", || async {
+        open_streams(&n1) == 0
+    })
+    .await;
     n2.shutdown().await;
     n1.shutdown().await;
 }
@@ -221,24 +203,16 @@ async fn a_process_consumes_a_stream_and_its_nodes_death_frees_the_producer() {
         "n1".into(),
     ]);
     n2.call(&kv, endless, T).await.unwrap();
-    let started = Instant::now();
-    while open_streams(&n1) != 1 {
-        assert!(started.elapsed() < T, "the stream did not open");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(T, "the stream did not open", || async {
+        open_streams(&n1) == 1
+    })
+    .await;
     n2.kill().await;
-    let started = Instant::now();
-    while open_streams(&n1) != 0 {
-        assert!(
-            started.elapsed() < T,
-            "the producer outlived its consumer's node"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    eprintln!(
-        "producer freed {:?} after the consumer's node died",
-        started.elapsed()
-    );
+    let freed = eventually(T, "the producer outlived its consumer's node", || async {
+        open_streams(&n1) == 0
+    })
+    .await;
+    eprintln!("producer freed {freed:?} after the consumer's node died");
     n1.shutdown().await;
 }
 
@@ -259,16 +233,7 @@ async fn ten_streams_between_two_nodes_do_not_starve_one_another() {
         let progress = progress.clone();
         let first_done = first_done.clone();
         tasks.push(tokio::spawn(async move {
-            let mut stream = n2
-                .open_stream(
-                    Some("n1"),
-                    "range",
-                    "range",
-                    &args(&[0, per as i64]),
-                    StreamOptions { window: 256 },
-                )
-                .await
-                .unwrap();
+            let mut stream = range_from_n1(&n2, 0, per as i64, 256).await;
             let mut n = 0u64;
             while let Some(item) = stream.next().await {
                 assert_eq!(item.unwrap(), Term::Int(n as i64));
@@ -332,16 +297,7 @@ async fn producer_speed() {
 async fn batches_hold_the_items_in_order_and_within_the_window() {
     let (n1, n2) = pair().await;
     let window = 512;
-    let mut stream = n2
-        .open_stream(
-            Some("n1"),
-            "range",
-            "range",
-            &args(&[0, 100_000]),
-            StreamOptions { window },
-        )
-        .await
-        .unwrap();
+    let mut stream = range_from_n1(&n2, 0, 100_000, window).await;
     // One item through the `futures::Stream` first: `next_batch` goes on with the rest of
     // that batch.
     assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(0));

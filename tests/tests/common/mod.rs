@@ -75,6 +75,47 @@ pub fn args(items: &[i64]) -> steinadler_core::Term {
     steinadler_core::Term::list(items.iter().map(|i| steinadler_core::Term::Int(*i)))
 }
 
+/// Waits until `check` holds, polling every 10 ms; fails with `what` after `within`. Returns
+/// how long it took.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what} after {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// Streams open on `node`, as producer: function instances and process outlets.
+pub fn open_streams(node: &Node) -> u64 {
+    node.stats()
+        .streams_open
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Opens `range.range(start, end)` on n1 (as [`pair`] deploys it) for `consumer`.
+pub async fn range_from_n1(
+    consumer: &Node,
+    start: i64,
+    end: i64,
+    window: u32,
+) -> steinadler_node::StreamRef {
+    consumer
+        .open_stream(
+            Some("n1"),
+            "range",
+            "range",
+            &args(&[start, end]),
+            steinadler_node::StreamOptions { window },
+        )
+        .await
+        .unwrap()
+}
+
 /// Items `node`'s stream producers have produced so far.
 pub fn produced(node: &Node) -> u64 {
     node.stats()
