@@ -26,8 +26,8 @@ use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use steinadler_core::codec;
 
-/// Writes up to `max_items` items (stopping once the buffer holds `max_bytes`, after at least
-/// one) into a buffer; returns how many, and whether the stream is done. One call per batch,
+/// Appends up to `max_items` items to a buffer (stopping once they take `max_bytes`, after at
+/// least one); returns how many, and whether the stream is done. One call per batch,
 /// so the loop over items is monomorphized for the iterator and its item type.
 type Fill = Box<dyn FnMut(&mut Vec<u8>, u32, usize) -> Result<(u32, bool), String>>;
 
@@ -47,13 +47,14 @@ where
         .map_err(|e| format!("bad arguments: {e}"))?;
     let mut iter = f(args)?;
     let fill: Fill = Box::new(move |buf, max_items, max_bytes| {
-        let mut ser = rmp_serde::Serializer::new(buf).with_struct_map();
+        let start = buf.len();
+        let mut ser = crate::item_writer::serializer(buf);
         let mut count = 0;
-        while count < max_items && (count == 0 || ser.get_ref().len() < max_bytes) {
+        while count < max_items && (count == 0 || ser.get_ref().len() - start < max_bytes) {
             let Some(item) = iter.next() else {
                 return Ok((count, true));
             };
-            item.serialize(&mut ser)
+            item.serialize(crate::item_writer::ItemWriter(&mut ser))
                 .map_err(|e| format!("cannot encode an item: {e}"))?;
             count += 1;
         }
@@ -63,20 +64,23 @@ where
     Ok(())
 }
 
-/// Produces up to `max_items` items, stopping early once `max_bytes` are written (at least one
-/// item is always written). Returns the items, their count, and whether the stream is done.
-pub(crate) fn produce(max_items: u32, max_bytes: usize) -> Result<(Vec<u8>, u32, bool), String> {
+/// Appends up to `max_items` items to `buf`, stopping early once `max_bytes` more are written
+/// (at least one item is always written). Returns their count, and whether the stream is done.
+pub(crate) fn produce(
+    buf: &mut Vec<u8>,
+    max_items: u32,
+    max_bytes: usize,
+) -> Result<(u32, bool), String> {
     OPEN.with(|open| {
         let mut open = open.borrow_mut();
         let fill = open
             .as_mut()
             .ok_or_else(|| "no stream is open in this instance".to_owned())?;
-        let mut buf = Vec::with_capacity(4096);
-        let (count, done) = fill(&mut buf, max_items, max_bytes)?;
+        let (count, done) = fill(buf, max_items, max_bytes)?;
         if done {
             *open = None;
         }
-        Ok((buf, count, done))
+        Ok((count, done))
     })
 }
 
@@ -125,14 +129,20 @@ pub fn export_next(ptr: u32, len: u32) -> u64 {
         Err(e) => return Output::message(STATUS_BAD_ARGUMENTS, &e.to_string()).into_packed(),
     };
     let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-    match produce(max_items, max_bytes) {
-        Ok((items, count, done)) => {
-            let mut buf = Output::start(STATUS_OK);
-            buf.reserve(items.len() + 6);
-            // Writing into a Vec cannot fail.
-            let _ = rmp::encode::write_array_len(&mut buf, count + 1);
-            let _ = rmp::encode::write_bool(&mut buf, done);
-            buf.extend_from_slice(&items);
+    // The items go straight into the envelope, after an array header of fixed width (array32)
+    // and the `done` flag, both written once the count is known. The host turns that header
+    // into the items' own array in place, so the batch is not copied again on its way out.
+    let mut buf = Output::start(STATUS_OK);
+    let header = buf.len();
+    // Room for small items without growing: a grown buffer is copied each time.
+    buf.reserve((max_items as usize * 8).clamp(64, max_bytes.max(64)) + 6);
+    buf.extend_from_slice(&[0xdd, 0, 0, 0, 0, 0xc2]);
+    match produce(&mut buf, max_items, max_bytes) {
+        Ok((count, done)) => {
+            buf[header + 1..header + 5].copy_from_slice(&(count + 1).to_be_bytes());
+            if done {
+                buf[header + 5] = 0xc3;
+            }
             Output {
                 status: STATUS_OK,
                 buf,

@@ -103,7 +103,7 @@ impl Producer {
         ])
         .encode();
         let value = self.resident.call(&self.next, &input).await?;
-        let batch = split(&value)?;
+        let batch = split(value)?;
         if batch.count > max_items {
             return Err(InvokeError::BadOutput(format!(
                 "the producer sent {} items when {max_items} were asked for",
@@ -126,19 +126,70 @@ impl Producer {
 }
 
 /// `[done, item, ...]` into the items as their own array, without decoding them.
-fn split(value: &[u8]) -> Result<Batch, InvokeError> {
+///
+/// The SDK writes the outer array's header at full width (array32), so that header becomes the
+/// items' own header in place, and the batch is handed on without a copy. Any other header is
+/// read too, and then the items are copied behind a header of their own.
+fn split(mut value: Vec<u8>) -> Result<Batch, InvokeError> {
     let bad = |why: &str| InvokeError::BadOutput(format!("a stream batch: {why}"));
-    let mut rest = value;
+    let mut rest = &value[..];
     let n = rmp::decode::read_array_len(&mut rest).map_err(|_| bad("not an array"))?;
     let done = rmp::decode::read_bool(&mut rest).map_err(|_| bad("no `done` flag first"))?;
     let count = n.checked_sub(1).ok_or_else(|| bad("an empty array"))?;
-    let mut items = Vec::with_capacity(rest.len() + 5);
-    // Writing into a Vec cannot fail.
-    let _ = rmp::encode::write_array_len(&mut items, count);
-    items.extend_from_slice(rest);
-    Ok(Batch {
-        items: Bytes::from(items),
-        count,
-        done,
-    })
+    let start = value.len() - rest.len();
+    let items = if value[0] == 0xdd {
+        // [0xdd, n: u32, done] becomes [_, 0xdd, count: u32]: the items' array begins at 1.
+        value[1] = 0xdd;
+        value[2..6].copy_from_slice(&count.to_be_bytes());
+        Bytes::from(value).slice(1..)
+    } else {
+        let mut items = Vec::with_capacity(value.len() - start + 5);
+        // Writing into a Vec cannot fail.
+        let _ = rmp::encode::write_array_len(&mut items, count);
+        items.extend_from_slice(&value[start..]);
+        Bytes::from(items)
+    };
+    Ok(Batch { items, count, done })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(batch: &Batch) -> Term {
+        Term::decode(&batch.items).expect("the items are one array")
+    }
+
+    #[test]
+    fn a_full_width_header_becomes_the_items_header() {
+        // As the SDK writes it: array32 of 3, done = true, then 7 and "x".
+        let value = vec![0xdd, 0, 0, 0, 3, 0xc3, 0x07, 0xa1, b'x'];
+        let batch = split(value).unwrap();
+        assert_eq!((batch.count, batch.done), (2, true));
+        assert_eq!(items(&batch), Term::list([Term::Int(7), Term::from("x")]));
+    }
+
+    #[test]
+    fn a_short_header_is_read_too() {
+        let value = Term::list([Term::Bool(false), Term::Int(1), Term::Int(300)]).encode();
+        let batch = split(value).unwrap();
+        assert_eq!((batch.count, batch.done), (2, false));
+        assert_eq!(items(&batch), Term::list([Term::Int(1), Term::Int(300)]));
+    }
+
+    #[test]
+    fn a_batch_without_the_done_flag_is_refused() {
+        for value in [
+            vec![],
+            vec![0x90],
+            vec![0x91, 0x01],
+            vec![0xdd, 0, 0, 0, 0],
+            vec![0x07],
+        ] {
+            assert!(
+                matches!(split(value.clone()), Err(InvokeError::BadOutput(_))),
+                "{value:?}"
+            );
+        }
+    }
 }
