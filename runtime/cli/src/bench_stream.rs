@@ -86,21 +86,22 @@ pub(crate) async fn run(
         .deploy("range", steinadler_test_modules::RANGE_WASM)
         .await?;
     let small_n: i64 = 1 << 22;
-    // The producer's batches: 1,024 integers, or 4 blobs of 64 KiB (the batch's byte budget).
-    let small_batch = Term::list((0..1024).map(|i| Term::Int(500_000 + i))).encode();
+    // The producer's batches: 4,096 integers, or 4 blobs of 64 KiB (the batch's byte budget).
+    let small_batch = Term::list((0..4096).map(|i| Term::Int(500_000 + i))).encode();
     let blob = Term::Bytes(vec![7u8; 64 << 10]);
     let big_batch = Term::list((0..4).map(|_| blob.clone())).encode();
     let big_n: i64 = 4000;
-    // The windows bound what is in flight: 128 KiB of integers, or 4 MiB of blobs.
+    // The windows bound what is in flight: 256 Ki integers (about 1.3 MB), or 64 blobs (4 MiB).
+    // The echo is bound only by HTTP/2 flow control: hyper's client grants each stream 2 MiB.
     for (label, function, args, window, batch, per, batches, bytes) in [
         (
             "integers",
             "range",
             Term::list([Term::Int(0), Term::Int(small_n)]),
-            16384u32,
+            262_144u32,
             small_batch,
-            1024u64,
-            (small_n / 1024) as u32,
+            4096u64,
+            (small_n / 4096) as u32,
             0usize,
         ),
         (

@@ -41,7 +41,9 @@ pub(crate) fn end_event(error: String) -> pb::StreamEvent {
     }
 }
 
-/// Items per batch at most, whatever the demand.
-pub(crate) const BATCH_ITEMS: u32 = 1024;
+/// Items per batch at most, whatever the demand. A batch costs a call into the guest, a task
+/// hop and an HTTP/2 frame; 4,096 small items share them (at 1,024 the bench streamed 5-8 %
+/// fewer integers a second).
+pub(crate) const BATCH_ITEMS: u32 = 4096;
 /// Bytes per batch, about (a batch always holds at least one item).
 pub(crate) const BATCH_BYTES: u64 = 256 << 10;
