@@ -88,6 +88,20 @@ impl FrameReader {
                     as usize
     }
 
+    /// How many whole frames are buffered, ready for `next` without reading.
+    pub(crate) fn buffered_frames(&self) -> usize {
+        let (mut at, mut n) = (0, 0);
+        while let Some(head) = self.buf.get(at..at + 4) {
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            at += 4 + len;
+            if at > self.buf.len() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
     /// The next `n` bytes, unframed.
     pub(crate) async fn take(&mut self, n: usize) -> io::Result<Bytes> {
         while self.buf.len() < n {
@@ -353,6 +367,26 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffered_frames_counts_only_whole_frames() {
+        let frame = |id| {
+            encode(&steinadler_proto::v1::InvokeResult {
+                id,
+                ..Default::default()
+            })
+        };
+        let mut bytes = [frame(1), frame(2), frame(3)].concat();
+        // Then the first 3 bytes of a fourth frame: not even its whole length.
+        bytes.extend_from_slice(&frame(400)[..3]);
+        let reader = |b: &[u8]| FrameReader::with_prefix(Box::new(tokio::io::empty()), 1 << 20, b);
+        assert_eq!(reader(&bytes).buffered_frames(), 3);
+        assert_eq!(reader(&bytes[..2]).buffered_frames(), 0);
+        assert_eq!(reader(&[]).buffered_frames(), 0);
+        let whole = frame(9).len();
+        assert_eq!(reader(&bytes[..whole * 2]).buffered_frames(), 2);
+        assert_eq!(reader(&bytes[..whole * 2 - 1]).buffered_frames(), 1);
+    }
 
     #[tokio::test]
     async fn frames_cross_a_small_pipe_in_order() {

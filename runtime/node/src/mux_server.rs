@@ -68,15 +68,27 @@ pub(crate) async fn serve_conn(
     }
     let mut stopping = inner.stopping.clone();
     let mut tasks = JoinSet::new();
+    // Results leave in groups, each half of the frames then buffered: of 16 frames read at
+    // once, the results of 8, then 4, 2, 1 and 1. One write for all 16 saves syscalls, but then
+    // the caller's node idles while this one runs every frame, and this one idles while the
+    // caller wakes its callers and they send the next calls; in halves the two overlap, and the
+    // writes grow only with the log of the frames. Remote invoke at 16 in flight, alternating
+    // runs of `steinadler bench`: 76-82 k calls/s in one write, 80-88 k in halves; a write per
+    // 8 frames was as fast at 16 but lost 20 % at 64 in flight.
+    let (mut group, mut done) = (0usize, 0usize);
     let why = loop {
         tokio::select! {
             _ = async { stopping.wait_for(|s| *s).await.is_ok() } => break "the node stops".to_owned(),
             frame = reader.next::<pb::InvokeFrame>() => match frame {
                 Ok(Some(frame)) => {
+                    if group == 0 {
+                        group = (1 + reader.buffered_frames()).div_ceil(2);
+                    }
                     run(&inner, frame, &writer, &mut tasks);
-                    // The results of all the frames that came in one read leave in one write.
-                    if !reader.has_frame() {
+                    done += 1;
+                    if done == group || !reader.has_frame() {
                         writer.flush_now();
+                        (group, done) = (0, 0);
                     }
                 }
                 Ok(None) => break "the peer closed it".to_owned(),
