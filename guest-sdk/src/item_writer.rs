@@ -229,6 +229,16 @@ mod tests {
                 assert_eq!(both(s).0, both(s).1, "i32 {s}");
             }
         }
+        for shift in 0..64 {
+            let p = 1u64 << shift;
+            for u in [p - 1, p, p + 1, p.wrapping_mul(3)] {
+                assert_eq!(both(u).0, both(u).1, "u64 {u}");
+                let i = u as i64;
+                assert_eq!(both(i).0, both(i).1, "i64 {i}");
+                let n = i.wrapping_neg();
+                assert_eq!(both(n).0, both(n).1, "i64 {n}");
+            }
+        }
         assert_eq!(both(u64::MAX).0, both(u64::MAX).1);
         assert_eq!(both(-7i8).0, both(-7i8).1);
         assert_eq!(both(300u16).0, both(300u16).1);
