@@ -119,6 +119,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench_registry::run(&plain_nodes, "plain", 100).await?;
         crate::bench_registry::run(&tls_nodes, "mTLS", 100).await?;
     }
+    crate::shutting_down();
     for n in plain_nodes.iter().chain(&tls_nodes) {
         n.shutdown().await;
     }

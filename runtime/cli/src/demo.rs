@@ -111,6 +111,7 @@ async fn demo() -> anyhow::Result<()> {
     }
 
     println!("\nshutting down ...");
+    crate::shutting_down();
     for node in nodes {
         node.shutdown().await;
     }

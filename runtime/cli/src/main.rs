@@ -130,19 +130,38 @@ async fn run_async(command: Command) -> Result<(), Failure> {
     }
 }
 
+/// Set while this process's nodes shut down: memberlist then logs errors about its own closing
+/// transport ("transport is being shutdown"), which are not news.
+static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Silences memberlist's logs from here on: call it just before shutting the nodes down.
+pub(crate) fn shutting_down() {
+    SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Logs go to stderr through `tracing`. By default guest output (target `steinadler::guest`) and
 /// node events show at info, everything else at warn; `RUST_LOG` overrides it.
 fn init_tracing(default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, fmt};
     // memberlist logs an ERROR whenever a metadata broadcast finishes after the update call
     // stopped waiting for it (its receiver is gone). Nothing is lost; the update was gossiped.
     let default_filter = format!("{default_filter},memberlist_core::broadcast=off");
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .compact()
+    let not_closing = filter_fn(|meta| {
+        !(SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
+            && meta.target().starts_with("memberlist"))
+    });
+    tracing_subscriber::registry()
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .compact()
+                .with_filter(filter.and(not_closing)),
+        )
         .init();
 }

@@ -118,6 +118,7 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
     }
     wait_for_signal().await;
     tracing::info!("shutting down: leaving the cluster and draining calls");
+    crate::shutting_down();
     node.shutdown().await;
     Ok(())
 }
