@@ -86,8 +86,10 @@ pub(crate) async fn run(
         .deploy("range", steinadler_test_modules::RANGE_WASM)
         .await?;
     let small_n: i64 = 1 << 22;
-    // The producer's batches: 4,096 integers, or 4 blobs of 64 KiB (the batch's byte budget).
-    let small_batch = Term::list((0..4096).map(|i| Term::Int(500_000 + i))).encode();
+    // The producer's batches: 4,096 integers (the node's most per batch), or 4 blobs of 64 KiB
+    // (the batch's byte budget).
+    let per_batch: i64 = 4096;
+    let small_batch = Term::list((0..per_batch).map(|i| Term::Int(500_000 + i))).encode();
     let blob = Term::Bytes(vec![7u8; 64 << 10]);
     let big_batch = Term::list((0..4).map(|_| blob.clone())).encode();
     let big_n: i64 = 4000;
@@ -100,8 +102,8 @@ pub(crate) async fn run(
             Term::list([Term::Int(0), Term::Int(small_n)]),
             262_144u32,
             small_batch,
-            4096u64,
-            (small_n / 4096) as u32,
+            per_batch as u64,
+            (small_n / per_batch) as u32,
             0usize,
         ),
         (

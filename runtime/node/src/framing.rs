@@ -55,9 +55,7 @@ impl FrameReader {
     /// The next frame's bytes; `None` when the peer closed the stream between frames.
     pub(crate) async fn next_raw(&mut self) -> io::Result<Option<Bytes>> {
         loop {
-            if self.buf.len() >= 4 {
-                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
-                    as usize;
+            if let Some(len) = self.len_at(0) {
                 if len > self.max {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -82,17 +80,13 @@ impl FrameReader {
 
     /// Whether a whole frame is already buffered, so that `next` returns without reading.
     pub(crate) fn has_frame(&self) -> bool {
-        self.buf.len() >= 4
-            && self.buf.len()
-                >= 4 + u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
-                    as usize
+        self.len_at(0).is_some_and(|len| self.buf.len() >= 4 + len)
     }
 
     /// How many whole frames are buffered, ready for `next` without reading.
     pub(crate) fn buffered_frames(&self) -> usize {
         let (mut at, mut n) = (0, 0);
-        while let Some(head) = self.buf.get(at..at + 4) {
-            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        while let Some(len) = self.len_at(at) {
             at += 4 + len;
             if at > self.buf.len() {
                 break;
@@ -100,6 +94,12 @@ impl FrameReader {
             n += 1;
         }
         n
+    }
+
+    /// The length prefix of the frame that starts `at` bytes into the buffer, if buffered.
+    fn len_at(&self, at: usize) -> Option<usize> {
+        let head = self.buf.get(at..at + 4)?;
+        Some(u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize)
     }
 
     /// The next `n` bytes, unframed.
