@@ -33,6 +33,7 @@
 #[doc(hidden)]
 pub mod __private;
 mod imports;
+mod int_items;
 mod item_writer;
 pub mod log;
 pub mod process;

@@ -41,12 +41,15 @@ pub fn open_with<A, I, T>(f: fn(A) -> Result<I, String>, args: &[u8]) -> Result<
 where
     A: DeserializeOwned,
     I: Iterator<Item = T> + 'static,
-    T: Serialize,
+    T: Serialize + 'static,
 {
     let args: A = steinadler_core::codec::from_slice(args, &Default::default())
         .map_err(|e| format!("bad arguments: {e}"))?;
     let mut iter = f(args)?;
     let fill: Fill = Box::new(move |buf, max_items, max_bytes| {
+        if crate::int_items::is_int::<T>() {
+            return crate::int_items::fill(&mut iter, buf, max_items, max_bytes);
+        }
         let start = buf.len();
         let mut ser = crate::item_writer::serializer(buf);
         let mut count = 0;
@@ -135,7 +138,7 @@ pub fn export_next(ptr: u32, len: u32) -> u64 {
     let mut buf = Output::start(STATUS_OK);
     let header = buf.len();
     // Room for small items without growing: a grown buffer is copied each time.
-    buf.reserve((max_items as usize * 8).clamp(64, max_bytes.max(64)) + 6);
+    buf.reserve((max_items as usize * 9).clamp(64, max_bytes.max(64)) + 6);
     buf.extend_from_slice(&[0xdd, 0, 0, 0, 0, 0xc2]);
     match produce(&mut buf, max_items, max_bytes) {
         Ok((count, done)) => {

@@ -63,6 +63,66 @@ fn write_map_len(out: &mut Vec<u8>, len: usize) {
     );
 }
 
+/// A non-negative integer's smallest unsigned form, as `rmp` writes it: the first `len` bytes
+/// of the array. For writers that copy all 9 bytes into room they made and then advance by
+/// `len` (a stream producer's batch of integers, in the SDK): a copy of a fixed size compiles to
+/// two stores in wasm, where one of a variable length is a call into the host.
+#[inline]
+pub fn uint_form(v: u64) -> ([u8; 9], usize) {
+    let mut b = [0u8; 9];
+    let len = if v < 0x80 {
+        b[0] = v as u8;
+        1
+    } else if v <= u64::from(u8::MAX) {
+        b[0] = 0xcc;
+        b[1] = v as u8;
+        2
+    } else if v <= u64::from(u16::MAX) {
+        b[0] = 0xcd;
+        b[1..3].copy_from_slice(&(v as u16).to_be_bytes());
+        3
+    } else if v <= u64::from(u32::MAX) {
+        b[0] = 0xce;
+        b[1..5].copy_from_slice(&(v as u32).to_be_bytes());
+        5
+    } else {
+        b[0] = 0xcf;
+        b[1..9].copy_from_slice(&v.to_be_bytes());
+        9
+    };
+    (b, len)
+}
+
+/// An integer's smallest form, as [`uint_form`]: unsigned forms for `v >= 0`, signed ones below.
+#[inline]
+pub fn int_form(v: i64) -> ([u8; 9], usize) {
+    if v >= 0 {
+        return uint_form(v as u64);
+    }
+    let mut b = [0u8; 9];
+    let len = if v >= -32 {
+        b[0] = v as u8;
+        1
+    } else if v >= i64::from(i8::MIN) {
+        b[0] = 0xd0;
+        b[1] = v as u8;
+        2
+    } else if v >= i64::from(i16::MIN) {
+        b[0] = 0xd1;
+        b[1..3].copy_from_slice(&(v as i16).to_be_bytes());
+        3
+    } else if v >= i64::from(i32::MIN) {
+        b[0] = 0xd2;
+        b[1..5].copy_from_slice(&(v as i32).to_be_bytes());
+        5
+    } else {
+        b[0] = 0xd3;
+        b[1..9].copy_from_slice(&v.to_be_bytes());
+        9
+    };
+    (b, len)
+}
+
 /// Writes a non-negative integer in its smallest unsigned form, as `rmp` does. Inlined, so that
 /// a guest's stream producer writes its integers with it (the SDK's `ItemWriter`). Each form is
 /// one copy of a fixed-size array: in wasm that compiles to a few stores and one capacity check.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use decode::decode_ext;
 pub(crate) use encode::ext_payload;
-pub use encode::{write_int, write_uint};
+pub use encode::{int_form, uint_form, write_int, write_uint};
 pub use sequence::Sequence;
 
 /// The ext type code of an atom; the payload is the atom's name in UTF-8.
