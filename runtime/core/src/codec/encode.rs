@@ -69,28 +69,19 @@ fn write_map_len(out: &mut Vec<u8>, len: usize) {
 /// two stores in wasm, where one of a variable length is a call into the host.
 #[inline]
 pub fn uint_form(v: u64) -> ([u8; 9], usize) {
-    let mut b = [0u8; 9];
-    let len = if v < 0x80 {
-        b[0] = v as u8;
-        1
+    // The marker, and how far the value shifts left so that its bytes come first.
+    let (marker, shift, len) = if v < 0x80 {
+        (v as u8, 0, 1)
     } else if v <= u64::from(u8::MAX) {
-        b[0] = 0xcc;
-        b[1] = v as u8;
-        2
+        (0xcc, 56, 2)
     } else if v <= u64::from(u16::MAX) {
-        b[0] = 0xcd;
-        b[1..3].copy_from_slice(&(v as u16).to_be_bytes());
-        3
+        (0xcd, 48, 3)
     } else if v <= u64::from(u32::MAX) {
-        b[0] = 0xce;
-        b[1..5].copy_from_slice(&(v as u32).to_be_bytes());
-        5
+        (0xce, 32, 5)
     } else {
-        b[0] = 0xcf;
-        b[1..9].copy_from_slice(&v.to_be_bytes());
-        9
+        (0xcf, 0, 9)
     };
-    (b, len)
+    form(marker, v << shift, len)
 }
 
 /// An integer's smallest form, as [`uint_form`]: unsigned forms for `v >= 0`, signed ones below.
@@ -99,27 +90,26 @@ pub fn int_form(v: i64) -> ([u8; 9], usize) {
     if v >= 0 {
         return uint_form(v as u64);
     }
-    let mut b = [0u8; 9];
-    let len = if v >= -32 {
-        b[0] = v as u8;
-        1
+    let (marker, shift, len) = if v >= -32 {
+        (v as u8, 0, 1)
     } else if v >= i64::from(i8::MIN) {
-        b[0] = 0xd0;
-        b[1] = v as u8;
-        2
+        (0xd0, 56, 2)
     } else if v >= i64::from(i16::MIN) {
-        b[0] = 0xd1;
-        b[1..3].copy_from_slice(&(v as i16).to_be_bytes());
-        3
+        (0xd1, 48, 3)
     } else if v >= i64::from(i32::MIN) {
-        b[0] = 0xd2;
-        b[1..5].copy_from_slice(&(v as i32).to_be_bytes());
-        5
+        (0xd2, 32, 5)
     } else {
-        b[0] = 0xd3;
-        b[1..9].copy_from_slice(&v.to_be_bytes());
-        9
+        (0xd3, 0, 9)
     };
+    // Shifting drops the sign bits above the form's width.
+    form(marker, (v as u64) << shift, len)
+}
+
+/// The marker byte, then the value's bytes big-endian: one byte and one 8-byte word.
+#[inline(always)]
+fn form(marker: u8, value: u64, len: usize) -> ([u8; 9], usize) {
+    let mut b = [marker; 9];
+    b[1..].copy_from_slice(&value.to_be_bytes());
     (b, len)
 }
 
@@ -306,6 +296,12 @@ mod tests {
             let mut want = Vec::new();
             rmp::encode::write_sint(&mut want, v).unwrap();
             assert_eq!(int(v), want, "int {v}");
+            let (form, len) = int_form(v);
+            assert_eq!(form[..len], want[..], "int_form {v}");
+            if let Ok(u) = u64::try_from(v) {
+                let (form, len) = uint_form(u);
+                assert_eq!(form[..len], want[..], "uint_form {u}");
+            }
         }
     }
 
