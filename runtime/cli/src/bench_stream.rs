@@ -4,6 +4,11 @@
 //! The stream is taken two ways: an item at a time through the `futures::Stream`, and a batch
 //! at a time through `StreamRef::next_batch`. The echo's client decodes every item as the
 //! stream's consumer does, so both pay for decoding.
+//!
+//! The consumer (of the stream and of the echo alike) runs in one of two places: on the
+//! bench's main thread, as `steinadler stream` consumes, beside the runtime's two workers; or
+//! as a task on those workers, as a node's own code (a process, an embedder's task) consumes.
+//! On two cores they differ: the main thread is a third thread for the OS to share out.
 
 use futures::StreamExt;
 use std::sync::Arc;
@@ -18,9 +23,31 @@ enum Take {
     Batches,
 }
 
+/// Where the consumer runs.
+#[derive(Clone, Copy)]
+enum Place {
+    /// The bench's main thread (`block_on`).
+    Main,
+    /// A task on the runtime's workers.
+    Task,
+}
+
+impl Place {
+    /// Runs `f` here.
+    async fn run<T: Send + 'static>(
+        self,
+        f: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        match self {
+            Place::Main => f.await,
+            Place::Task => tokio::spawn(f).await?,
+        }
+    }
+}
+
 /// Items per second through a stream from `nodes[1]` to `nodes[0]`.
 async fn through_stream(
-    nodes: &[Arc<Node>],
+    nodes: Vec<Arc<Node>>,
     function: &str,
     args: Term,
     window: u32,
@@ -57,12 +84,7 @@ async fn through_stream(
 }
 
 /// Items per second through the bare echo of `batch` (holding `per` items), `count` times.
-async fn through_echo(
-    client: &Client,
-    batch: Vec<u8>,
-    per: u64,
-    count: u32,
-) -> anyhow::Result<f64> {
+async fn through_echo(client: Client, batch: Vec<u8>, per: u64, count: u32) -> anyhow::Result<f64> {
     let started = Instant::now();
     let n = client.stream_echo(batch.into(), count, per).await?;
     Ok(n as f64 / started.elapsed().as_secs_f64())
@@ -85,7 +107,7 @@ pub(crate) async fn run(
     nodes[1]
         .deploy("range", steinadler_test_modules::RANGE_WASM)
         .await?;
-    let small_n: i64 = 1 << 22;
+    let small_n: i64 = 1 << 23;
     // The producer's batches: 4,096 integers (the node's most per batch), or 4 blobs of 64 KiB
     // (the batch's byte budget).
     let per_batch: i64 = 4096;
@@ -121,36 +143,44 @@ pub(crate) async fn run(
         {
             continue;
         }
-        let (mut items, mut batched, mut echoed) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..rounds.max(1) {
-            for (take, rates) in [(Take::Items, &mut items), (Take::Batches, &mut batched)] {
-                let (n, rate) = through_stream(nodes, function, args.clone(), window, take).await?;
-                anyhow::ensure!(n == batches as u64 * per, "the stream delivered {n} items");
-                rates.push(rate);
+        for place in [Place::Main, Place::Task] {
+            let (mut items, mut batched, mut echoed) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds.max(1) {
+                for (take, rates) in [(Take::Items, &mut items), (Take::Batches, &mut batched)] {
+                    let run = through_stream(nodes.to_vec(), function, args.clone(), window, take);
+                    let (n, rate) = place.run(run).await?;
+                    anyhow::ensure!(n == batches as u64 * per, "the stream delivered {n} items");
+                    rates.push(rate);
+                }
+                let run = through_echo(client.clone(), batch.clone(), per, batches);
+                echoed.push(place.run(run).await?);
             }
-            echoed.push(through_echo(client, batch.clone(), per, batches).await?);
+            let (s, b, e) = (median(items), median(batched), median(echoed));
+            let mb = |r: f64| {
+                if bytes == 0 {
+                    String::new()
+                } else {
+                    format!(" ({:.0} MB/s)", r * bytes as f64 / 1e6)
+                }
+            };
+            let place = match place {
+                Place::Main => "main thread",
+                Place::Task => "task",
+            };
+            println!(
+                "{:<41} window {window:>6}: {:>10.0}{} items/s by item, {:.0}{} by batch; \
+                 bare tonic stream echo {:.0}{}; ratio {:.2} / {:.2}",
+                format!("stream {label} ({mode}, {place})"),
+                s,
+                mb(s),
+                b,
+                mb(b),
+                e,
+                mb(e),
+                s / e,
+                b / e,
+            );
         }
-        let (s, b, e) = (median(items), median(batched), median(echoed));
-        let mb = |r: f64| {
-            if bytes == 0 {
-                String::new()
-            } else {
-                format!(" ({:.0} MB/s)", r * bytes as f64 / 1e6)
-            }
-        };
-        println!(
-            "{:<28} window {window:>5}: {:>10.0}{} items/s by item, {:.0}{} by batch; \
-             bare tonic stream echo {:.0}{}; ratio {:.2} / {:.2}",
-            format!("stream {label} ({mode})"),
-            s,
-            mb(s),
-            b,
-            mb(b),
-            e,
-            mb(e),
-            s / e,
-            b / e,
-        );
     }
     Ok(())
 }
