@@ -1,5 +1,6 @@
 //! The [`Host`]: one engine, its deadline clock, the host imports and the module store.
 
+use crate::clock::Ticker;
 use crate::config::{HostConfig, InvokeLimits};
 use crate::imports::{self, State};
 use crate::module::LoadedModule;
@@ -7,8 +8,6 @@ use crate::store::ModuleStore;
 use crate::{HostError, InvokeError};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use steinadler_core::{ModuleId, Term};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
@@ -187,44 +186,4 @@ fn engine_config(config: &HostConfig) -> Config {
         .cranelift_opt_level(wasmtime::OptLevel::Speed)
         .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
     cfg
-}
-
-/// The deadline clock: a thread that advances the engine's epoch every tick.
-#[derive(Debug)]
-struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Ticker {
-    fn start(engine: Engine, tick: std::time::Duration) -> Result<Self, HostError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("steinadler-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(|e| {
-                HostError::Engine(wasmtime::format_err!(
-                    "cannot start the deadline clock: {e}"
-                ))
-            })?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
