@@ -8,25 +8,22 @@ use steinadler_host::InvokeLimits;
 use steinadler_test_modules as m;
 use steinadler_tests::{host, load, rss_bytes};
 
-fn limits() -> InvokeLimits {
-    InvokeLimits::default()
-}
-
 #[test]
 fn host_keeps_serving_after_1000_traps_without_growing() {
     let host = host();
     let crash = load(&host, m::CRASH);
     let hello = load(&host, m::HELLO);
-    let greet = || host.invoke_term(&hello, "greet", &[Term::from("World")], &limits());
+    let limits = InvokeLimits::default();
+    let greet = || host.invoke_term(&hello, "greet", &[Term::from("World")], &limits);
 
     // Warm up, so allocator pools and caches reach their steady size first.
     for _ in 0..100 {
-        assert!(host.invoke_term(&crash, "panic", &[], &limits()).is_err());
+        assert!(host.invoke_term(&crash, "panic", &[], &limits).is_err());
     }
     let before = rss_bytes();
     for i in 0..1000 {
         let f = if i % 2 == 0 { "panic" } else { "unreachable" };
-        let err = host.invoke_term(&crash, f, &[], &limits()).unwrap_err();
+        let err = host.invoke_term(&crash, f, &[], &limits).unwrap_err();
         assert!(matches!(err, InvokeError::Trap { .. }), "{err:?}");
     }
     let after = rss_bytes();
