@@ -116,6 +116,11 @@ fn form(marker: u8, value: u64, len: usize) -> ([u8; 9], usize) {
 /// Writes a non-negative integer in its smallest unsigned form, as `rmp` does. Inlined, so that
 /// a guest's stream producer writes its integers with it (the SDK's `ItemWriter`). Each form is
 /// one copy of a fixed-size array: in wasm that compiles to a few stores and one capacity check.
+///
+/// This repeats [`uint_form`]'s widths on purpose. Written as `uint_form` plus a copy of its
+/// first `len` bytes (even as a `match` on `len` with a fixed-size copy per arm), LLVM merged
+/// the copies into one of variable length, and the guest's `write_term` gained a call into the
+/// host's `memory.copy`.
 #[inline]
 pub fn write_uint(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
