@@ -161,6 +161,15 @@ mod tests {
         assert_eq!(fast, slow);
         let (fast, slow) = both(&[usize::MAX, 0]);
         assert_eq!(fast, slow);
+        // The other types `is_int` accepts, so that each has its arm in `form`.
+        let (fast, slow) = both(&[0u16, 300, u16::MAX]);
+        assert_eq!(fast, slow);
+        let (fast, slow) = both(&[70_000u32, u32::MAX]);
+        assert_eq!(fast, slow);
+        let (fast, slow) = both(&[-300i16, i16::MIN, i16::MAX]);
+        assert_eq!(fast, slow);
+        let (fast, slow) = both(&[isize::MIN, -1, isize::MAX]);
+        assert_eq!(fast, slow);
     }
 
     #[test]
