@@ -45,14 +45,29 @@ impl Place {
     }
 }
 
-/// Items per second through a stream from `nodes[1]` to `nodes[0]`.
+/// What the consumer does with an item: adds it to a sum (an integer, or a blob's length), as
+/// a real consumer reads what it is given. The sum checks that every item arrived.
+///
+/// This matters to the measure. A consumer that moves each whole 48-byte `Term` somewhere
+/// (`black_box(item)`) copies it out of the slot `poll_next` returned it in, and that copy
+/// stalls on store forwarding; one that reads the item, as this does, does not.
+#[inline]
+fn weigh(item: &Term) -> i64 {
+    match item {
+        Term::Int(i) => *i,
+        Term::Bytes(b) => b.len() as i64,
+        _ => i64::MIN,
+    }
+}
+
+/// Items per second through a stream from `nodes[1]` to `nodes[0]`, and their sum.
 async fn through_stream(
     nodes: Vec<Arc<Node>>,
     function: &str,
     args: Term,
     window: u32,
     take: Take,
-) -> anyhow::Result<(u64, f64)> {
+) -> anyhow::Result<(u64, i64, f64)> {
     let started = Instant::now();
     let mut stream = nodes[0]
         .open_stream(
@@ -63,31 +78,45 @@ async fn through_stream(
             StreamOptions { window },
         )
         .await?;
-    let mut n = 0u64;
+    let (mut n, mut sum) = (0u64, 0i64);
     match take {
         Take::Items => {
             while let Some(item) = stream.next().await {
-                std::hint::black_box(item?);
+                sum = sum.wrapping_add(weigh(&item?));
                 n += 1;
             }
         }
         Take::Batches => {
             while let Some(batch) = stream.next_batch().await {
                 for item in batch? {
-                    std::hint::black_box(item?);
+                    sum = sum.wrapping_add(weigh(&item?));
                     n += 1;
                 }
             }
         }
     }
-    Ok((n, n as f64 / started.elapsed().as_secs_f64()))
+    Ok((n, sum, n as f64 / started.elapsed().as_secs_f64()))
 }
 
-/// Items per second through the bare echo of `batch` (holding `per` items), `count` times.
-async fn through_echo(client: Client, batch: Vec<u8>, per: u64, count: u32) -> anyhow::Result<f64> {
+/// Items per second through the bare echo of `batch` (holding `per` items), `count` times,
+/// and their sum.
+async fn through_echo(
+    client: Client,
+    batch: Vec<u8>,
+    per: u64,
+    count: u32,
+) -> anyhow::Result<(u64, i64, f64)> {
     let started = Instant::now();
-    let n = client.stream_echo(batch.into(), count, per).await?;
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+    let mut echo = client.stream_echo(batch.into(), count, per).await?;
+    let (mut n, mut sum) = (0u64, 0i64);
+    // As `through_stream` takes batches.
+    while let Some(batch) = echo.next().await {
+        for item in batch? {
+            sum = sum.wrapping_add(weigh(&item?));
+            n += 1;
+        }
+    }
+    Ok((n, sum, n as f64 / started.elapsed().as_secs_f64()))
 }
 
 fn median(mut rates: Vec<f64>) -> f64 {
@@ -115,9 +144,15 @@ pub(crate) async fn run(
     let blob = Term::Bytes(vec![7u8; 64 << 10]);
     let big_batch = Term::list((0..4).map(|_| blob.clone())).encode();
     let big_n: i64 = 4000;
+    // What each side's items add up to (see `weigh`): the stream's `range` yields 0 to n - 1.
+    let small_sums = (
+        small_n * (small_n - 1) / 2,
+        (small_n / per_batch) * (0..per_batch).map(|i| 500_000 + i).sum::<i64>(),
+    );
+    let big_sums = (big_n * (64 << 10), big_n * (64 << 10));
     // The windows bound what is in flight: 256 Ki integers (about 1.3 MB), or 64 blobs (4 MiB).
     // The echo is bound only by HTTP/2 flow control: hyper's client grants each stream 2 MiB.
-    for (label, function, args, window, batch, per, batches, bytes) in [
+    for (label, function, args, window, batch, per, batches, bytes, sums) in [
         (
             "integers",
             "range",
@@ -127,6 +162,7 @@ pub(crate) async fn run(
             per_batch as u64,
             (small_n / per_batch) as u32,
             0usize,
+            small_sums,
         ),
         (
             "64 KiB blobs",
@@ -137,6 +173,7 @@ pub(crate) async fn run(
             4,
             (big_n / 4) as u32,
             64 << 10,
+            big_sums,
         ),
     ] {
         if only.is_some_and(|o| o.starts_with("stream ") && !format!("stream {label}").contains(o))
@@ -148,12 +185,20 @@ pub(crate) async fn run(
             for _ in 0..rounds.max(1) {
                 for (take, rates) in [(Take::Items, &mut items), (Take::Batches, &mut batched)] {
                     let run = through_stream(nodes.to_vec(), function, args.clone(), window, take);
-                    let (n, rate) = place.run(run).await?;
-                    anyhow::ensure!(n == batches as u64 * per, "the stream delivered {n} items");
+                    let (n, sum, rate) = place.run(run).await?;
+                    anyhow::ensure!(
+                        (n, sum) == (batches as u64 * per, sums.0),
+                        "the stream delivered {n} items adding up to {sum}"
+                    );
                     rates.push(rate);
                 }
                 let run = through_echo(client.clone(), batch.clone(), per, batches);
-                echoed.push(place.run(run).await?);
+                let (n, sum, rate) = place.run(run).await?;
+                anyhow::ensure!(
+                    (n, sum) == (batches as u64 * per, sums.1),
+                    "the echo delivered {n} items adding up to {sum}"
+                );
+                echoed.push(rate);
             }
             let (s, b, e) = (median(items), median(batched), median(echoed));
             let mb = |r: f64| {

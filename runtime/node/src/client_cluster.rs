@@ -125,41 +125,43 @@ impl Client {
     }
 
     /// The baseline of the stream benchmark: `count` copies of `batch` (holding
-    /// `items_per_batch` items), streamed back by the node with no producer behind them.
-    /// Returns the items received.
+    /// `items_per_batch` items), streamed back by the node with no producer behind them. Each
+    /// batch comes as a [`Sequence`] to decode, as [`StreamRef::next_batch`] gives them, so
+    /// that the bench consumes both with the same code.
+    ///
+    /// [`Sequence`]: steinadler_core::codec::Sequence
+    /// [`StreamRef::next_batch`]: crate::StreamRef::next_batch
     ///
     /// # Errors
     ///
-    /// The node's refusal or a broken link.
+    /// The node's refusal or a broken link; a batch that does not decode is `DATA_LOSS`.
     pub async fn stream_echo(
         &self,
         batch: bytes::Bytes,
         count: u32,
         items_per_batch: u64,
-    ) -> Result<u64, ClientError> {
-        use tokio_stream::StreamExt as _;
-        let mut stream =
-            steinadler_proto::v1::streams_client::StreamsClient::new(self.channel.clone())
-                .max_decoding_message_size(64 << 20)
-                .echo(pb::StreamEchoRequest {
-                    batch,
-                    count,
-                    items_per_batch,
-                })
-                .await?
-                .into_inner();
-        let mut items = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            // Decode as the real consumer (`StreamRef`) does, an item at a time, so that both
-            // pay for it.
-            if let Ok(sequence) = crate::streams::consume::batch_items(batch.items) {
-                for item in sequence {
-                    items += u64::from(std::hint::black_box(item).is_ok());
-                }
-            }
-        }
-        Ok(items)
+    ) -> Result<
+        impl futures::Stream<Item = Result<steinadler_core::codec::Sequence<bytes::Bytes>, ClientError>>
+        + Send
+        + Unpin
+        + use<>,
+        ClientError,
+    > {
+        use futures::StreamExt as _;
+        let stream = steinadler_proto::v1::streams_client::StreamsClient::new(self.channel.clone())
+            .max_decoding_message_size(64 << 20)
+            .echo(pb::StreamEchoRequest {
+                batch,
+                count,
+                items_per_batch,
+            })
+            .await?
+            .into_inner();
+        Ok(stream.map(|batch| {
+            crate::streams::consume::batch_items(batch?.items).map_err(|e| {
+                tonic::Status::data_loss(format!("an echoed batch did not decode: {e}")).into()
+            })
+        }))
     }
 
     /// Starts a supervised child; answers once it runs.

@@ -57,7 +57,7 @@ impl<B: AsRef<[u8]>> Sequence<B> {
 impl<B: AsRef<[u8]>> Iterator for Sequence<B> {
     type Item = Result<Term, DecodeError>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         let rest = &self.bytes.as_ref()[self.at..];
         if self.left == 0 {
