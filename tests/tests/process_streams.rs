@@ -2,7 +2,6 @@
 //! consumer's demand (the node refuses more), it learns of a cancel, its exit reaches the
 //! consumer, and another process can consume what it emits.
 
-use futures::StreamExt;
 use std::time::Duration;
 use steinadler_core::Term;
 use steinadler_node::{Address, Node, StreamError, StreamOptions, StreamRef};

@@ -2,7 +2,6 @@
 //! runs more than the window ahead, and memory stays flat. Alone in its test binary, so that
 //! the process's resident memory is this test's alone.
 
-use futures::StreamExt;
 use std::time::Duration;
 use steinadler_core::Term;
 

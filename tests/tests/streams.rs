@@ -1,7 +1,6 @@
 //! Streams between real nodes over mutual TLS: demand bounds the producer, items arrive in
 //! order, cancel stops the producer, and failures on either side are reported.
 
-use futures::StreamExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use steinadler_core::Term;
@@ -18,8 +17,15 @@ async fn a_cancel_stops_the_producer_within_a_window() {
     let (n1, n2) = pair().await;
     let window = 256;
     let mut stream = range_from_n1(&n2, 0, 10_000_000, window).await;
+    // The inherent `next` and the `futures::Stream` impl take from one cursor: alternate them,
+    // across batch boundaries (the window is 256).
     for i in 0..5_000 {
-        assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(i));
+        let item = if i % 2 == 0 {
+            stream.next().await
+        } else {
+            futures::StreamExt::next(&mut stream).await
+        };
+        assert_eq!(item.unwrap().unwrap(), Term::Int(i));
     }
     assert_eq!(open_streams(&n1), 1);
     stream.cancel().await;

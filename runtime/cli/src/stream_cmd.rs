@@ -5,7 +5,6 @@ use crate::Failure;
 use crate::auth::NodeAddr;
 use anyhow::anyhow;
 use clap::Args;
-use futures::StreamExt;
 use std::io::Write;
 use steinadler_core::{Term, json};
 use steinadler_node::{Address, StreamOptions, StreamSource};

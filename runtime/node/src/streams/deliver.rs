@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use steinadler_core::{Pid, Ref, Term};
 use steinadler_host::StreamSource;
-use tokio_stream::StreamExt as _;
 use tonic::{Code, Status};
 
 impl Inner {

@@ -20,7 +20,7 @@ pub(crate) mod deliver;
 pub(crate) mod outlet;
 pub(crate) mod serve;
 
-pub use consume::{StreamError, StreamOptions, StreamRef};
+pub use consume::{NextItem, StreamError, StreamOptions, StreamRef};
 
 use steinadler_proto::v1 as pb;
 
