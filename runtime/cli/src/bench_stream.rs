@@ -1,9 +1,10 @@
 //! The stream half of `steinadler bench`: items/s across nodes, next to a bare tonic
 //! server-streaming echo of the same bytes in the same batches.
 //!
-//! The stream is taken two ways: an item at a time through the `futures::Stream`, and a batch
-//! at a time through `StreamRef::next_batch`. The echo's client decodes every item as the
-//! stream's consumer does, so both pay for decoding.
+//! The stream is taken three ways: an item at a time with `StreamRef::next`, an item at a time
+//! through `futures::StreamExt::next`, and a batch at a time with `StreamRef::next_batch`. The
+//! echo's client runs the batch loop, so every consumer pays for decoding, and each adds the
+//! items up (`weigh`) and checks the sum.
 //!
 //! The consumer (of the stream and of the echo alike) runs in one of two places: on the
 //! bench's main thread, as `steinadler stream` consumes, beside the runtime's two workers; or
@@ -19,7 +20,11 @@ use steinadler_node::{Client, Node, StreamOptions};
 /// How the consumer takes the items.
 #[derive(Clone, Copy)]
 enum Take {
+    /// `StreamRef::next`, which inlines the common case into the loop.
     Items,
+    /// `futures::StreamExt::next`, through the `futures::Stream` impl, as combinators take them.
+    Trait,
+    /// `StreamRef::next_batch`.
     Batches,
 }
 
@@ -82,6 +87,12 @@ async fn through_stream(
     match take {
         Take::Items => {
             while let Some(item) = stream.next().await {
+                sum = sum.wrapping_add(weigh(&item?));
+                n += 1;
+            }
+        }
+        Take::Trait => {
+            while let Some(item) = StreamExt::next(&mut stream).await {
                 sum = sum.wrapping_add(weigh(&item?));
                 n += 1;
             }
@@ -181,9 +192,14 @@ pub(crate) async fn run(
             continue;
         }
         for place in [Place::Main, Place::Task] {
-            let (mut items, mut batched, mut echoed) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut items, mut traited, mut batched, mut echoed) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..rounds.max(1) {
-                for (take, rates) in [(Take::Items, &mut items), (Take::Batches, &mut batched)] {
+                for (take, rates) in [
+                    (Take::Items, &mut items),
+                    (Take::Trait, &mut traited),
+                    (Take::Batches, &mut batched),
+                ] {
                     let run = through_stream(nodes.to_vec(), function, args.clone(), window, take);
                     let (n, sum, rate) = place.run(run).await?;
                     anyhow::ensure!(
@@ -200,7 +216,12 @@ pub(crate) async fn run(
                 );
                 echoed.push(rate);
             }
-            let (s, b, e) = (median(items), median(batched), median(echoed));
+            let (s, t, b, e) = (
+                median(items),
+                median(traited),
+                median(batched),
+                median(echoed),
+            );
             let mb = |r: f64| {
                 if bytes == 0 {
                     String::new()
@@ -213,16 +234,20 @@ pub(crate) async fn run(
                 Place::Task => "task",
             };
             println!(
-                "{:<41} window {window:>6}: {:>10.0}{} items/s by item, {:.0}{} by batch; \
-                 bare tonic stream echo {:.0}{}; ratio {:.2} / {:.2}",
+                "{:<41} window {window:>6}: {:>10.0}{} items/s by item, {:.0}{} through \
+                 StreamExt, {:.0}{} by batch; bare tonic stream echo {:.0}{}; \
+                 ratio {:.2} / {:.2} / {:.2}",
                 format!("stream {label} ({mode}, {place})"),
                 s,
                 mb(s),
+                t,
+                mb(t),
                 b,
                 mb(b),
                 e,
                 mb(e),
                 s / e,
+                t / e,
                 b / e,
             );
         }
