@@ -64,6 +64,44 @@ async fn a_cancel_stops_the_producer_within_a_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_does_not_decode_ends_the_stream_with_an_error() {
+    let (n1, n2) = pair().await;
+    n1.deploy("crash", m::CRASH_WASM).await.unwrap();
+    let no_args = Term::list([]);
+    let garbled = || {
+        n2.open_stream(
+            Some("n1"),
+            "crash",
+            "garbled",
+            &no_args,
+            StreamOptions::default(),
+        )
+    };
+    // The items before the bad one arrive; the bad one is the stream's error, and the end.
+    let mut stream = garbled().await.unwrap();
+    assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(1));
+    let err = stream.next().await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, StreamError::Producer(m) if m.starts_with("a batch of items did not decode")),
+        "{err}"
+    );
+    assert!(stream.next().await.is_none());
+    // The same, taken a batch at a time: the batch's sequence reports it.
+    let mut stream = garbled().await.unwrap();
+    let mut batch = stream.next_batch().await.unwrap().unwrap();
+    assert_eq!(batch.next().unwrap().unwrap(), Term::Int(1));
+    assert!(batch.next().unwrap().is_err());
+    // Both nodes go on serving.
+    let mut stream = range_from_n1(&n2, 0, 3, 16).await;
+    for i in 0..3 {
+        assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(i));
+    }
+    assert!(stream.next().await.is_none());
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_and_a_dead_producer_reach_the_consumer_as_errors() {
     let (n1, n2) = pair().await;
     // A trap: the items before it, then the panic's message.
