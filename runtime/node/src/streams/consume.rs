@@ -207,7 +207,7 @@ impl StreamRef {
     }
 
     /// Grants demand for what was taken, once half the window is. Kept out of line: it is
-    /// rare, and inlined it would make `poll_next` too large to inline into the consumer.
+    /// rare, and `poll_item`, which calls it, is inlined into every consumer's loop.
     #[inline(never)]
     fn grant(&mut self) {
         if self.taken * 2 < self.window {
@@ -299,7 +299,7 @@ impl StreamRef {
         }
     }
 
-    /// The item that did not decode (or the trailing bytes), as the stream's error.
+    /// The item that did not decode, as the stream's error.
     #[cold]
     #[inline(never)]
     fn undecodable_item(
