@@ -48,6 +48,7 @@ mod fetch;
 mod framing;
 mod guest_ops;
 mod join;
+mod local;
 mod messaging;
 mod monitor;
 mod mux;

@@ -1,4 +1,5 @@
-//! The [`Node`]: start-up, shared state, local invocation and graceful shutdown.
+//! The [`Node`]: start-up, shared state, links to peers and graceful shutdown. Running
+//! functions on this node is in [`crate::local`].
 
 use crate::admission::Admission;
 use crate::args::{ArgsCache, SentArgs};
@@ -9,22 +10,18 @@ use crate::security::Security;
 pub use crate::stats::Stats;
 use crate::target::Target;
 use crate::tls::ClientTls;
-use crate::wire::{self, RemoteError};
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use steinadler_core::{InvokeError, ModuleId};
-use steinadler_host::{Host, HostError, InvokeLimits, LoadedModule};
-use steinadler_membership::{MemberEvent, Membership, MembershipConfig, MembershipError, NodeMeta};
+use steinadler_host::{Host, HostError, LoadedModule};
+use steinadler_membership::{Membership, MembershipConfig, MembershipError, NodeMeta};
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_client::NodeClient;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::Status;
 use tonic::transport::Channel;
 
 /// Why a node could not start.
@@ -168,7 +165,7 @@ impl Node {
             config,
         });
         let server = tokio::spawn(crate::service::serve(inner.clone(), listener, stopped));
-        let ticker = tokio::spawn(advertise(inner.clone()));
+        let ticker = tokio::spawn(crate::local::advertise(inner.clone()));
         let watcher = tokio::spawn(crate::setup::watch_certificates(inner.clone()));
         let background = vec![
             tokio::spawn(crate::registry::sync::run(inner.clone())),
@@ -398,147 +395,5 @@ impl Inner {
             },
         };
         self.peers.channel(addr, name, tls).await
-    }
-
-    /// Compiles (or finds) a module off the async threads and records it in the index.
-    pub(crate) async fn load(&self, bytes: Vec<u8>) -> Result<Arc<LoadedModule>, InvokeError> {
-        let host = self.host.clone();
-        let module = tokio::task::spawn_blocking(move || host.load(&bytes))
-            .await
-            .map_err(|e| InvokeError::InvalidModule(format!("loading failed: {e}")))??;
-        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-        modules.entry(module.id()).or_insert_with(|| ModuleEntry {
-            names: Vec::new(),
-            size: module.size(),
-            functions: module.functions().map(str::to_owned).collect(),
-        });
-        Ok(module)
-    }
-
-    pub(crate) fn name_module(&self, name: &str, module: &LoadedModule) {
-        self.host.set_name(name, module.id());
-        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = modules.get_mut(&module.id())
-            && !entry.names.iter().any(|n| n == name)
-        {
-            entry.names.push(name.to_owned());
-        }
-    }
-
-    /// Runs one invocation on this node.
-    pub(crate) async fn invoke_local(
-        &self,
-        req: pb::InvokeRequest,
-    ) -> Result<pb::InvokeReply, Status> {
-        let started = Instant::now();
-        let _ticket = self.admission.admit().await?;
-        let id = wire::module_id(&req.module_id)?;
-        let reply = |outcome| pb::InvokeReply {
-            node: self.config.name.clone(),
-            elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            outcome: Some(outcome),
-        };
-
-        let args = if !req.args.is_empty() || req.args_hash.is_empty() {
-            if req.args.len() >= self.config.args_cache_threshold {
-                self.stats
-                    .args_bodies_received
-                    .fetch_add(1, Ordering::Relaxed);
-                self.args.insert(req.args.clone());
-            }
-            req.args
-        } else {
-            let hash: [u8; 32] = req.args_hash[..]
-                .try_into()
-                .map_err(|_| Status::invalid_argument("an argument hash is 32 bytes"))?;
-            match self.args.get(&hash) {
-                Some(body) => {
-                    self.stats.args_cache_hits.fetch_add(1, Ordering::Relaxed);
-                    body
-                }
-                None => {
-                    let e = wire::remote_error_to_wire(&RemoteError::ArgsMissing);
-                    return Ok(reply(pb::invoke_reply::Outcome::Error(e)));
-                }
-            }
-        };
-
-        let module = match crate::fetch::ensure(self, id, &req.origin).await {
-            Ok(m) => m,
-            Err(e) => {
-                return Ok(reply(pb::invoke_reply::Outcome::Error(
-                    wire::error_to_wire(&e),
-                )));
-            }
-        };
-        let limits = self.limits(req.limits.as_ref());
-        // The guest runs on this task and yields to the executor at every deadline-clock tick
-        // (2 ms), so long calls do not starve the workers. Against a hop to the blocking pool
-        // this saves a cross-thread wake-up each way (see the README).
-        let result = self
-            .host
-            .invoke_async(&module, &req.function, &args, &limits)
-            .await;
-        Ok(reply(match result {
-            Ok(value) => pb::invoke_reply::Outcome::Value(value.into()),
-            Err(e) => pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e)),
-        }))
-    }
-
-    fn limits(&self, wire: Option<&pb::Limits>) -> InvokeLimits {
-        let mut limits = self.host.default_limits();
-        if let Some(l) = wire {
-            if l.deadline_ms > 0 {
-                limits.deadline = Duration::from_millis(l.deadline_ms);
-            }
-            if l.memory_bytes > 0 {
-                limits.memory_bytes = l.memory_bytes.min(self.host.config().max_memory_bytes);
-            }
-        }
-        limits
-    }
-
-    /// A digest of the module set, advertised in gossip.
-    fn modules_digest(&self) -> u64 {
-        let modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-        let mut h = DefaultHasher::new();
-        for id in modules.keys() {
-            id.hash(&mut h);
-        }
-        h.finish()
-    }
-}
-
-/// Re-advertises the load and module digest when they change, and forgets departed peers.
-async fn advertise(inner: Arc<Inner>) {
-    let mut events = inner.membership.subscribe();
-    let mut last = (0u32, 0u64);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            event = events.recv() => {
-                if let Ok(MemberEvent::Left { name, .. }) = event {
-                    tracing::info!(peer = %name, "peer left the cluster");
-                }
-            }
-            _ = tick.tick() => {
-                let now = (inner.admission.load(), inner.modules_digest());
-                if now != last {
-                    last = now;
-                    let meta = NodeMeta {
-                        grpc_addr: inner.grpc_addr.clone(),
-                        labels: inner.config.labels.clone(),
-                        modules_digest: now.1,
-                        load: now.0,
-                    };
-                    match inner.membership.update_meta(meta).await {
-                        Ok(()) => {}
-                        // The node is leaving or stopped: nothing more to advertise.
-                        Err(MembershipError::NotRunning) => return,
-                        Err(e) => tracing::warn!("cannot advertise node metadata: {e}"),
-                    }
-                }
-            }
-        }
     }
 }

@@ -1,0 +1,162 @@
+//! This node's own modules and invocations: loading and naming modules, running one
+//! invocation under its limits, and advertising the module set and load in gossip.
+//!
+//! [`crate::node`] owns the state these work on ([`Inner`]). The coordinator and the
+//! invocation stream's server (`mux_server`) call in here when an invocation lands on this
+//! node; `Node::deploy` and [`crate::fetch`] load modules.
+
+use crate::node::{Inner, ModuleEntry};
+use crate::wire::{self, RemoteError};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use steinadler_core::InvokeError;
+use steinadler_host::{InvokeLimits, LoadedModule};
+use steinadler_membership::{MemberEvent, MembershipError, NodeMeta};
+use steinadler_proto::v1 as pb;
+use tonic::Status;
+
+impl Inner {
+    /// Compiles (or finds) a module off the async threads and records it in the index.
+    pub(crate) async fn load(&self, bytes: Vec<u8>) -> Result<Arc<LoadedModule>, InvokeError> {
+        let host = self.host.clone();
+        let module = tokio::task::spawn_blocking(move || host.load(&bytes))
+            .await
+            .map_err(|e| InvokeError::InvalidModule(format!("loading failed: {e}")))??;
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        modules.entry(module.id()).or_insert_with(|| ModuleEntry {
+            names: Vec::new(),
+            size: module.size(),
+            functions: module.functions().map(str::to_owned).collect(),
+        });
+        Ok(module)
+    }
+
+    pub(crate) fn name_module(&self, name: &str, module: &LoadedModule) {
+        self.host.set_name(name, module.id());
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = modules.get_mut(&module.id())
+            && !entry.names.iter().any(|n| n == name)
+        {
+            entry.names.push(name.to_owned());
+        }
+    }
+
+    /// Runs one invocation on this node.
+    pub(crate) async fn invoke_local(
+        &self,
+        req: pb::InvokeRequest,
+    ) -> Result<pb::InvokeReply, Status> {
+        let started = Instant::now();
+        let _ticket = self.admission.admit().await?;
+        let id = wire::module_id(&req.module_id)?;
+        let reply = |outcome| pb::InvokeReply {
+            node: self.config.name.clone(),
+            elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            outcome: Some(outcome),
+        };
+
+        let args = if !req.args.is_empty() || req.args_hash.is_empty() {
+            if req.args.len() >= self.config.args_cache_threshold {
+                self.stats
+                    .args_bodies_received
+                    .fetch_add(1, Ordering::Relaxed);
+                self.args.insert(req.args.clone());
+            }
+            req.args
+        } else {
+            let hash: [u8; 32] = req.args_hash[..]
+                .try_into()
+                .map_err(|_| Status::invalid_argument("an argument hash is 32 bytes"))?;
+            match self.args.get(&hash) {
+                Some(body) => {
+                    self.stats.args_cache_hits.fetch_add(1, Ordering::Relaxed);
+                    body
+                }
+                None => {
+                    let e = wire::remote_error_to_wire(&RemoteError::ArgsMissing);
+                    return Ok(reply(pb::invoke_reply::Outcome::Error(e)));
+                }
+            }
+        };
+
+        let module = match crate::fetch::ensure(self, id, &req.origin).await {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok(reply(pb::invoke_reply::Outcome::Error(
+                    wire::error_to_wire(&e),
+                )));
+            }
+        };
+        let limits = self.limits(req.limits.as_ref());
+        // The guest runs on this task and yields to the executor at every deadline-clock tick
+        // (2 ms), so long calls do not starve the workers. Against a hop to the blocking pool
+        // this saves a cross-thread wake-up each way (see the README).
+        let result = self
+            .host
+            .invoke_async(&module, &req.function, &args, &limits)
+            .await;
+        Ok(reply(match result {
+            Ok(value) => pb::invoke_reply::Outcome::Value(value.into()),
+            Err(e) => pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e)),
+        }))
+    }
+
+    fn limits(&self, wire: Option<&pb::Limits>) -> InvokeLimits {
+        let mut limits = self.host.default_limits();
+        if let Some(l) = wire {
+            if l.deadline_ms > 0 {
+                limits.deadline = Duration::from_millis(l.deadline_ms);
+            }
+            if l.memory_bytes > 0 {
+                limits.memory_bytes = l.memory_bytes.min(self.host.config().max_memory_bytes);
+            }
+        }
+        limits
+    }
+
+    /// A digest of the module set, advertised in gossip.
+    fn modules_digest(&self) -> u64 {
+        let modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = DefaultHasher::new();
+        for id in modules.keys() {
+            id.hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+/// Re-advertises the load and module digest when they change, and forgets departed peers.
+pub(crate) async fn advertise(inner: Arc<Inner>) {
+    let mut events = inner.membership.subscribe();
+    let mut last = (0u32, 0u64);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                if let Ok(MemberEvent::Left { name, .. }) = event {
+                    tracing::info!(peer = %name, "peer left the cluster");
+                }
+            }
+            _ = tick.tick() => {
+                let now = (inner.admission.load(), inner.modules_digest());
+                if now != last {
+                    last = now;
+                    let meta = NodeMeta {
+                        grpc_addr: inner.grpc_addr.clone(),
+                        labels: inner.config.labels.clone(),
+                        modules_digest: now.1,
+                        load: now.0,
+                    };
+                    match inner.membership.update_meta(meta).await {
+                        Ok(()) => {}
+                        // The node is leaving or stopped: nothing more to advertise.
+                        Err(MembershipError::NotRunning) => return,
+                        Err(e) => tracing::warn!("cannot advertise node metadata: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
