@@ -151,19 +151,16 @@ impl StreamRef {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Sequence<bytes::Bytes>, StreamError>>> {
-        loop {
-            if let Some(batch) = self.buffered.take().filter(|b| b.remaining() > 0) {
+        // `Ok(true)` leaves a batch with items in `buffered`.
+        Poll::Ready(match ready!(self.poll_refill(cx)) {
+            Ok(true) => self.buffered.take().map(|batch| {
                 self.taken += u64::from(batch.remaining());
                 self.grant();
-                return Poll::Ready(Some(Ok(batch)));
-            }
-            if self.finished {
-                return Poll::Ready(None);
-            }
-            if let Some(error) = ready!(self.poll_event(cx)) {
-                return Poll::Ready(Some(Err(error)));
-            }
-        }
+                Ok(batch)
+            }),
+            Ok(false) => None,
+            Err(error) => Some(Err(error)),
+        })
     }
 
     /// Takes the next event from the producer's node: a batch into `buffered`, or the end.
@@ -206,13 +203,18 @@ impl StreamRef {
         StreamError::Producer(format!("a batch of items did not decode: {why}"))
     }
 
-    /// Grants demand for what was taken, once half the window is. Kept out of line: it is
-    /// rare, and `poll_item`, which calls it, is inlined into every consumer's loop.
-    #[inline(never)]
+    /// Grants demand for what was taken, once half the window is.
+    #[inline(always)]
     fn grant(&mut self) {
-        if self.taken * 2 < self.window {
-            return;
+        if self.taken * 2 >= self.window {
+            self.send_grant();
         }
+    }
+
+    /// Sends the grant. Kept out of line: it is rare, and `poll_item`, which may call it, is
+    /// inlined into every consumer's loop.
+    #[inline(never)]
+    fn send_grant(&mut self) {
         let request = pb::StreamControl {
             op: Some(Op::Request(self.taken)),
         };
@@ -281,9 +283,7 @@ impl StreamRef {
             if self.buffered.as_ref().is_some_and(|b| b.remaining() > 0) {
                 // Counted before decoding, so that the decoded item goes straight out.
                 self.taken += 1;
-                if self.taken * 2 >= self.window {
-                    self.grant();
-                }
+                self.grant();
                 return Poll::Ready(Some(
                     match self.buffered.as_mut().and_then(Iterator::next) {
                         Some(Ok(item)) => Ok(item),
