@@ -7,19 +7,19 @@
 //! A thread exits at the first tick after its last engine is gone.
 
 use crate::HostError;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::Engine;
 
 /// The engines each clock thread advances, by tick length.
-type Clocks = HashMap<Duration, Vec<(u64, Engine)>>;
+type Clocks = BTreeMap<Duration, Vec<(u64, Engine)>>;
 
-static CLOCKS: Mutex<Option<Clocks>> = Mutex::new(None);
+static CLOCKS: Mutex<Clocks> = Mutex::new(BTreeMap::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-fn clocks() -> std::sync::MutexGuard<'static, Option<Clocks>> {
+fn clocks() -> std::sync::MutexGuard<'static, Clocks> {
     CLOCKS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -35,7 +35,6 @@ impl Ticker {
     pub(crate) fn start(engine: Engine, tick: Duration) -> Result<Self, HostError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut clocks = clocks();
-        let clocks = clocks.get_or_insert_with(HashMap::new);
         if let Some(engines) = clocks.get_mut(&tick) {
             engines.push((id, engine));
         } else {
@@ -55,10 +54,7 @@ impl Ticker {
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        if let Some(engines) = clocks()
-            .as_mut()
-            .and_then(|clocks| clocks.get_mut(&self.tick))
-        {
+        if let Some(engines) = clocks().get_mut(&self.tick) {
             engines.retain(|(id, _)| *id != self.id);
         }
     }
@@ -71,15 +67,14 @@ fn run(tick: Duration) {
     loop {
         std::thread::sleep(tick);
         let mut clocks = clocks();
-        let Some(map) = clocks.as_mut() else { return };
-        match map.get(&tick) {
+        match clocks.get(&tick) {
             Some(engines) if !engines.is_empty() => {
                 for (_, engine) in engines {
                     engine.increment_epoch();
                 }
             }
             _ => {
-                map.remove(&tick);
+                clocks.remove(&tick);
                 return;
             }
         }
@@ -97,11 +92,11 @@ mod tests {
         let tickers: Vec<Ticker> = (0..5)
             .map(|_| Ticker::start(Engine::default(), tick).unwrap())
             .collect();
-        assert_eq!(clocks().as_ref().unwrap()[&tick].len(), 5);
+        assert_eq!(clocks()[&tick].len(), 5);
         drop(tickers);
         // The thread sees its clock empty at its next tick and goes.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while clocks().as_ref().is_some_and(|c| c.contains_key(&tick)) {
+        while clocks().contains_key(&tick) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the clock did not stop"
