@@ -119,6 +119,18 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench_registry::run(&plain_nodes, "plain", 100).await?;
         crate::bench_registry::run(&tls_nodes, "mTLS", 100).await?;
     }
+    // Last: it ends the bench's quiet shutdown (`shutting_down`).
+    if selected("streams apart")
+        || args
+            .only
+            .as_deref()
+            .is_some_and(|o| o.starts_with("stream "))
+    {
+        println!(
+            "\nstreams apart: the same, with the producer's node in a process of its own, each node held to a core of its own:"
+        );
+        crate::bench_stream_apart::run(args.rounds, args.only.clone()).await?;
+    }
     crate::shutting_down();
     for n in plain_nodes.iter().chain(&tls_nodes) {
         n.shutdown().await;
@@ -176,25 +188,27 @@ async fn start_cluster(secure: bool) -> anyhow::Result<(Vec<Arc<Node>>, Client)>
     nodes[0]
         .deploy("noop", steinadler_test_modules::NOOP_WASM)
         .await?;
-    let auth = match &token {
+    let auth = client_auth(nodes[0].grpc_addr(), token.as_deref()).await?;
+    let ping = Client::connect(nodes[1].grpc_addr(), &auth).await?;
+    Ok((nodes, ping))
+}
+
+/// A client's credentials for a cluster: none without a join `token`, else a certificate that
+/// the node at `addr` issues for the token.
+pub(crate) async fn client_auth(addr: &str, token: Option<&str>) -> anyhow::Result<ClientAuth> {
+    Ok(match token {
         None => ClientAuth::Insecure,
         Some(token) => {
-            let joined = steinadler_node::request_certificate(
-                nodes[0].grpc_addr(),
-                &token.parse()?,
-                Role::Client,
-                "bench",
-            )
-            .await?;
+            let joined =
+                steinadler_node::request_certificate(addr, &token.parse()?, Role::Client, "bench")
+                    .await?;
             ClientAuth::Certificate(Arc::new(ClientCredentials {
                 ca_cert_pem: joined.reply.ca_cert_pem,
                 cert_pem: joined.reply.cert_pem,
                 key_pem: joined.key_pem,
             }))
         }
-    };
-    let ping = Client::connect(nodes[1].grpc_addr(), &auth).await?;
-    Ok((nodes, ping))
+    })
 }
 
 /// What one call is.

@@ -30,7 +30,7 @@ enum Take {
 
 /// Where the consumer runs.
 #[derive(Clone, Copy)]
-enum Place {
+pub(crate) enum Place {
     /// The bench's main thread (`block_on`).
     Main,
     /// A task on the runtime's workers.
@@ -65,22 +65,24 @@ fn weigh(item: &Term) -> i64 {
     }
 }
 
-/// Items per second through a stream from `nodes[1]` to `nodes[0]`, and their sum.
+/// Items per second through a stream of `case` that `consumer` takes from the node named
+/// `producer`, and their count and sum.
 async fn through_stream(
-    nodes: Vec<Arc<Node>>,
-    function: &str,
-    args: Term,
-    window: u32,
+    consumer: Arc<Node>,
+    producer: String,
+    case: Arc<Case>,
     take: Take,
 ) -> anyhow::Result<(u64, i64, f64)> {
     let started = Instant::now();
-    let mut stream = nodes[0]
+    let mut stream = consumer
         .open_stream(
-            Some(nodes[1].name()),
+            Some(&producer),
             "range",
-            function,
-            &args,
-            StreamOptions { window },
+            case.function,
+            &case.args,
+            StreamOptions {
+                window: case.window,
+            },
         )
         .await?;
     let (mut n, mut sum) = (0u64, 0i64);
@@ -135,8 +137,129 @@ fn median(mut rates: Vec<f64>) -> f64 {
     rates[rates.len() / 2]
 }
 
-/// Prints small-item and 64 KiB-item figures for one cluster. `client` talks to `nodes[1]`.
-/// An `only` that starts with `stream ` picks the rows whose label contains it.
+/// One kind of item the bench streams, with its echo of the same bytes.
+pub(crate) struct Case {
+    pub(crate) label: &'static str,
+    /// The stream function in `range`, and its arguments.
+    pub(crate) function: &'static str,
+    pub(crate) args: Term,
+    /// The consumer's window: what is in flight at most.
+    pub(crate) window: u32,
+    /// The echo's batch, `per` items, sent `batches` times.
+    pub(crate) batch: Vec<u8>,
+    pub(crate) per: u64,
+    pub(crate) batches: u32,
+    /// Bytes an item, for MB/s (0 for integers).
+    pub(crate) bytes: usize,
+    /// What the stream's and the echo's items add up to (see `weigh`).
+    pub(crate) sums: (i64, i64),
+}
+
+impl Case {
+    /// Whether `--only` picks this case: an `only` that starts with `stream ` picks the rows
+    /// whose label contains it.
+    pub(crate) fn selected(&self, only: Option<&str>) -> bool {
+        !only.is_some_and(|o| {
+            o.starts_with("stream ") && !format!("stream {}", self.label).contains(o)
+        })
+    }
+
+    /// Checks that the stream delivered every item.
+    pub(crate) fn check_stream(&self, (n, sum): (u64, i64)) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (n, sum) == (self.batches as u64 * self.per, self.sums.0),
+            "the stream delivered {n} items adding up to {sum}"
+        );
+        Ok(())
+    }
+
+    /// Checks that the echo delivered every item.
+    pub(crate) fn check_echo(&self, (n, sum): (u64, i64)) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (n, sum) == (self.batches as u64 * self.per, self.sums.1),
+            "the echo delivered {n} items adding up to {sum}"
+        );
+        Ok(())
+    }
+
+    /// Prints the median `rates` (by item, through `StreamExt`, by batch, and the echo's) as
+    /// one row, labelled `stream LABEL (where)`.
+    pub(crate) fn print_row(&self, place: &str, measured: &Measured) {
+        let [s, t, b, e] = measured.rates;
+        let [rs, rt, rb] = measured.ratios;
+        println!(
+            "{:<41} window {:>6}: {:>10.0}{} items/s by item, {:.0}{} through StreamExt, \
+             {:.0}{} by batch; bare tonic stream echo {:.0}{}; ratio {:.2} / {:.2} / {:.2}",
+            format!("stream {} ({place})", self.label),
+            self.window,
+            s,
+            self.mb(s),
+            t,
+            self.mb(t),
+            b,
+            self.mb(b),
+            e,
+            self.mb(e),
+            rs,
+            rt,
+            rb,
+        );
+    }
+
+    /// ` (N MB/s)` for a rate of items of `bytes` each; nothing for integers.
+    pub(crate) fn mb(&self, rate: f64) -> String {
+        if self.bytes == 0 {
+            String::new()
+        } else {
+            format!(" ({:.0} MB/s)", rate * self.bytes as f64 / 1e6)
+        }
+    }
+}
+
+/// Small integers and 64 KiB blobs.
+pub(crate) fn cases() -> [Arc<Case>; 2] {
+    let small_n: i64 = 1 << 23;
+    // The producer's batches: 4,096 integers (the node's most per batch), or 4 blobs of 64 KiB
+    // (the batch's byte budget).
+    let per_batch: i64 = 4096;
+    let small_batch = Term::list((0..per_batch).map(|i| Term::Int(500_000 + i))).encode();
+    let blob = Term::Bytes(vec![7u8; 64 << 10]);
+    let big_batch = Term::list((0..4).map(|_| blob.clone())).encode();
+    let big_n: i64 = 4000;
+    // The windows bound what is in flight: 256 Ki integers (about 1.3 MB), or 64 blobs (4 MiB).
+    // The echo is bound only by HTTP/2 flow control: hyper's client grants each stream 2 MiB.
+    [
+        Arc::new(Case {
+            label: "integers",
+            function: "range",
+            args: Term::list([Term::Int(0), Term::Int(small_n)]),
+            window: 262_144,
+            batch: small_batch,
+            per: per_batch as u64,
+            batches: (small_n / per_batch) as u32,
+            bytes: 0,
+            // The stream's `range` yields 0 to n - 1.
+            sums: (
+                small_n * (small_n - 1) / 2,
+                (small_n / per_batch) * (0..per_batch).map(|i| 500_000 + i).sum::<i64>(),
+            ),
+        }),
+        Arc::new(Case {
+            label: "64 KiB blobs",
+            function: "blobs",
+            args: Term::list([Term::Int(big_n), Term::Int(64 << 10)]),
+            window: 64,
+            batch: big_batch,
+            per: 4,
+            batches: (big_n / 4) as u32,
+            bytes: 64 << 10,
+            sums: (big_n * (64 << 10), big_n * (64 << 10)),
+        }),
+    ]
+}
+
+/// Prints small-item and 64 KiB-item figures for one cluster: `nodes[0]` takes streams from
+/// `nodes[1]`, and `client` talks to `nodes[1]`.
 pub(crate) async fn run(
     nodes: &[Arc<Node>],
     client: &Client,
@@ -147,110 +270,62 @@ pub(crate) async fn run(
     nodes[1]
         .deploy("range", steinadler_test_modules::RANGE_WASM)
         .await?;
-    let small_n: i64 = 1 << 23;
-    // The producer's batches: 4,096 integers (the node's most per batch), or 4 blobs of 64 KiB
-    // (the batch's byte budget).
-    let per_batch: i64 = 4096;
-    let small_batch = Term::list((0..per_batch).map(|i| Term::Int(500_000 + i))).encode();
-    let blob = Term::Bytes(vec![7u8; 64 << 10]);
-    let big_batch = Term::list((0..4).map(|_| blob.clone())).encode();
-    let big_n: i64 = 4000;
-    // What each side's items add up to (see `weigh`): the stream's `range` yields 0 to n - 1.
-    let small_sums = (
-        small_n * (small_n - 1) / 2,
-        (small_n / per_batch) * (0..per_batch).map(|i| 500_000 + i).sum::<i64>(),
-    );
-    let big_sums = (big_n * (64 << 10), big_n * (64 << 10));
-    // The windows bound what is in flight: 256 Ki integers (about 1.3 MB), or 64 blobs (4 MiB).
-    // The echo is bound only by HTTP/2 flow control: hyper's client grants each stream 2 MiB.
-    for (label, function, args, window, batch, per, batches, bytes, sums) in [
-        (
-            "integers",
-            "range",
-            Term::list([Term::Int(0), Term::Int(small_n)]),
-            262_144u32,
-            small_batch,
-            per_batch as u64,
-            (small_n / per_batch) as u32,
-            0usize,
-            small_sums,
-        ),
-        (
-            "64 KiB blobs",
-            "blobs",
-            Term::list([Term::Int(big_n), Term::Int(64 << 10)]),
-            64,
-            big_batch,
-            4,
-            (big_n / 4) as u32,
-            64 << 10,
-            big_sums,
-        ),
-    ] {
-        if only.is_some_and(|o| o.starts_with("stream ") && !format!("stream {label}").contains(o))
-        {
-            continue;
-        }
+    for case in cases().iter().filter(|c| c.selected(only)) {
         for place in [Place::Main, Place::Task] {
-            let (mut items, mut traited, mut batched, mut echoed) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..rounds.max(1) {
-                for (take, rates) in [
-                    (Take::Items, &mut items),
-                    (Take::Trait, &mut traited),
-                    (Take::Batches, &mut batched),
-                ] {
-                    let run = through_stream(nodes.to_vec(), function, args.clone(), window, take);
-                    let (n, sum, rate) = place.run(run).await?;
-                    anyhow::ensure!(
-                        (n, sum) == (batches as u64 * per, sums.0),
-                        "the stream delivered {n} items adding up to {sum}"
-                    );
-                    rates.push(rate);
-                }
-                let run = through_echo(client.clone(), batch.clone(), per, batches);
-                let (n, sum, rate) = place.run(run).await?;
-                anyhow::ensure!(
-                    (n, sum) == (batches as u64 * per, sums.1),
-                    "the echo delivered {n} items adding up to {sum}"
-                );
-                echoed.push(rate);
-            }
-            let (s, t, b, e) = (
-                median(items),
-                median(traited),
-                median(batched),
-                median(echoed),
-            );
-            let mb = |r: f64| {
-                if bytes == 0 {
-                    String::new()
-                } else {
-                    format!(" ({:.0} MB/s)", r * bytes as f64 / 1e6)
-                }
-            };
+            let rates = measure(&nodes[0], nodes[1].name(), client, case, rounds, place).await?;
             let place = match place {
                 Place::Main => "main thread",
                 Place::Task => "task",
             };
-            println!(
-                "{:<41} window {window:>6}: {:>10.0}{} items/s by item, {:.0}{} through \
-                 StreamExt, {:.0}{} by batch; bare tonic stream echo {:.0}{}; \
-                 ratio {:.2} / {:.2} / {:.2}",
-                format!("stream {label} ({mode}, {place})"),
-                s,
-                mb(s),
-                t,
-                mb(t),
-                b,
-                mb(b),
-                e,
-                mb(e),
-                s / e,
-                t / e,
-                b / e,
-            );
+            case.print_row(&format!("{mode}, {place}"), &rates);
         }
     }
     Ok(())
+}
+
+/// What [`measure`] measured: the median rates (by item, through `StreamExt`, by batch, and
+/// the echo's), and the median of each round's ratios to the echo.
+///
+/// A ratio is taken within a round, where the stream and the echo ran a second apart, so that
+/// the machine's drift from round to round (often 30 % here) does not enter it.
+pub(crate) struct Measured {
+    pub(crate) rates: [f64; 4],
+    pub(crate) ratios: [f64; 3],
+}
+
+/// The median rates of `rounds` rounds, each taking a stream of `case` from `producer` to
+/// `consumer` an item at a time, through `StreamExt`, and a batch at a time, then the echo of
+/// the same batches through `client`, with the consumer running in `place`.
+pub(crate) async fn measure(
+    consumer: &Arc<Node>,
+    producer: &str,
+    client: &Client,
+    case: &Arc<Case>,
+    rounds: usize,
+    place: Place,
+) -> anyhow::Result<Measured> {
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    for _ in 0..rounds.max(1) {
+        for (i, take) in [Take::Items, Take::Trait, Take::Batches]
+            .into_iter()
+            .enumerate()
+        {
+            let run = through_stream(consumer.clone(), producer.to_owned(), case.clone(), take);
+            let (n, sum, rate) = place.run(run).await?;
+            case.check_stream((n, sum))?;
+            rates[i].push(rate);
+        }
+        let run = through_echo(client.clone(), case.batch.clone(), case.per, case.batches);
+        let (n, sum, rate) = place.run(run).await?;
+        case.check_echo((n, sum))?;
+        rates[3].push(rate);
+        for (i, ratios) in ratios.iter_mut().enumerate() {
+            ratios.push(rates[i].last().copied().unwrap_or(0.0) / rate);
+        }
+    }
+    Ok(Measured {
+        rates: rates.map(median),
+        ratios: ratios.map(median),
+    })
 }

@@ -9,6 +9,7 @@ mod bench;
 mod bench_proc;
 mod bench_registry;
 mod bench_stream;
+mod bench_stream_apart;
 mod client_cmd;
 mod cluster_cmd;
 mod demo;
