@@ -1,4 +1,8 @@
+use super::process::*;
 use super::*;
+use crate::process::{Context, Process};
+use std::cell::RefCell;
+use steinadler_core::{Pid, Term};
 
 fn pid() -> Pid {
     Pid {
