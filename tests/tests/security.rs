@@ -2,99 +2,25 @@
 //! that must be refused. Each refusal is checked for a clear error, a counted rejection and an
 //! unchanged membership, and the good nodes keep serving throughout.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
-use steinadler_core::Term;
-use steinadler_node::{Client, ClientAuth, Node, NodeError, Target};
+use steinadler_node::{Client, ClientAuth, Node, NodeError};
 use steinadler_proto::v1 as pb;
 use steinadler_security::{
-    COOKIE_HEADER, Ca, ClientCredentials, ClusterSecret, CookieSigner, Material, Role, pki,
+    COOKIE_HEADER, Ca, ClientCredentials, ClusterSecret, CookieSigner, Material, Role,
 };
 use steinadler_test_modules as m;
 use tonic::Code;
 
 mod common;
 
-/// An offline PKI with node directories for `names`.
-fn offline_pki(dir: &Path, names: &[&str]) {
-    pki::init(dir).unwrap();
-    for name in names {
-        pki::issue_node(dir, name, &[], &[]).unwrap();
-    }
-}
+#[path = "security/helpers.rs"]
+mod helpers;
 
-async fn secure_node(pki: &Path, name: &str, seed: Option<&Node>) -> Node {
-    let mut b = Node::builder()
-        .name(name)
-        .secure_dir(pki.join("nodes").join(name));
-    if let Some(seed) = seed {
-        b = b.seed(seed.grpc_addr());
-    }
-    b.start()
-        .await
-        .unwrap_or_else(|e| panic!("starting {name}: {e}"))
-}
-
-/// Credentials signed by the PKI's CA: a client certificate, or a node's.
-fn creds(pki: &Path, cert_pem: String, key_pem: String) -> ClientAuth {
-    ClientAuth::Certificate(Arc::new(ClientCredentials {
-        ca_cert_pem: std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
-        cert_pem,
-        key_pem,
-    }))
-}
-
-fn ca_of(pki: &Path) -> Ca {
-    Ca::from_pem(
-        &std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
-        &std::fs::read_to_string(pki.join("ca.key")).unwrap(),
-    )
-    .unwrap()
-}
-
-/// Waits until `counter` reaches `want`: servers count a refused handshake just after the
-/// client sees it fail.
-async fn wait_count(counter: &AtomicU64, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while counter.load(Ordering::Relaxed) < want {
-        assert!(
-            Instant::now() < deadline,
-            "counter stuck at {}, want {want}",
-            counter.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Connects and makes one call; the error text, if any step fails.
-async fn try_call(addr: &str, auth: &ClientAuth) -> Result<(), String> {
-    let mut client = Client::connect(addr, auth)
-        .await
-        .map_err(|e| e.to_string())?;
-    client
-        .members()
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-fn greet() -> Vec<u8> {
-    Term::list([Term::from("World")]).encode()
-}
-
-async fn assert_serving(from: &Node, to: &str) {
-    let results = from
-        .invoke(&Target::Node(to.into()), "hello", "greet", &greet())
-        .await
-        .unwrap();
-    let value = results[0]
-        .outcome
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(Term::decode(value), Ok(Term::from("Hello, World!")));
-}
+use helpers::{
+    assert_serving, ca_of, creds, greet, offline_pki, secure_node, try_call, wait_count,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_join_gives_mutual_tls_and_the_token_is_checked() {
