@@ -101,12 +101,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench_proc::run(&plain_nodes, "plain", args.calls).await?;
         crate::bench_proc::run(&tls_nodes, "mTLS", args.calls).await?;
     }
-    if selected("streams")
-        || args
-            .only
-            .as_deref()
-            .is_some_and(|o| o.starts_with("stream "))
-    {
+    // `--only "stream integers"` picks rows of both stream sections.
+    let stream_rows = args
+        .only
+        .as_deref()
+        .is_some_and(|o| o.starts_with("stream "));
+    if selected("streams") || stream_rows {
         println!(
             "\nstreams n2 -> n1 (the echo sends the same batches from n2 to a client; ratios: by item / through StreamExt / by batch):"
         );
@@ -119,13 +119,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench_registry::run(&plain_nodes, "plain", 100).await?;
         crate::bench_registry::run(&tls_nodes, "mTLS", 100).await?;
     }
-    // Last: it ends the bench's quiet shutdown (`shutting_down`).
-    if selected("streams apart")
-        || args
-            .only
-            .as_deref()
-            .is_some_and(|o| o.starts_with("stream "))
-    {
+    // Last, because once done it starts the bench's quiet shutdown (`shutting_down`).
+    if selected("streams apart") || stream_rows {
         println!(
             "\nstreams apart: the same, with the producer's node in a process of its own, each node held to a core of its own:"
         );

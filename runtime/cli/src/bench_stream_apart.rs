@@ -194,6 +194,13 @@ impl ProducerNode {
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Drop kills it if it has not exited yet.
+    }
+}
+
+impl Drop for ProducerNode {
+    /// Never leaves the child behind, whatever failed.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
