@@ -189,11 +189,15 @@ async fn claim(
     }
 }
 
+/// Whether a claim's failure is the link's, not the home's answer. A link that breaks mid-call
+/// (the home's node killed) surfaces from tonic as `INTERNAL` with an "h2 protocol error"
+/// message; the registry's own handlers never answer `INTERNAL`.
 fn transient(s: &Status) -> bool {
-    matches!(
-        s.code(),
-        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown
-    )
+    match s.code() {
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown => true,
+        Code::Internal => s.message().starts_with("h2 protocol error"),
+        _ => false,
+    }
 }
 
 /// The server side of `Claim`: this node is the name's home.
