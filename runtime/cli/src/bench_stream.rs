@@ -164,20 +164,11 @@ impl Case {
         })
     }
 
-    /// Checks that the stream delivered every item.
-    pub(crate) fn check_stream(&self, (n, sum): (u64, i64)) -> anyhow::Result<()> {
+    /// Checks that `what` (the stream, or the echo) delivered every item, adding up to `sum`.
+    fn check(&self, what: &str, want: i64, (n, sum): (u64, i64)) -> anyhow::Result<()> {
         anyhow::ensure!(
-            (n, sum) == (self.batches as u64 * self.per, self.sums.0),
-            "the stream delivered {n} items adding up to {sum}"
-        );
-        Ok(())
-    }
-
-    /// Checks that the echo delivered every item.
-    pub(crate) fn check_echo(&self, (n, sum): (u64, i64)) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            (n, sum) == (self.batches as u64 * self.per, self.sums.1),
-            "the echo delivered {n} items adding up to {sum}"
+            (n, sum) == (self.batches as u64 * self.per, want),
+            "the {what} delivered {n} items adding up to {sum}"
         );
         Ok(())
     }
@@ -207,7 +198,7 @@ impl Case {
     }
 
     /// ` (N MB/s)` for a rate of items of `bytes` each; nothing for integers.
-    pub(crate) fn mb(&self, rate: f64) -> String {
+    fn mb(&self, rate: f64) -> String {
         if self.bytes == 0 {
             String::new()
         } else {
@@ -307,21 +298,26 @@ pub(crate) async fn measure(
     let mut rates: [Vec<f64>; 4] = Default::default();
     let mut ratios: [Vec<f64>; 3] = Default::default();
     for _ in 0..rounds.max(1) {
+        // This round's rates, in the order of `rates`.
+        let mut round = [0.0; 4];
         for (i, take) in [Take::Items, Take::Trait, Take::Batches]
             .into_iter()
             .enumerate()
         {
             let run = through_stream(consumer.clone(), producer.to_owned(), case.clone(), take);
             let (n, sum, rate) = place.run(run).await?;
-            case.check_stream((n, sum))?;
-            rates[i].push(rate);
+            case.check("stream", case.sums.0, (n, sum))?;
+            round[i] = rate;
         }
         let run = through_echo(client.clone(), case.batch.clone(), case.per, case.batches);
         let (n, sum, rate) = place.run(run).await?;
-        case.check_echo((n, sum))?;
-        rates[3].push(rate);
-        for (i, ratios) in ratios.iter_mut().enumerate() {
-            ratios.push(rates[i].last().copied().unwrap_or(0.0) / rate);
+        case.check("echo", case.sums.1, (n, sum))?;
+        round[3] = rate;
+        for (all, rate) in rates.iter_mut().zip(round) {
+            all.push(rate);
+        }
+        for (all, stream) in ratios.iter_mut().zip(round) {
+            all.push(stream / round[3]);
         }
     }
     Ok(Measured {

@@ -67,28 +67,21 @@ fn consume(
     ];
     let measured = runtime.block_on(async {
         let mut consumers = Vec::new();
-        let mut result = Ok(());
-        for producer in &producers {
-            match join(producer).await {
-                Ok(c) => consumers.push(c),
-                Err(e) => result = Err(e),
+        let result = async {
+            for producer in &producers {
+                consumers.push(join(producer).await?);
             }
-        }
-        if result.is_ok() {
-            result = async {
-                for case in cases().iter().filter(|c| c.selected(only)) {
-                    for ((node, client), mode) in consumers.iter().zip(["plain", "mTLS"]) {
-                        // A task on the one worker: the consumer, its node and its links share
-                        // a thread.
-                        let rates =
-                            measure(node, PRODUCER, client, case, rounds, Place::Task).await?;
-                        case.print_row(&format!("{mode}, a core each"), &rates);
-                    }
+            for case in cases().iter().filter(|c| c.selected(only)) {
+                for ((node, client), mode) in consumers.iter().zip(["plain", "mTLS"]) {
+                    // A task on the one worker: the consumer, its node and its links share a
+                    // thread.
+                    let rates = measure(node, PRODUCER, client, case, rounds, Place::Task).await?;
+                    case.print_row(&format!("{mode}, a core each"), &rates);
                 }
-                anyhow::Ok(())
             }
-            .await;
+            anyhow::Ok(())
         }
+        .await;
         // The bench is done with its clusters: their goodbyes need no logs.
         crate::shutting_down();
         for (node, _) in consumers {
