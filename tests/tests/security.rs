@@ -7,9 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 use steinadler_node::{Client, ClientAuth, Node, NodeError};
 use steinadler_proto::v1 as pb;
-use steinadler_security::{
-    COOKIE_HEADER, Ca, ClientCredentials, ClusterSecret, CookieSigner, Material, Role,
-};
+use steinadler_security::{COOKIE_HEADER, Ca, ClusterSecret, CookieSigner, Material, Role};
 use steinadler_test_modules as m;
 use tonic::Code;
 
@@ -19,7 +17,8 @@ mod common;
 mod helpers;
 
 use helpers::{
-    assert_serving, ca_of, creds, greet, offline_pki, secure_node, try_call, wait_count,
+    anonymous_channel, assert_serving, ca_of, creds, greet, offline_pki, secure_node, try_call,
+    wait_count,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,22 +141,29 @@ async fn every_unwelcome_caller_is_refused_counted_and_harmless() {
     assert!(!err.is_empty());
     wait_count(&stats.rejected_tls, 2).await;
 
-    // TLS without a client certificate: the handshake passes (joining needs it), the call not.
-    let anonymous = ClientAuth::Certificate(Arc::new(ClientCredentials {
-        ca_cert_pem: std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
-        cert_pem: String::new(),
-        key_pem: String::new(),
-    }));
-    if let Ok(c) = Client::connect(&addr, &anonymous).await {
-        let status = c
-            .raw()
-            .list_members(pb::ListMembersRequest {})
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::Unauthenticated);
-        assert!(status.message().contains("steinadler login"), "{status:?}");
-        wait_count(&stats.rejected_unauthenticated, 1).await;
-    }
+    // TLS without a client certificate: the handshake passes (joining needs it), the calls not.
+    let anonymous = anonymous_channel(pki, &addr).await;
+    let status = pb::node_client::NodeClient::new(anonymous.clone())
+        .list_members(pb::ListMembersRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("steinadler login"), "{status:?}");
+    wait_count(&stats.rejected_unauthenticated, 1).await;
+    // Streams.Open, which the node serves by hand rather than through tonic's server.
+    let open = pb::StreamControl {
+        op: Some(pb::stream_control::Op::Open(pb::StreamOpen {
+            module: "hello".into(),
+            function: "greet".into(),
+            ..Default::default()
+        })),
+    };
+    let status = pb::streams_client::StreamsClient::new(anonymous)
+        .open(tokio_stream::iter([open]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    wait_count(&stats.rejected_unauthenticated, 2).await;
 
     // A certificate from a foreign CA; expired and not-yet-valid certificates from ours.
     let before = stats.rejected_tls.load(Ordering::Relaxed);

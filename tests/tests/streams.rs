@@ -320,7 +320,7 @@ async fn producer_speed() {
     loop {
         let batch = producer.next(1024, 256 << 10).await.unwrap();
         let t = Instant::now();
-        let Term::List(items) = Term::decode(&batch.items).unwrap() else {
+        let Term::List(items) = Term::decode(batch.items()).unwrap() else {
             panic!()
         };
         decode += t.elapsed();

@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| rt.block_on(producer.next(1024, 256 << 10)))
     });
     group.bench_function("consumer: decode the batch", |b| {
-        b.iter(|| Term::decode(black_box(&batch.items)))
+        b.iter(|| Term::decode(black_box(batch.items())))
     });
     group.finish();
 }

@@ -121,13 +121,25 @@ pub(crate) fn new_store(
     store
 }
 
-/// Reads the `[status, value]` envelope the guest returned.
+/// Reads the `[status, value]` envelope the guest returned, copying the value out.
 pub(crate) fn read_envelope(
     store: &Store<State>,
     memory: Memory,
     packed: u64,
     limits: &InvokeLimits,
 ) -> Result<Vec<u8>, InvokeError> {
+    read_envelope_with(store, memory, packed, limits, <[u8]>::to_vec)
+}
+
+/// Reads the `[status, value]` envelope the guest returned and hands the value, still in guest
+/// memory, to `take`.
+pub(crate) fn read_envelope_with<R>(
+    store: &Store<State>,
+    memory: Memory,
+    packed: u64,
+    limits: &InvokeLimits,
+    take: impl FnOnce(&[u8]) -> R,
+) -> Result<R, InvokeError> {
     let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
     if len as u64 > limits.max_output_bytes {
         return Err(InvokeError::BadOutput(format!(
@@ -157,7 +169,7 @@ pub(crate) fn read_envelope(
         Err(e) => format!("(undecodable message: {e})"),
     };
     match *status {
-        STATUS_OK => Ok(value.to_vec()),
+        STATUS_OK => Ok(take(value)),
         STATUS_GUEST_ERROR => match Term::decode(value) {
             Ok(term) => Err(InvokeError::GuestError(term)),
             Err(e) => Err(InvokeError::BadOutput(format!(

@@ -45,7 +45,7 @@ pub use messenger::{Messenger, StreamSource};
 pub use module::{LoadSource, LoadedModule};
 pub use process::{Dest, Outcome, PROCESS_HANDLE, PROCESS_INIT, Process, is_process};
 pub use steinadler_core::{InvokeError, ModuleId, Term};
-pub use stream::{Batch, Producer, STREAM_NEXT, STREAM_OPEN, is_producer};
+pub use stream::{BATCH_ROOM, Batch, Producer, STREAM_NEXT, STREAM_OPEN, is_producer};
 
 /// An error setting up a [`Host`] (as opposed to running a function, see [`InvokeError`]).
 #[derive(Debug, thiserror::Error)]

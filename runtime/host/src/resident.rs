@@ -8,7 +8,7 @@ use crate::InvokeError;
 use crate::config::InvokeLimits;
 use crate::engine::Host;
 use crate::imports::State;
-use crate::invoke::{classify, new_store, read_envelope};
+use crate::invoke::{classify, new_store, read_envelope_with};
 use crate::module::LoadedModule;
 use crate::output::OutputBudget;
 use std::sync::Arc;
@@ -104,6 +104,17 @@ impl Resident {
         func: &Entry,
         input: &[u8],
     ) -> Result<Vec<u8>, InvokeError> {
+        self.call_with(func, input, <[u8]>::to_vec).await
+    }
+
+    /// Calls `func` with `input` and hands the value of its envelope, still in guest memory, to
+    /// `take`: the caller copies it out where it needs it, once.
+    pub(crate) async fn call_with<R>(
+        &mut self,
+        func: &Entry,
+        input: &[u8],
+        take: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, InvokeError> {
         let len = u32::try_from(input.len())
             .map_err(|_| InvokeError::BadArguments("an input larger than 4 GiB".to_owned()))?;
         self.budget.refill();
@@ -119,7 +130,7 @@ impl Resident {
             Ok(p) => p,
             Err(e) => return Err(classify(e, self.store.data_mut(), &self.limits)),
         };
-        let value = read_envelope(&self.store, self.memory, packed, &self.limits);
+        let value = read_envelope_with(&self.store, self.memory, packed, &self.limits, take);
         // The instance lives on, so the result buffer must go back to the guest's allocator.
         if let Some(dealloc) = self.dealloc.clone() {
             let (ptr, len) = ((packed >> 32) as u32, (packed & 0xffff_ffff) as u32);

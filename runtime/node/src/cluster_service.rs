@@ -17,7 +17,7 @@ pub(crate) fn services(
 ) -> (
     RegistryServer<ClusterService>,
     SupervisorServer<ClusterService>,
-    StreamsServer<ClusterService>,
+    crate::streams::route::StreamsRoutes,
 ) {
     let service = ClusterService {
         inner: inner.clone(),
@@ -26,9 +26,12 @@ pub(crate) fn services(
     (
         RegistryServer::new(service.clone()),
         SupervisorServer::new(service.clone()),
-        StreamsServer::new(service)
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max),
+        crate::streams::route::StreamsRoutes::new(
+            inner.clone(),
+            StreamsServer::new(service)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        ),
     )
 }
 
@@ -165,22 +168,18 @@ impl Supervisor for ClusterService {
 
 #[tonic::async_trait]
 impl Streams for ClusterService {
-    type OpenStream = crate::streams::serve::EventStream;
+    type OpenStream = futures::stream::Empty<Result<pb::StreamEvent, Status>>;
 
+    /// Never called: the node serves `Streams.Open` itself ([`crate::streams::route`]), so
+    /// that batches are framed without a copy; the generated server needs the method all the
+    /// same.
     async fn open(
         &self,
-        request: Request<Streaming<pb::StreamControl>>,
+        _request: Request<Streaming<pb::StreamControl>>,
     ) -> Result<Response<Self::OpenStream>, Status> {
-        self.inner.security.authorize(
-            &request,
-            "/steinadler.v1.Streams/Open",
-            Access::Client,
-            &self.inner.stats,
-            |_| Vec::new(),
-        )?;
-        crate::streams::serve::serve(self.inner.clone(), request.into_inner())
-            .await
-            .map(Response::new)
+        Err(Status::internal(
+            "Streams.Open reached tonic's generated server, not the node's route: a bug",
+        ))
     }
 
     type EchoStream = crate::streams::serve::ItemStream;

@@ -87,3 +87,30 @@ pub(crate) async fn assert_serving(from: &Node, to: &str) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(Term::decode(value), Ok(Term::from("Hello, World!")));
 }
+
+/// A TLS channel to the node at `addr` that checks the node against the cluster's CA but
+/// presents no client certificate, as a joining machine's does: the handshake passes, and only
+/// `Access::Public` methods answer.
+pub(crate) async fn anonymous_channel(pki: &Path, addr: &str) -> tonic::transport::Channel {
+    let ca_pem = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(
+        steinadler_security::client_config(&ca_pem, None).unwrap(),
+    );
+    let addr = addr.to_owned();
+    let connect = tower::service_fn(move |_: tonic::codegen::http::Uri| {
+        let (tls, addr) = (tls.clone(), addr.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await?;
+            let name = rustls::pki_types::ServerName::try_from(
+                steinadler_security::ANY_NODE_SERVER_NAME.to_owned(),
+            )
+            .map_err(std::io::Error::other)?;
+            let stream = tls.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    tonic::transport::Endpoint::from_static("http://anonymous.invalid")
+        .connect_with_connector(connect)
+        .await
+        .unwrap()
+}

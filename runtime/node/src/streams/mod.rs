@@ -8,6 +8,8 @@
 //! - [`serve`]: the producer's side. It runs the guest's stream function
 //!   ([`steinadler_host::Producer`]) and asks it for a batch only while demand is left, so the
 //!   items in flight never exceed the consumer's window.
+//! - [`route`] and [`frame`]: how the producer's side is served, each batch framed as a gRPC
+//!   message where the host copied it out of the guest, without another copy.
 //! - [`consume`]: the consumer's side, [`StreamRef`], a `futures::Stream` that grants demand as
 //!   the application takes items, keeping at most `window` items in flight and buffered.
 //! - [`outlet`]: a process as the producer: it is told of demand in its mailbox and emits
@@ -17,29 +19,12 @@
 
 pub(crate) mod consume;
 pub(crate) mod deliver;
+pub(crate) mod frame;
 pub(crate) mod outlet;
+pub(crate) mod route;
 pub(crate) mod serve;
 
 pub use consume::{NextItem, StreamError, StreamOptions, StreamRef};
-
-use steinadler_proto::v1 as pb;
-
-/// The event that carries a batch: `items` is a MessagePack array of `count` items.
-pub(crate) fn items_event(items: bytes::Bytes, count: u32) -> pb::StreamEvent {
-    pb::StreamEvent {
-        event: Some(pb::stream_event::Event::Items(pb::StreamItems {
-            items,
-            count,
-        })),
-    }
-}
-
-/// The event that ends a stream: well for an empty `error`.
-pub(crate) fn end_event(error: String) -> pb::StreamEvent {
-    pb::StreamEvent {
-        event: Some(pb::stream_event::Event::End(pb::StreamEnd { error })),
-    }
-}
 
 /// Items per batch at most, whatever the demand. A batch costs a call into the guest, a task
 /// hop and an HTTP/2 frame; 4,096 small items share them (at 1,024 the bench streamed 5-8 %

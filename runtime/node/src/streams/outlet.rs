@@ -28,7 +28,7 @@ use tonic::{Status, Streaming};
 /// Batches queued for the link per stream, at most. Emits wait for room.
 const QUEUED_BATCHES: usize = 16;
 
-type Events = mpsc::Sender<Result<pb::StreamEvent, Status>>;
+type Events = mpsc::Sender<Result<bytes::Bytes, Status>>;
 
 /// The streams this node's processes serve, by reference id.
 #[derive(Debug, Default)]
@@ -116,7 +116,7 @@ pub(crate) async fn emit(
         return Ok(());
     }
     events
-        .send(Ok(super::items_event(encoded.into(), count)))
+        .send(Ok(super::frame::items(encoded.into(), count)))
         .await
         .map_err(|_| format!("the consumer of stream {reference} is gone"))?;
     inner
@@ -139,7 +139,7 @@ pub(crate) async fn close(
             Ok((outlet.events.clone(), true))
         })?;
     // A consumer gone already needs no end.
-    let end = super::end_event(error.unwrap_or_default());
+    let end = super::frame::end(error.unwrap_or_default());
     let _ = events.send(Ok(end)).await;
     Ok(())
 }
@@ -149,7 +149,7 @@ pub(crate) async fn serve(
     inner: Arc<Inner>,
     open: pb::StreamOpen,
     control: Streaming<pb::StreamControl>,
-) -> Result<super::serve::EventStream, Status> {
+) -> Result<super::frame::Frames, Status> {
     let address: Address = open
         .process
         .parse()
@@ -244,7 +244,7 @@ async fn relay(
             reason = &mut down => {
                 if inner.outlets.lock().remove(&reference.id).is_some() {
                     let error = format!("the producer process {pid} exited: {reason}");
-                    let _ = events.send(Ok(super::end_event(error))).await;
+                    let _ = events.send(Ok(super::frame::end(error))).await;
                 }
                 break false;
             }

@@ -1,5 +1,6 @@
 //! The producer's side of a stream: demand in, batches out.
 
+use super::frame::{self, Frames};
 use super::{BATCH_BYTES, BATCH_ITEMS};
 use crate::node::Inner;
 use std::pin::Pin;
@@ -10,8 +11,6 @@ use steinadler_proto::v1::stream_control::Op;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::Stream;
 use tonic::{Status, Streaming};
-
-pub(crate) type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEvent, Status>> + Send>>;
 
 /// What the consumer's control messages say, shared with the producing loop.
 #[derive(Debug, Default)]
@@ -58,7 +57,7 @@ impl Demand {
 pub(crate) async fn serve(
     inner: Arc<Inner>,
     mut control: Streaming<pb::StreamControl>,
-) -> Result<EventStream, Status> {
+) -> Result<Frames, Status> {
     let open = match control.message().await? {
         Some(pb::StreamControl {
             op: Some(Op::Open(open)),
@@ -111,7 +110,7 @@ async fn produce(
     inner: Arc<Inner>,
     mut producer: steinadler_host::Producer,
     demand: Arc<Demand>,
-    tx: mpsc::Sender<Result<pb::StreamEvent, Status>>,
+    tx: mpsc::Sender<Result<bytes::Bytes, Status>>,
     reader: tokio::task::JoinHandle<()>,
     function: String,
 ) {
@@ -135,13 +134,22 @@ async fn produce(
                     .stats
                     .stream_items_produced
                     .fetch_add(u64::from(batch.count), Ordering::Relaxed);
+                let done = batch.done;
                 if batch.count > 0 {
-                    let items = super::items_event(batch.items, batch.count);
-                    if tx.send(Ok(items)).await.is_err() {
+                    let message = frame::batch(batch);
+                    if message.len() - 5 > inner.config.max_message_bytes {
+                        break Some(Ok(format!(
+                            "the producer made a batch of {} bytes, over this node's message \
+                             limit of {} bytes: make smaller items, or raise the limit",
+                            message.len() - 5,
+                            inner.config.max_message_bytes
+                        )));
+                    }
+                    if tx.send(Ok(message)).await.is_err() {
                         break None;
                     }
                 }
-                if batch.done {
+                if done {
                     break Some(Ok(String::new()));
                 }
             }
@@ -150,7 +158,7 @@ async fn produce(
     };
     match end {
         Some(Ok(error)) => {
-            let _ = tx.send(Ok(super::end_event(error))).await;
+            let _ = tx.send(Ok(frame::end(error))).await;
         }
         Some(Err(status)) => {
             let _ = tx.send(Err(status)).await;
