@@ -289,4 +289,22 @@ mod tests {
             Term::list([Term::Bytes(vec![7; 20_000])])
         );
     }
+
+    #[test]
+    fn a_pool_of_busy_buffers_stays_bounded_and_keeps_every_batch() {
+        let mut buffers = Buffers::default();
+        let held: Vec<Bytes> = (0..SPARE_BUFFERS as u8 + 2)
+            .map(|i| {
+                let mut value = vec![0xdd, 0, 0, 0, 2, 0xc2, 0xc6];
+                value.extend_from_slice(&20_000u32.to_be_bytes());
+                value.resize(value.len() + 20_000, i);
+                super::split(&value, &mut buffers).unwrap().framed(&[])
+            })
+            .collect();
+        assert_eq!(buffers.spare.len(), SPARE_BUFFERS);
+        for (i, batch) in held.iter().enumerate() {
+            let want = Term::list([Term::Bytes(vec![i as u8; 20_000])]);
+            assert_eq!(Term::decode(batch).unwrap(), want, "batch {i}");
+        }
+    }
 }
