@@ -133,8 +133,8 @@ pub fn export_next(ptr: u32, len: u32) -> u64 {
     };
     let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
     // The items go straight into the envelope, after an array header of fixed width (array32)
-    // and the `done` flag, both written once the count is known. The host turns that header
-    // into the items' own array in place, so the batch is not copied again on its way out.
+    // and the `done` flag, both written once the count is known. The host copies the items
+    // out once, straight into the buffer the node sends.
     let mut buf = Output::start(STATUS_OK);
     let header = buf.len();
     // Room for small items without growing: a grown buffer is copied each time.
