@@ -21,14 +21,17 @@ use tonic::Status;
 /// The messages of one stream, in order; an error ends it with that status.
 pub(crate) type Frames = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
 
+/// The gRPC message prefix: a compression flag and the message's length (u32, big-endian).
+pub(crate) const GRPC_PREFIX: usize = 5;
+
 /// Field 1, length-delimited: `StreamEvent.items`, and `StreamItems.items`.
 const FIELD_1_BYTES: u8 = 0x0a;
 /// Field 2, varint: `StreamItems.count`.
 const FIELD_2_VARINT: u8 = 0x10;
 
-/// A batch's headers at most: the gRPC prefix (5), then three tags and three varints of at most
+/// A batch's headers at most: the gRPC prefix, then three tags and three varints of at most
 /// five bytes (the lengths and the count are under 4 GiB).
-const PREFIX: usize = 5 + 3 * 6;
+const PREFIX: usize = GRPC_PREFIX + 3 * 6;
 const _: () = assert!(PREFIX <= steinadler_host::BATCH_ROOM);
 
 /// A batch from a guest producer as the message `StreamEvent { items: { items, count } }`,
@@ -56,7 +59,7 @@ pub(crate) fn batch(batch: steinadler_host::Batch) -> Bytes {
 /// Any event, encoded (the items a process emits, an end).
 pub(crate) fn event(event: &pb::StreamEvent) -> Bytes {
     let len = event.encoded_len();
-    let mut buf = BytesMut::with_capacity(5 + len);
+    let mut buf = BytesMut::with_capacity(GRPC_PREFIX + len);
     buf.put_u8(0);
     buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
     event.encode_raw(&mut buf);
@@ -133,7 +136,7 @@ mod tests {
 
     /// The event in a finished message, decoded as the consumer's tonic does.
     fn decode(message: &[u8]) -> pb::StreamEvent {
-        let (head, body) = message.split_at(5);
+        let (head, body) = message.split_at(GRPC_PREFIX);
         assert_eq!(head[0], 0, "not compressed");
         assert_eq!(
             u32::from_be_bytes(head[1..].try_into().unwrap()) as usize,

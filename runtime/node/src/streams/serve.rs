@@ -137,11 +137,11 @@ async fn produce(
                 let done = batch.done;
                 if batch.count > 0 {
                     let message = frame::batch(batch);
-                    if message.len() - 5 > inner.config.max_message_bytes {
+                    let size = message.len() - frame::GRPC_PREFIX;
+                    if size > inner.config.max_message_bytes {
                         break Some(Ok(format!(
-                            "the producer made a batch of {} bytes, over this node's message \
-                             limit of {} bytes: make smaller items, or raise the limit",
-                            message.len() - 5,
+                            "the producer made a batch of {size} bytes, over this node's \
+                             message limit of {} bytes: make smaller items, or raise the limit",
                             inner.config.max_message_bytes
                         )));
                     }
