@@ -11,6 +11,7 @@
 //! as a task on those workers, as a node's own code (a process, an embedder's task) consumes.
 //! On two cores they differ: the main thread is a third thread for the OS to share out.
 
+use crate::bench_cpu::{self, CpuClock};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -184,7 +185,7 @@ impl Case {
     }
 
     /// Prints the median `rates` (by item, through `StreamExt`, by batch, and the echo's) as
-    /// one row, labelled `stream LABEL (where)`.
+    /// one row, labelled `stream LABEL (where)`, then a line for each process's CPU an item.
     pub(crate) fn print_row(&self, place: &str, measured: &Measured) {
         let [s, t, b, e] = measured.rates;
         let [rs, rt, rb] = measured.ratios;
@@ -205,6 +206,13 @@ impl Case {
             rt,
             rb,
         );
+        for (holds, [s, t, b, e]) in &measured.cpu {
+            println!(
+                "{:<41} CPU an item, {holds}: {s:.1} ns by item, {t:.1} through StreamExt, \
+                 {b:.1} by batch; echo {e:.1} ns",
+                ""
+            );
+        }
     }
 
     /// ` (N MB/s)` for a rate of items of `bytes` each; nothing for integers.
@@ -271,9 +279,12 @@ pub(crate) async fn run(
     nodes[1]
         .deploy("range", steinadler_test_modules::RANGE_WASM)
         .await?;
+    // Both nodes are in this process.
+    let clocks = [CpuClock::this_process("both nodes")];
     for case in cases().iter().filter(|c| c.selected(only)) {
         for place in [Place::Main, Place::Task] {
-            let rates = measure(&nodes[0], nodes[1].name(), client, case, rounds, place).await?;
+            let (consumer, producer) = (&nodes[0], nodes[1].name());
+            let rates = measure(consumer, producer, client, case, rounds, place, &clocks).await?;
             let place = match place {
                 Place::Main => "main thread",
                 Place::Task => "task",
@@ -285,18 +296,21 @@ pub(crate) async fn run(
 }
 
 /// What [`measure`] measured: the median rates (by item, through `StreamExt`, by batch, and
-/// the echo's), and the median of each round's ratios to the echo.
+/// the echo's), the median of each round's ratios to the echo, and for each process measured
+/// (what it holds) the median CPU an item, in ns, in the same order as the rates.
 ///
 /// A ratio is taken within a round, where the stream and the echo ran a second apart, so that
 /// the machine's drift from round to round (often 30 % here) does not enter it.
 pub(crate) struct Measured {
     pub(crate) rates: [f64; 4],
     pub(crate) ratios: [f64; 3],
+    pub(crate) cpu: Vec<(&'static str, [f64; 4])>,
 }
 
 /// The median rates of `rounds` rounds, each taking a stream of `case` from `producer` to
 /// `consumer` an item at a time, through `StreamExt`, and a batch at a time, then the echo of
-/// the same batches through `client`, with the consumer running in `place`.
+/// the same batches through `client`, with the consumer running in `place`; and the CPU that
+/// each of `clocks` spent an item in each.
 pub(crate) async fn measure(
     consumer: &Arc<Node>,
     producer: &str,
@@ -304,9 +318,17 @@ pub(crate) async fn measure(
     case: &Arc<Case>,
     rounds: usize,
     place: Place,
+    clocks: &[CpuClock],
 ) -> anyhow::Result<Measured> {
     let mut rates: [Vec<f64>; 4] = Default::default();
     let mut ratios: [Vec<f64>; 3] = Default::default();
+    let mut cpu: Vec<[Vec<f64>; 4]> = clocks.iter().map(|_| Default::default()).collect();
+    // Adds one run's CPU an item, for each clock, to the figures of column `i`.
+    let mut add_cpu = |i: usize, spent: Vec<f64>, items: u64| {
+        for (all, s) in cpu.iter_mut().zip(spent) {
+            all[i].push(s * 1e9 / items as f64);
+        }
+    };
     for _ in 0..rounds.max(1) {
         // This round's rates, in the order of `rates`.
         let mut round = [0.0; 4];
@@ -315,13 +337,17 @@ pub(crate) async fn measure(
             .enumerate()
         {
             let run = through_stream(consumer.clone(), producer.to_owned(), case.clone(), take);
-            let (n, sum, rate) = place.run(run).await?;
+            let (spent, result) = bench_cpu::spent(clocks, place.run(run)).await;
+            let (n, sum, rate) = result?;
             case.check("stream", case.sums.0, (n, sum))?;
+            add_cpu(i, spent, n);
             round[i] = rate;
         }
         let run = through_echo(client.clone(), case.batch.clone(), case.per, case.batches);
-        let (n, sum, rate) = place.run(run).await?;
+        let (spent, result) = bench_cpu::spent(clocks, place.run(run)).await;
+        let (n, sum, rate) = result?;
         case.check("echo", case.sums.1, (n, sum))?;
+        add_cpu(3, spent, n);
         round[3] = rate;
         for (all, rate) in rates.iter_mut().zip(round) {
             all.push(rate);
@@ -333,5 +359,10 @@ pub(crate) async fn measure(
     Ok(Measured {
         rates: rates.map(median),
         ratios: ratios.map(median),
+        cpu: clocks
+            .iter()
+            .zip(cpu)
+            .map(|(c, all)| (c.holds, all.map(median)))
+            .collect(),
     })
 }

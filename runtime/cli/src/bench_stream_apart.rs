@@ -15,6 +15,7 @@
 //! Both links are real TCP between the two processes, plaintext or mutual TLS. With fewer
 //! than two cores, the section says so and is skipped.
 
+use crate::bench_cpu::CpuClock;
 use crate::bench_stream::{Place, cases, measure};
 use anyhow::{Context, anyhow};
 use std::io::{BufRead, BufReader};
@@ -72,10 +73,18 @@ fn consume(
                 consumers.push(join(producer).await?);
             }
             for case in cases().iter().filter(|c| c.selected(only)) {
-                for ((node, client), mode) in consumers.iter().zip(["plain", "mTLS"]) {
+                for (((node, client), mode), producer) in
+                    consumers.iter().zip(["plain", "mTLS"]).zip(&producers)
+                {
+                    let clocks = [
+                        CpuClock::this_process("the consumer's node"),
+                        CpuClock::of_process(producer.child.id(), "the producer's node")?,
+                    ];
                     // A task on the one worker: the consumer, its node and its links share a
                     // thread.
-                    let rates = measure(node, PRODUCER, client, case, rounds, Place::Task).await?;
+                    let place = Place::Task;
+                    let rates =
+                        measure(node, PRODUCER, client, case, rounds, place, &clocks).await?;
                     case.print_row(&format!("{mode}, a core each"), &rates);
                 }
             }

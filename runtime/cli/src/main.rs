@@ -6,6 +6,7 @@
 
 mod auth;
 mod bench;
+mod bench_cpu;
 mod bench_proc;
 mod bench_registry;
 mod bench_stream;
