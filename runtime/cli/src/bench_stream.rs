@@ -206,10 +206,11 @@ impl Case {
             rt,
             rb,
         );
-        for (holds, [s, t, b, e]) in &measured.cpu {
+        for (holds, cpu) in &measured.cpu {
+            let [s, t, b, e] = cpu.map(duration);
             println!(
-                "{:<41} CPU an item, {holds}: {s:.1} ns by item, {t:.1} through StreamExt, \
-                 {b:.1} by batch; echo {e:.1} ns",
+                "{:<41} CPU an item, {holds}: {s} by item, {t} through StreamExt, {b} by batch; \
+                 echo {e}",
                 ""
             );
         }
@@ -222,6 +223,15 @@ impl Case {
         } else {
             format!(" ({:.0} MB/s)", rate * self.bytes as f64 / 1e6)
         }
+    }
+}
+
+/// `ns` nanoseconds, in µs past 10,000.
+fn duration(ns: f64) -> String {
+    if ns < 1e4 {
+        format!("{ns:.1} ns")
+    } else {
+        format!("{:.1} µs", ns / 1e3)
     }
 }
 
