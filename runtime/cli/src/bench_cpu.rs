@@ -1,10 +1,10 @@
 //! CPU time of the bench's processes, for the stream bench's CPU per item.
 //!
-//! Items per second on this machine drift by 30 % and more from minute to minute; the CPU a
-//! process spends on an item drifts much less, and it says where a rate went. The stream bench
-//! reads a process's CPU clock around each run and divides by the items: this process (both
-//! nodes, or the consumer's node alone in "a core each"), and the producer's node when it is a
-//! child process of its own.
+//! Items per second on this machine drift by 30 % and more from minute to minute, and say
+//! nothing of which side a rate was lost to. The CPU each process spends on an item says that
+//! (it drifts too, so compare figures of one run). The stream bench reads a process's CPU clock
+//! around each run and divides by the items: this process (both nodes, or the consumer's node
+//! alone in "a core each"), and the producer's node when it is a child process of its own.
 
 use anyhow::Context as _;
 
