@@ -70,21 +70,20 @@ fn consume(
         let mut consumers = Vec::new();
         let result = async {
             for producer in &producers {
-                consumers.push(join(producer).await?);
+                let (node, client) = join(producer).await?;
+                let clocks = [
+                    CpuClock::this_process("the consumer's node"),
+                    CpuClock::of_process(producer.child.id(), "the producer's node")?,
+                ];
+                consumers.push((node, client, clocks));
             }
             for case in cases().iter().filter(|c| c.selected(only)) {
-                for (((node, client), mode), producer) in
-                    consumers.iter().zip(["plain", "mTLS"]).zip(&producers)
-                {
-                    let clocks = [
-                        CpuClock::this_process("the consumer's node"),
-                        CpuClock::of_process(producer.child.id(), "the producer's node")?,
-                    ];
+                for ((node, client, clocks), mode) in consumers.iter().zip(["plain", "mTLS"]) {
                     // A task on the one worker: the consumer, its node and its links share a
                     // thread.
                     let place = Place::Task;
                     let rates =
-                        measure(node, PRODUCER, client, case, rounds, place, &clocks).await?;
+                        measure(node, PRODUCER, client, case, rounds, place, clocks).await?;
                     case.print_row(&format!("{mode}, a core each"), &rates);
                 }
             }
@@ -93,7 +92,7 @@ fn consume(
         .await;
         // The bench is done with its clusters: their goodbyes need no logs.
         crate::shutting_down();
-        for (node, _) in consumers {
+        for (node, ..) in consumers {
             node.shutdown().await;
         }
         result
