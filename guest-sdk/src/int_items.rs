@@ -10,25 +10,11 @@
 //! Which path a stream takes depends only on its item type, so the test is decided when the
 //! producer is compiled.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use steinadler_core::codec;
 
 /// Whether items of type `T` take the integer path.
-pub(crate) fn is_int<T: 'static>() -> bool {
-    [
-        TypeId::of::<u8>(),
-        TypeId::of::<u16>(),
-        TypeId::of::<u32>(),
-        TypeId::of::<u64>(),
-        TypeId::of::<usize>(),
-        TypeId::of::<i8>(),
-        TypeId::of::<i16>(),
-        TypeId::of::<i32>(),
-        TypeId::of::<i64>(),
-        TypeId::of::<isize>(),
-    ]
-    .contains(&TypeId::of::<T>())
-}
+pub(crate) use steinadler_core::codec::is_int;
 
 /// The item's encoded form, for the types [`is_int`] accepts.
 #[inline(always)]

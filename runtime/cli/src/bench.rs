@@ -108,7 +108,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .is_some_and(|o| o.starts_with("stream "));
     if selected("streams") || stream_rows {
         println!(
-            "\nstreams n2 -> n1 (the echo sends the same batches from n2 to a client; ratios: by item / through StreamExt / by batch):"
+            "\nstreams n2 -> n1 (the echo sends the same batches from n2 to a client; ratios: by item / through StreamExt / typed through StreamExt / by batch):"
         );
         let only = args.only.as_deref();
         crate::bench_stream::run(&plain_nodes, &plain_client, "plain", args.rounds, only).await?;

@@ -1,10 +1,11 @@
 //! The stream half of `steinadler bench`: items/s across nodes, next to a bare tonic
 //! server-streaming echo of the same bytes in the same batches.
 //!
-//! The stream is taken three ways: an item at a time with `StreamRef::next`, an item at a time
-//! through `futures::StreamExt::next`, and a batch at a time with `StreamRef::next_batch`. The
-//! echo's client runs the batch loop, so every consumer pays for decoding, and each adds the
-//! items up (`weigh`) and checks the sum.
+//! The stream is taken four ways: an item at a time with `StreamRef::next`, an item at a time
+//! through `futures::StreamExt::next`, as `Term`s and typed (`StreamRef::typed`, as `i64`s or
+//! byte strings), and a batch at a time with `StreamRef::next_batch`. The echo's client runs
+//! the batch loop, so every consumer pays for decoding, and each adds the items up (`weigh`)
+//! and checks the sum.
 //!
 //! The consumer (of the stream and of the echo alike) runs in one of two places: on the
 //! bench's main thread, as `steinadler stream` consumes, beside the runtime's two workers; or
@@ -27,9 +28,16 @@ enum Take {
     Items,
     /// `futures::StreamExt::next`, through the `futures::Stream` impl, as combinators take them.
     Trait,
+    /// `futures::StreamExt::next` on `StreamRef::typed`: `i64`s, or byte strings.
+    Typed,
     /// `StreamRef::next_batch`.
     Batches,
 }
+
+/// The ways a round takes the stream, in the order of a row; the echo's column comes after.
+const TAKES: [Take; 4] = [Take::Items, Take::Trait, Take::Typed, Take::Batches];
+/// The columns of a row: each of [`TAKES`], then the echo.
+const COLUMNS: usize = TAKES.len() + 1;
 
 /// Where the consumer runs.
 #[derive(Clone, Copy)]
@@ -116,6 +124,20 @@ async fn through_stream(
                 n += 1;
             }
         }
+        Take::Typed if case.bytes == 0 => {
+            let mut items = stream.typed::<i64>();
+            while let Some(item) = StreamExt::next(&mut items).await {
+                sum = sum.wrapping_add(item?);
+                n += 1;
+            }
+        }
+        Take::Typed => {
+            let mut items = stream.typed::<serde_bytes::ByteBuf>();
+            while let Some(item) = StreamExt::next(&mut items).await {
+                sum = sum.wrapping_add(item?.len() as i64);
+                n += 1;
+            }
+        }
         Take::Batches => {
             while let Some(batch) = stream.next_batch().await {
                 take_batch(batch?, &mut n, &mut sum)?;
@@ -184,33 +206,23 @@ impl Case {
         Ok(())
     }
 
-    /// Prints the median `rates` (by item, through `StreamExt`, by batch, and the echo's) as
-    /// one row, labelled `stream LABEL (where)`, then a line for each process's CPU an item.
+    /// Prints the median `rates` (in the order of [`TAKES`], then the echo's) as one row,
+    /// labelled `stream LABEL (where)`, then a line for each process's CPU an item.
     pub(crate) fn print_row(&self, place: &str, measured: &Measured) {
-        let [s, t, b, e] = measured.rates;
-        let [rs, rt, rb] = measured.ratios;
+        let [s, t, y, b, e] = measured.rates.map(|r| format!("{r:.0}{}", self.mb(r)));
+        let [rs, rt, ry, rb] = measured.ratios;
         println!(
-            "{:<41} window {:>6}: {:>10.0}{} items/s by item, {:.0}{} through StreamExt, \
-             {:.0}{} by batch; bare tonic stream echo {:.0}{}; ratio {:.2} / {:.2} / {:.2}",
+            "{:<41} window {:>6}: {s:>10} items/s by item, {t} through StreamExt, {y} typed \
+             through StreamExt, {b} by batch; bare tonic stream echo {e}; ratio {rs:.2} / \
+             {rt:.2} / {ry:.2} / {rb:.2}",
             format!("stream {} ({place})", self.label),
             self.window,
-            s,
-            self.mb(s),
-            t,
-            self.mb(t),
-            b,
-            self.mb(b),
-            e,
-            self.mb(e),
-            rs,
-            rt,
-            rb,
         );
         for (holds, cpu) in &measured.cpu {
-            let [s, t, b, e] = cpu.map(duration);
+            let [s, t, y, b, e] = cpu.map(duration);
             println!(
-                "{:<41} CPU an item, {holds}: {s} by item, {t} through StreamExt, {b} by batch; \
-                 echo {e}",
+                "{:<41} CPU an item, {holds}: {s} by item, {t} through StreamExt, {y} typed, \
+                 {b} by batch; echo {e}",
                 ""
             );
         }
@@ -305,20 +317,20 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// What [`measure`] measured: the median rates (by item, through `StreamExt`, by batch, and
-/// the echo's), the median of each round's ratios to the echo, and for each process measured
+/// What [`measure`] measured: the median rates (in the order of [`TAKES`], then the echo's),
+/// the median of each round's ratios to the echo, and for each process measured
 /// (what it holds) the median CPU an item, in ns, in the same order as the rates.
 ///
 /// A ratio is taken within a round, where the stream and the echo ran a second apart, so that
 /// the machine's drift from round to round (often 30 % here) does not enter it.
 pub(crate) struct Measured {
-    pub(crate) rates: [f64; 4],
-    pub(crate) ratios: [f64; 3],
-    pub(crate) cpu: Vec<(&'static str, [f64; 4])>,
+    pub(crate) rates: [f64; COLUMNS],
+    pub(crate) ratios: [f64; TAKES.len()],
+    pub(crate) cpu: Vec<(&'static str, [f64; COLUMNS])>,
 }
 
 /// The median rates of `rounds` rounds, each taking a stream of `case` from `producer` to
-/// `consumer` an item at a time, through `StreamExt`, and a batch at a time, then the echo of
+/// `consumer` in each way of [`TAKES`], then the echo of
 /// the same batches through `client`, with the consumer running in `place`; and the CPU that
 /// each of `clocks` spent an item in each.
 pub(crate) async fn measure(
@@ -330,9 +342,9 @@ pub(crate) async fn measure(
     place: Place,
     clocks: &[CpuClock],
 ) -> anyhow::Result<Measured> {
-    let mut rates: [Vec<f64>; 4] = Default::default();
-    let mut ratios: [Vec<f64>; 3] = Default::default();
-    let mut cpu: Vec<[Vec<f64>; 4]> = clocks.iter().map(|_| Default::default()).collect();
+    let mut rates: [Vec<f64>; COLUMNS] = Default::default();
+    let mut ratios: [Vec<f64>; TAKES.len()] = Default::default();
+    let mut cpu: Vec<[Vec<f64>; COLUMNS]> = clocks.iter().map(|_| Default::default()).collect();
     // Adds one run's CPU an item, for each clock, to the figures of column `i`.
     let mut add_cpu = |i: usize, spent: Vec<f64>, items: u64| {
         for (all, s) in cpu.iter_mut().zip(spent) {
@@ -341,11 +353,8 @@ pub(crate) async fn measure(
     };
     for _ in 0..rounds.max(1) {
         // This round's rates, in the order of `rates`.
-        let mut round = [0.0; 4];
-        for (i, take) in [Take::Items, Take::Trait, Take::Batches]
-            .into_iter()
-            .enumerate()
-        {
+        let mut round = [0.0; COLUMNS];
+        for (i, take) in TAKES.into_iter().enumerate() {
             let run = through_stream(consumer.clone(), producer.to_owned(), case.clone(), take);
             let (spent, result) = bench_cpu::spent(clocks, place.run(run)).await;
             let (n, sum, rate) = result?;
@@ -357,13 +366,13 @@ pub(crate) async fn measure(
         let (spent, result) = bench_cpu::spent(clocks, place.run(run)).await;
         let (n, sum, rate) = result?;
         case.check("echo", case.sums.1, (n, sum))?;
-        add_cpu(3, spent, n);
-        round[3] = rate;
+        add_cpu(TAKES.len(), spent, n);
+        round[TAKES.len()] = rate;
         for (all, rate) in rates.iter_mut().zip(round) {
             all.push(rate);
         }
         for (all, stream) in ratios.iter_mut().zip(round) {
-            all.push(stream / round[3]);
+            all.push(stream / round[TAKES.len()]);
         }
     }
     Ok(Measured {

@@ -81,6 +81,6 @@ pub use node::{Node, NodeError, Stats};
 pub use processes::{MAILBOX_CAPACITY, ProcessInfo};
 pub use registry::{RegistryEntry, SYNC_INTERVAL};
 pub use steinadler_host::StreamSource;
-pub use streams::{NextItem, StreamError, StreamOptions, StreamRef};
+pub use streams::{NextItem, StreamError, StreamOptions, StreamRef, Typed};
 pub use supervisor::{Child, ChildSpec, ChildState, Placement, Restart};
 pub use target::{Target, TargetError};

@@ -197,6 +197,15 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The integer at the start of `bytes`, if one is there in a form that fits an `i64`, and
+/// the bytes it takes.
+#[inline(always)]
+pub(super) fn int_prefix(bytes: &[u8]) -> Option<(i64, usize)> {
+    let r = &mut Reader { buf: bytes };
+    let i = r.int()?;
+    Some((i, bytes.len() - r.buf.len()))
+}
+
 /// The depth inside a container entered at `depth`, or `TooDeep`.
 fn enter(depth: u32, limits: &Limits) -> Result<u32, DecodeError> {
     if depth >= limits.max_depth {
@@ -472,6 +481,14 @@ fn skip(r: &mut Reader<'_>, depth: u32, limits: &Limits) -> Result<(), DecodeErr
         _ => {}
     }
     Ok(())
+}
+
+/// Checks the value at the start of `bytes`, met at `depth`, without building it; returns
+/// the bytes it takes.
+pub(super) fn skip_one(bytes: &[u8], depth: u32, limits: &Limits) -> Result<usize, DecodeError> {
+    let r = &mut Reader { buf: bytes };
+    skip(r, depth, limits)?;
+    Ok(bytes.len() - r.buf.len())
 }
 
 /// Checks that `bytes` is exactly one well-formed value (whose size the caller has checked).

@@ -12,6 +12,7 @@
 
 mod decode;
 mod encode;
+mod int_types;
 mod sequence;
 
 use crate::Term;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use decode::decode_ext;
 pub(crate) use encode::ext_payload;
 pub use encode::{int_form, uint_form, write_int, write_uint};
+pub use int_types::{int_as, is_int};
 pub use sequence::Sequence;
 
 /// The ext type code of an atom; the payload is the atom's name in UTF-8.

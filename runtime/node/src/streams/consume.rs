@@ -299,6 +299,44 @@ impl StreamRef {
         }
     }
 
+    /// The next item if it is an integer that `fit` turns into a `T`, taken from the batch
+    /// being taken: the fast path of [`Typed`](super::Typed), inlined into its consumer's loop.
+    #[inline(always)]
+    pub(super) fn take_int<T>(&mut self, fit: impl FnOnce(i64) -> Option<T>) -> Option<T> {
+        let item = self.buffered.as_mut()?.take_int(fit)?;
+        self.taken += 1;
+        self.grant();
+        Some(item)
+    }
+
+    /// The next item, made by `decode` from its encoded bytes (checked as a Term's would be).
+    /// An item that `decode` refuses ends the stream with its error, as one that does not
+    /// decode as a Term does.
+    pub(super) fn poll_decoded<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        decode: impl FnOnce(&[u8], &Limits) -> Result<R, String>,
+    ) -> Poll<Option<Result<R, StreamError>>> {
+        loop {
+            if let Some(batch) = self.buffered.as_mut().filter(|b| b.remaining() > 0) {
+                let limits = *batch.limits();
+                let item = match batch.next_encoded() {
+                    Some(Ok(bytes)) => decode(bytes, &limits),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("the batch ended early".to_owned()),
+                };
+                self.taken += 1;
+                self.grant();
+                return Poll::Ready(Some(item.map_err(|why| self.undecodable(&why))));
+            }
+            match ready!(self.poll_refill(cx)) {
+                Ok(true) => {}
+                Ok(false) => return Poll::Ready(None),
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+
     /// The item that did not decode, as the stream's error.
     #[cold]
     #[inline(never)]

@@ -12,6 +12,8 @@
 //!   message where the host copied it out of the guest, without another copy.
 //! - [`consume`]: the consumer's side, [`StreamRef`], a `futures::Stream` that grants demand as
 //!   the application takes items, keeping at most `window` items in flight and buffered.
+//! - [`typed`]: [`Typed`], the items decoded as a Rust type instead of as Terms; integers take
+//!   a path inlined into the consumer's loop.
 //! - [`outlet`]: a process as the producer: it is told of demand in its mailbox and emits
 //!   within it.
 //! - [`deliver`]: a process as the consumer: items become messages in its mailbox, and the
@@ -23,8 +25,10 @@ pub(crate) mod frame;
 pub(crate) mod outlet;
 pub(crate) mod route;
 pub(crate) mod serve;
+pub(crate) mod typed;
 
 pub use consume::{NextItem, StreamError, StreamOptions, StreamRef};
+pub use typed::Typed;
 
 /// Items per batch at most, whatever the demand. A batch costs a call into the guest, a task
 /// hop and an HTTP/2 frame; 4,096 small items share them (at 1,024 the bench streamed 5-8 %
