@@ -13,7 +13,8 @@
 //!   ([`request_certificate`]), and gossip key rotation;
 //! - the cluster registry of global names ([`registry`](Node::register_global)) and the
 //!   distributed DynamicSupervisor ([`Node::start_child`]), replicated by anti-entropy;
-//! - streams with demand-based backpressure ([`Node::open_stream`], [`StreamRef`]);
+//! - streams with demand-based backpressure ([`Node::open_stream`], [`StreamRef`], and
+//!   [`Typed`] for items decoded as a Rust type);
 //! - [`Client`], which the CLI (or any Rust program) uses to talk to a node;
 //! - the wire conversions ([`wire`]): the one place where core types become proto messages and
 //!   `tonic::Status`.

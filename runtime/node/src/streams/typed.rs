@@ -7,10 +7,11 @@
 //!
 //! It is also the fast way to take small items through `futures::StreamExt`. A `Term` is 48
 //! bytes: returned from `poll_next`, it goes through memory, and the copy stalls on store
-//! forwarding (about 13 ns an integer in the bench, against 5-6 ns with
-//! [`StreamRef::next`]). For the primitive integer types the common case, an integer from
-//! the batch being taken, is a few instructions, inlined into the caller's loop through
-//! `StreamExt::next` and combinators alike, and the item returned is the integer itself.
+//! forwarding. For the primitive integer types the common case, an integer from the batch
+//! being taken, is a few instructions, inlined into the caller's loop through
+//! `StreamExt::next` and combinators alike, and the item returned is the integer itself. In
+//! the bench, with a core each, the consumer's node spent 4.5-5.4 ns an integer typed, against
+//! 13.0-14.2 ns as `Term`s through `StreamExt` and 6.0-7.5 ns with [`StreamRef::next`].
 
 use super::consume::{StreamError, StreamRef};
 use serde::de::DeserializeOwned;
