@@ -245,7 +245,12 @@ impl std::future::Future for NextItem<'_> {
 
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().stream.poll_item(cx)
+        let stream = &mut *self.get_mut().stream;
+        // An integer, the commonest small item, without the general decoder (as `Typed`).
+        if let Some(i) = stream.take_int(Some) {
+            return Poll::Ready(Some(Ok(Term::Int(i))));
+        }
+        stream.poll_item(cx)
     }
 }
 
