@@ -10,8 +10,8 @@
 //! forwarding. For the primitive integer types the common case, an integer from the batch
 //! being taken, is a few instructions, inlined into the caller's loop through
 //! `StreamExt::next` and combinators alike, and the item returned is the integer itself. In
-//! the bench, with a core each, the consumer's node spent 4.5-5.4 ns an integer typed, against
-//! 13.0-14.2 ns as `Term`s through `StreamExt` and 6.0-7.5 ns with [`StreamRef::next`].
+//! the bench, with a core each, the consumer's node spent 4.5-5.5 ns an integer typed, against
+//! 12.8-14.3 ns as `Term`s through `StreamExt` and 5.4-6.4 ns with [`StreamRef::next`].
 
 use super::consume::{StreamError, StreamRef};
 use serde::de::DeserializeOwned;
