@@ -305,7 +305,8 @@ impl StreamRef {
     }
 
     /// The next item if it is an integer that `fit` turns into a `T`, taken from the batch
-    /// being taken: the fast path of [`Typed`](super::Typed), inlined into its consumer's loop.
+    /// being taken: the fast path of [`Typed`](super::Typed) and of [`StreamRef::next`], inlined
+    /// into the consumer's loop.
     #[inline(always)]
     pub(super) fn take_int<T>(&mut self, fit: impl FnOnce(i64) -> Option<T>) -> Option<T> {
         let item = self.buffered.as_mut()?.take_int(fit)?;
