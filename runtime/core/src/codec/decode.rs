@@ -493,9 +493,7 @@ pub(super) fn skip_one(bytes: &[u8], depth: u32, limits: &Limits) -> Result<usiz
 
 /// Checks that `bytes` is exactly one well-formed value (whose size the caller has checked).
 pub(super) fn validate_all(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
-    let r = &mut Reader { buf: bytes };
-    skip(r, 0, limits)?;
-    match r.buf.len() {
+    match bytes.len() - skip_one(bytes, 0, limits)? {
         0 => Ok(()),
         count => Err(DecodeError::TrailingBytes { count }),
     }
