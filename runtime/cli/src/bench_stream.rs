@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use steinadler_core::Term;
 use steinadler_core::codec::Sequence;
-use steinadler_node::{Client, Node, StreamOptions};
+use steinadler_node::{Client, Node, StreamError, StreamOptions};
 
 /// How the consumer takes the items.
 #[derive(Clone, Copy)]
@@ -36,8 +36,10 @@ enum Take {
 
 /// The ways a round takes the stream, in the order of a row; the echo's column comes after.
 const TAKES: [Take; 4] = [Take::Items, Take::Trait, Take::Typed, Take::Batches];
+/// The echo's column in a row, after each of [`TAKES`].
+const ECHO: usize = TAKES.len();
 /// The columns of a row: each of [`TAKES`], then the echo.
-const COLUMNS: usize = TAKES.len() + 1;
+const COLUMNS: usize = ECHO + 1;
 
 /// Where the consumer runs.
 #[derive(Clone, Copy)]
@@ -118,25 +120,13 @@ async fn through_stream(
                 n += 1;
             }
         }
-        Take::Trait => {
-            while let Some(item) = StreamExt::next(&mut stream).await {
-                sum = sum.wrapping_add(weigh(&item?));
-                n += 1;
-            }
-        }
+        Take::Trait => take_each(&mut stream, weigh, &mut n, &mut sum).await?,
         Take::Typed if case.bytes == 0 => {
-            let mut items = stream.typed::<i64>();
-            while let Some(item) = StreamExt::next(&mut items).await {
-                sum = sum.wrapping_add(item?);
-                n += 1;
-            }
+            take_each(stream.typed::<i64>(), |i| *i, &mut n, &mut sum).await?;
         }
         Take::Typed => {
-            let mut items = stream.typed::<serde_bytes::ByteBuf>();
-            while let Some(item) = StreamExt::next(&mut items).await {
-                sum = sum.wrapping_add(item?.len() as i64);
-                n += 1;
-            }
+            let items = stream.typed::<serde_bytes::ByteBuf>();
+            take_each(items, |b| b.len() as i64, &mut n, &mut sum).await?;
         }
         Take::Batches => {
             while let Some(batch) = stream.next_batch().await {
@@ -145,6 +135,22 @@ async fn through_stream(
         }
     }
     Ok((n, sum, n as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// Takes every item of `items` through `futures::StreamExt::next`, counting them and adding up
+/// their `weight`: the loop of the stream taken through a `futures::Stream` impl, as `Term`s
+/// or typed.
+async fn take_each<T>(
+    mut items: impl futures::Stream<Item = Result<T, StreamError>> + Unpin,
+    weight: impl Fn(&T) -> i64,
+    n: &mut u64,
+    sum: &mut i64,
+) -> anyhow::Result<()> {
+    while let Some(item) = StreamExt::next(&mut items).await {
+        *sum = sum.wrapping_add(weight(&item?));
+        *n += 1;
+    }
+    Ok(())
 }
 
 /// Items per second through the bare echo of `batch` (holding `per` items), `count` times,
@@ -366,13 +372,13 @@ pub(crate) async fn measure(
         let (spent, result) = bench_cpu::spent(clocks, place.run(run)).await;
         let (n, sum, rate) = result?;
         case.check("echo", case.sums.1, (n, sum))?;
-        add_cpu(TAKES.len(), spent, n);
-        round[TAKES.len()] = rate;
+        add_cpu(ECHO, spent, n);
+        round[ECHO] = rate;
         for (all, rate) in rates.iter_mut().zip(round) {
             all.push(rate);
         }
         for (all, stream) in ratios.iter_mut().zip(round) {
-            all.push(stream / round[TAKES.len()]);
+            all.push(stream / round[ECHO]);
         }
     }
     Ok(Measured {
