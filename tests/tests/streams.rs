@@ -8,7 +8,7 @@ use steinadler_node::{Address, StreamError, StreamOptions};
 use steinadler_test_modules as m;
 
 mod common;
-use common::{args, eventually, msg, open_streams, pair, produced, range_from_n1};
+use common::{args, eventually, garbled_from_n1, msg, open_streams, pair, produced, range_from_n1};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -67,18 +67,8 @@ async fn a_cancel_stops_the_producer_within_a_window() {
 async fn a_batch_that_does_not_decode_ends_the_stream_with_an_error() {
     let (n1, n2) = pair().await;
     n1.deploy("crash", m::CRASH_WASM).await.unwrap();
-    let no_args = Term::list([]);
-    let garbled = || {
-        n2.open_stream(
-            Some("n1"),
-            "crash",
-            "garbled",
-            &no_args,
-            StreamOptions::default(),
-        )
-    };
     // The items before the bad one arrive; the bad one is the stream's error, and the end.
-    let mut stream = garbled().await.unwrap();
+    let mut stream = garbled_from_n1(&n2).await.unwrap();
     assert_eq!(stream.next().await.unwrap().unwrap(), Term::Int(1));
     let err = stream.next().await.unwrap().unwrap_err();
     assert!(
@@ -87,7 +77,7 @@ async fn a_batch_that_does_not_decode_ends_the_stream_with_an_error() {
     );
     assert!(stream.next().await.is_none());
     // The same, taken a batch at a time: the batch's sequence reports it.
-    let mut stream = garbled().await.unwrap();
+    let mut stream = garbled_from_n1(&n2).await.unwrap();
     let mut batch = stream.next_batch().await.unwrap().unwrap();
     assert_eq!(batch.next().unwrap().unwrap(), Term::Int(1));
     assert!(batch.next().unwrap().is_err());

@@ -9,7 +9,7 @@ use steinadler_node::{StreamError, StreamOptions};
 use steinadler_test_modules as m;
 
 mod common;
-use common::{args, eventually, open_streams, pair, range_from_n1};
+use common::{args, eventually, garbled_from_n1, open_streams, pair, range_from_n1};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -85,17 +85,7 @@ async fn an_item_of_another_type_ends_the_stream_and_both_nodes_serve_on() {
     assert!(items.next().await.is_none());
     // A batch that is not well-formed is an error whatever the type.
     n1.deploy("crash", m::CRASH_WASM).await.unwrap();
-    let mut items = n2
-        .open_stream(
-            Some("n1"),
-            "crash",
-            "garbled",
-            &Term::list([]),
-            StreamOptions::default(),
-        )
-        .await
-        .unwrap()
-        .typed::<i64>();
+    let mut items = garbled_from_n1(&n2).await.unwrap().typed::<i64>();
     assert_eq!(items.next().await.unwrap().unwrap(), 1);
     assert_error(items.next().await, "a batch of items did not decode");
     assert!(items.next().await.is_none());

@@ -116,6 +116,22 @@ pub async fn range_from_n1(
         .unwrap()
 }
 
+/// Opens `crash.garbled` on n1 for `consumer` (the caller deploys `crash` there): the integer
+/// 1, then bytes that do not decode.
+pub async fn garbled_from_n1(
+    consumer: &Node,
+) -> Result<steinadler_node::StreamRef, steinadler_node::NodeError> {
+    consumer
+        .open_stream(
+            Some("n1"),
+            "crash",
+            "garbled",
+            &steinadler_core::Term::list([]),
+            steinadler_node::StreamOptions::default(),
+        )
+        .await
+}
+
 /// Items `node`'s stream producers have produced so far.
 pub fn produced(node: &Node) -> u64 {
     node.stats()
