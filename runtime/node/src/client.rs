@@ -1,13 +1,13 @@
 //! [`Client`]: talks to one node, for the CLI and any Rust program.
 
 use crate::coordinator::NodeResult;
-use crate::tls::{self, ClientTls};
 use crate::wire;
 use std::sync::Arc;
 use steinadler_core::ModuleId;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_client::NodeClient;
 use steinadler_security::{ANY_NODE_SERVER_NAME, ClientCredentials, CookieSigner, Material};
+use steinadler_transport::{self as transport, ClientTls};
 use tonic::transport::Channel;
 
 /// Deploy chunks are this large, so a module of any size streams within message limits.
@@ -89,11 +89,11 @@ impl Client {
                 Some(Arc::new(CookieSigner::new(&m.secret))),
             ),
         };
-        let channel = tls::connect(addr, tls)
+        let channel = transport::connect(addr, tls)
             .await
             .map_err(|e| ClientError::Connect {
                 addr: addr.to_owned(),
-                detail: tls::chain(&e),
+                detail: transport::error_chain(&e),
             })?;
         Ok(Self {
             channel: channel.clone(),

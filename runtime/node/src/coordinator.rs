@@ -231,7 +231,7 @@ fn is_retryable(status: &Status, idempotent: bool) -> bool {
     }
 }
 
-pub(crate) const NOT_SENT: &str = "not sent: ";
+pub(crate) use steinadler_transport::NOT_SENT;
 
 async fn call_remote(
     inner: &Inner,

@@ -13,12 +13,12 @@
 //!    admit further nodes when the first one is down.
 
 use crate::node::Inner;
-use crate::tls::{self, ClientTls};
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_client::NodeClient;
 use steinadler_security::{ANY_NODE_SERVER_NAME, Role, SecurityError, Token};
+use steinadler_transport::{self as transport, ClientTls};
 use tonic::Status;
 
 /// Why a join failed.
@@ -82,18 +82,20 @@ pub async fn request_certificate(
 ) -> Result<Joined, JoinError> {
     let connect_err = |e: tonic::transport::Error| JoinError::Connect {
         addr: seed.to_owned(),
-        detail: tls::chain(&e),
+        detail: transport::error_chain(&e),
     };
     let refused = |s: Status| JoinError::Refused {
         addr: seed.to_owned(),
-        message: tls::chain(&s),
+        message: transport::error_chain(&s),
     };
     // Step 1: the CA, unverified, then checked against the pin.
     let unverified = ClientTls::On {
         config: steinadler_security::unverified_client_config(),
         server_name: ANY_NODE_SERVER_NAME.to_owned(),
     };
-    let channel = tls::connect(seed, unverified).await.map_err(connect_err)?;
+    let channel = transport::connect(seed, unverified)
+        .await
+        .map_err(connect_err)?;
     let ca_pem = NodeClient::new(channel)
         .get_ca(pb::GetCaRequest {})
         .await
@@ -113,7 +115,9 @@ pub async fn request_certificate(
         config: steinadler_security::client_config(&ca_pem, None)?,
         server_name: ANY_NODE_SERVER_NAME.to_owned(),
     };
-    let channel = tls::connect(seed, verified).await.map_err(connect_err)?;
+    let channel = transport::connect(seed, verified)
+        .await
+        .map_err(connect_err)?;
     let csr = steinadler_security::make_csr(name)?;
     let timestamp_ms = now_ms();
     let nonce: [u8; 16] = rand::random();

@@ -8,8 +8,8 @@
 //!   retries of transient failures with backoff, admission control (`RESOURCE_EXHAUSTED` past the
 //!   node's limit), content-addressed argument caching, and pulling a missing module from a peer
 //!   with its hash verified;
-//! - security: mutual TLS on every link (the node runs the handshake itself, in `tls`), the
-//!   cluster cookie on node-to-node requests, per-method access rules (`security`), token join
+//! - security: mutual TLS on every link (the handshake runs in `steinadler-transport`, with the
+//!   node's configuration), the cluster cookie on node-to-node requests, per-method access rules (`security`), token join
 //!   ([`request_certificate`]), and gossip key rotation;
 //! - the cluster registry of global names ([`registry`](Node::register_global)) and the
 //!   distributed DynamicSupervisor ([`Node::start_child`]), replicated by anti-entropy;
@@ -39,6 +39,7 @@
 //! ```
 
 mod admission;
+mod answer;
 mod args;
 mod client;
 mod client_cluster;
@@ -46,17 +47,13 @@ mod cluster_service;
 mod config;
 mod coordinator;
 mod fetch;
-mod framing;
 mod guest_ops;
 mod join;
 mod local;
 mod messaging;
 mod monitor;
-mod mux;
 mod mux_h2;
-mod mux_server;
 mod node;
-mod peers;
 mod process_api;
 mod processes;
 mod reconnect;
@@ -69,7 +66,6 @@ mod stats;
 mod streams;
 mod supervisor;
 mod target;
-mod tls;
 pub mod wire;
 
 pub use client::{Client, ClientAuth, ClientError};

@@ -2,7 +2,7 @@
 //! invocation under its limits, and advertising the module set and load in gossip.
 //!
 //! [`crate::node`] owns the state these work on ([`Inner`]). The coordinator and the
-//! invocation stream's server (`mux_server`) call in here when an invocation lands on this
+//! invocation stream's handler ([`crate::answer`]) call in here when an invocation lands on this
 //! node; `Node::deploy` and [`crate::fetch`] load modules.
 
 use crate::node::{Inner, ModuleEntry};

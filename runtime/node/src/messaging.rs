@@ -3,7 +3,7 @@
 //!
 //! A PID names its node; a name is `name` (on the node that resolves it) or `name@node`. A
 //! message for another node travels as a frame on the same per-peer stream as invocations
-//! ([`crate::mux`]). A full remote mailbox answers `RESOURCE_EXHAUSTED`, and the sender
+//! ([`steinadler_transport::Mux`]). A full remote mailbox answers `RESOURCE_EXHAUSTED`, and the sender
 //! retries with exponential backoff until its deadline, so nothing is dropped silently. Each
 //! sender's messages to one receiver leave in order, one at a time.
 
@@ -239,7 +239,7 @@ impl Inner {
     /// Runs `f` against the node `to` lives on, retrying `RESOURCE_EXHAUSTED` with backoff.
     async fn remote<F, Fut>(&self, to: &Address, timeout: Duration, f: F) -> Result<Term, Status>
     where
-        F: Fn(std::sync::Arc<crate::mux::Mux>, Duration) -> Fut,
+        F: Fn(std::sync::Arc<steinadler_transport::Mux>, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<Term, Status>>,
     {
         let node = to.node().unwrap_or_default();

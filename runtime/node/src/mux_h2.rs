@@ -1,13 +1,14 @@
 //! The gRPC form of the invoke stream, `InvokeStream`: one bidirectional HTTP/2 stream per
 //! peer, frames matched by id. Nodes now open invoke streams as framed connections
-//! ([`crate::mux`]); this method still answers peers that use gRPC, with the same frames and the
-//! same rules ([`crate::mux_server::answer`]).
+//! ([`steinadler_transport::Mux`]); this method still answers peers that use gRPC, with the same
+//! frames and the same rules ([`crate::answer::answer`]).
 
-use crate::mux_server::{answer, result_of};
+use crate::answer::answer;
 use crate::node::Inner;
 use std::pin::Pin;
 use std::sync::Arc;
 use steinadler_proto::v1 as pb;
+use steinadler_transport::result_of;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::UnboundedReceiverStream;

@@ -5,11 +5,9 @@ use crate::admission::Admission;
 use crate::args::{ArgsCache, SentArgs};
 use crate::config::{NodeBuilder, NodeConfig};
 use crate::coordinator::NodeResult;
-use crate::peers::{ConnectError, Peers};
 use crate::security::Security;
 pub use crate::stats::Stats;
 use crate::target::Target;
-use crate::tls::ClientTls;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +18,7 @@ use steinadler_host::{Host, HostError, LoadedModule};
 use steinadler_membership::{Membership, MembershipConfig, MembershipError, NodeMeta};
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_client::NodeClient;
+use steinadler_transport::{ConnectError, Mux, Transport, TransportConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -67,8 +66,9 @@ pub(crate) struct Inner {
     pub(crate) grpc_addr: String,
     pub(crate) host: Arc<Host>,
     pub(crate) membership: Membership,
-    pub(crate) peers: Peers,
-    pub(crate) security: Security,
+    /// The connection layer: channels and invoke streams to peers, and what arrives.
+    pub(crate) peers: Transport,
+    pub(crate) security: Arc<Security>,
     pub(crate) processes: crate::processes::Processes,
     pub(crate) registry: crate::registry::Registry,
     pub(crate) supervisor: crate::supervisor::Supervisor,
@@ -141,13 +141,20 @@ impl Node {
             ));
         }
         let (stop, stopped) = watch::channel(false);
+        let security = Arc::new(setup.security);
+        let peers = Transport::new(
+            TransportConfig {
+                max_frame_bytes: config.max_message_bytes,
+            },
+            security.clone(),
+        );
         let processes = crate::processes::Processes::new();
         let inner = Arc::new(Inner {
             grpc_addr,
             host,
             membership,
-            peers: Peers::new(),
-            security: setup.security,
+            peers,
+            security,
             registry: crate::registry::Registry::new(&config.name, processes.incarnation),
             supervisor: crate::supervisor::Supervisor::new(&config.name),
             processes,
@@ -350,23 +357,8 @@ impl Node {
 impl Inner {
     /// The invocation stream to the peer `name` at `addr`, opened on first use and again after
     /// it breaks.
-    pub(crate) async fn mux(&self, addr: &str, name: &str) -> Result<Arc<crate::mux::Mux>, String> {
-        if let Some(mux) = self.peers.live_mux(addr, name) {
-            return Ok(mux);
-        }
-        // Boxed: every call's future would otherwise carry room for a TLS dial.
-        Box::pin(async {
-            let _opening = self.peers.opening.lock().await;
-            if let Some(mux) = self.peers.live_mux(addr, name) {
-                return Ok(mux);
-            }
-            let mux = Arc::new(crate::mux::Mux::open(self, addr, name).await.map_err(|s| {
-                format!("cannot open the invoke stream to {name}: {}", s.message())
-            })?);
-            self.peers.keep_mux(addr, name, mux.clone());
-            Ok(mux)
-        })
-        .await
+    pub(crate) async fn mux(&self, addr: &str, name: &str) -> Result<Arc<Mux>, String> {
+        self.peers.mux(addr, name).await
     }
 
     /// A client for the peer `name` at `addr`, over TLS unless the node is insecure.
@@ -387,13 +379,6 @@ impl Inner {
         addr: &str,
         name: &str,
     ) -> Result<Channel, ConnectError> {
-        let tls = match self.security.loaded() {
-            None => ClientTls::Off,
-            Some(loaded) => ClientTls::On {
-                config: loaded.client.clone(),
-                server_name: name.to_owned(),
-            },
-        };
-        self.peers.channel(addr, name, tls).await
+        self.peers.channel(addr, name).await
     }
 }

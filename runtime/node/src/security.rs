@@ -12,7 +12,6 @@
 use crate::node::Stats;
 use prost::Message;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use steinadler_security::{
     COOKIE_HEADER, Ca, ClusterSecret, CookieSigner, CookieVerifier, Identity, Material, Role,
 };
+use steinadler_transport::{ClientTls, Credentials, PeerInfo};
 use tonic::{Request, Status};
 
 /// Who may call a method.
@@ -31,14 +31,6 @@ pub(crate) enum Access {
     Client,
     /// A node certificate from the cluster CA, plus the cluster cookie: node-to-node calls.
     Node,
-}
-
-/// What the TLS handshake established about the caller; the server stores it in each request's
-/// extensions (as its connect info).
-#[derive(Debug, Clone)]
-pub(crate) struct PeerInfo {
-    pub(crate) remote: SocketAddr,
-    pub(crate) identity: Option<Identity>,
 }
 
 /// Certificates and the configurations built from them; replaced whole on reload.
@@ -242,6 +234,30 @@ impl Security {
             return false;
         };
         secure.join_nonces.entry(nonce).or_insert(()).is_fresh()
+    }
+}
+
+/// How the connection layer dials peers: with the current client configuration, and the
+/// cookie signed for each peer.
+impl Credentials for Security {
+    fn client_tls(&self, peer: &str) -> ClientTls {
+        match self.loaded() {
+            None => ClientTls::Off,
+            Some(loaded) => ClientTls::On {
+                config: loaded.client.clone(),
+                server_name: peer.to_owned(),
+            },
+        }
+    }
+
+    fn opening_cookie(&self, peer: &str) -> Vec<u8> {
+        let mut signed = Request::new(());
+        self.sign_opening(&mut signed, steinadler_transport::INVOKE_STREAM, peer);
+        signed
+            .metadata()
+            .get(COOKIE_HEADER)
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default()
     }
 }
 

@@ -2,13 +2,14 @@
 
 use crate::coordinator;
 use crate::node::Inner;
-use crate::security::{Access, PeerInfo};
+use crate::security::Access;
 use crate::target::Target;
 use crate::wire;
 use std::pin::Pin;
 use std::sync::Arc;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_server::{Node as NodeApi, NodeServer};
+use steinadler_transport::PeerInfo;
 use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -54,14 +55,14 @@ pub(crate) async fn serve(
         let _ = stop.wait_for(|s| *s).await;
     };
     let served = if inner.security.is_secure() {
-        let incoming = crate::tls::incoming(inner.clone(), listener, stopped);
+        let incoming = inner.peers.incoming_tls(inner.clone(), listener, stopped);
         router
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     } else {
         // Our accept loop: it sets TCP_NODELAY (`Server::tcp_nodelay` applies only to
         // listeners tonic binds itself) and takes the invoke streams between nodes.
-        let incoming = crate::tls::plain_incoming(inner.clone(), listener, stopped);
+        let incoming = inner.peers.incoming_plain(inner.clone(), listener, stopped);
         router
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
@@ -70,8 +71,7 @@ pub(crate) async fn serve(
         tracing::error!(node = %inner.config.name, "the gRPC server stopped: {e}");
     }
     // The invoke streams from peers finish their calls in flight too.
-    inner.peers.served.close();
-    inner.peers.served.wait().await;
+    inner.peers.drain().await;
 }
 
 #[derive(Debug)]
@@ -389,7 +389,7 @@ impl NodeApi for Service {
     ) -> Result<Response<Self::InvokeStreamStream>, Status> {
         self.inner.security.authorize(
             &request,
-            crate::mux_server::INVOKE_STREAM,
+            steinadler_transport::INVOKE_STREAM,
             Access::Node,
             &self.inner.stats,
             |_| Vec::new(),

@@ -9,7 +9,6 @@ use crate::config::{NodeConfig, SecurityMode};
 use crate::join::{self, JoinError};
 use crate::node::{Inner, NodeError};
 use crate::security::{self, Loaded, Security};
-use crate::tls::{self, ClientTls};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_client::NodeClient;
 use steinadler_security::{ClusterSecret, Material, Role, Token};
+use steinadler_transport::{self as transport, ClientTls};
 
 /// What start-up decided.
 #[derive(Debug)]
@@ -181,10 +181,10 @@ async fn join_with_token(
 
 /// The gossip addresses of a seed's live members.
 async fn seed_gossip_addrs(seed: &str, tls: ClientTls) -> Result<Vec<SocketAddr>, NodeError> {
-    let channel = tls::connect(seed, tls).await.map_err(|e| {
+    let channel = transport::connect(seed, tls).await.map_err(|e| {
         NodeError::Request(format!(
             "cannot reach the seed {seed}: {}. Pass a running member's gRPC address to --join",
-            tls::chain(&e)
+            transport::error_chain(&e)
         ))
     })?;
     let reply = NodeClient::new(channel)

@@ -1,54 +1,77 @@
-//! The receiving side of the invoke streams between nodes ([`crate::mux`]).
+//! The receiving side of the invoke streams between nodes ([`crate::Mux`]).
 //!
 //! A peer opens a stream on the node's gRPC port: over TLS (the same mutual-TLS handshake as
 //! gRPC) or plain TCP, it sends [`MAGIC`] instead of the HTTP/2 preface, so the accept loop
 //! ([`crate::tls`]) hands the connection here rather than to tonic. Next comes the opening: one
 //! frame holding the cluster cookie, signed for [`INVOKE_STREAM`] exactly as the gRPC stream
-//! was, checked with the same rules (node certificate, cookie, anti-replay). The node answers
-//! it with an [`pb::InvokeResult`] of id 0: status 0, or the refusal.
+//! was, which the node's [`Handler::authorize_opening`] checks with the same rules (node
+//! certificate, cookie, anti-replay). The answer is an [`pb::InvokeResult`] of id 0: status 0,
+//! or the refusal.
 //!
 //! Then frames flow: each [`pb::InvokeFrame`] runs as its own task, so a slow call never holds
 //! up the ones behind it, and each task writes its result straight to the socket. When the node
 //! stops, no new frame is read; the calls in flight finish and answer, then the stream closes.
 
 use crate::framing::{self, FrameReader, FrameWriter};
-use crate::node::Inner;
-use crate::security::{Access, PeerInfo};
+use crate::tls::{Conn, PeerInfo};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use steinadler_proto::v1 as pb;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::Status;
 
 /// What a peer sends first instead of the HTTP/2 preface. Its first byte differs from the
 /// preface's `P`, which is all the accept loop looks at.
-pub(crate) const MAGIC: &[u8; 8] = b"STNDLR\x00\x01";
+pub const MAGIC: &[u8; 8] = b"STNDLR\x00\x01";
 
 /// The method the opening's cookie is signed for.
-pub(crate) const INVOKE_STREAM: &str = "/steinadler.v1.Node/InvokeStream";
+pub const INVOKE_STREAM: &str = "/steinadler.v1.Node/InvokeStream";
+
+/// What a node does with the connections and frames that arrive: the serving side's handle on
+/// the node.
+pub trait Handler: Send + Sync + 'static {
+    /// The current TLS server configuration, asked for each connection so that reloaded
+    /// certificates apply to the next one; `None` refuses the connection.
+    fn server_config(&self) -> Option<Arc<rustls::ServerConfig>>;
+
+    /// Counts a connection refused during or right after its TLS handshake.
+    fn refused_tls(&self);
+
+    /// Checks an invoke stream's opening: `request` carries the cookie in its metadata and
+    /// the caller's [`PeerInfo`] in its extensions.
+    ///
+    /// # Errors
+    ///
+    /// The refusal, sent back to the peer before the stream closes.
+    fn authorize_opening(&self, request: &tonic::Request<()>) -> Result<(), Status>;
+
+    /// Runs what one frame asks for. The future owns what it needs: it may outlive the call.
+    fn answer(
+        self: &Arc<Self>,
+        frame: pb::InvokeFrame,
+    ) -> impl Future<Output = Result<pb::InvokeResult, Status>> + Send + 'static;
+}
 
 /// How long a peer may take to send its opening.
 const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A byte stream the streams run on: TCP, or TLS over TCP.
-pub(crate) trait Conn: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn for T {}
-
-/// Serves one accepted stream; `prefix` holds bytes the accept loop already read from it.
-pub(crate) async fn serve_conn(
-    inner: Arc<Inner>,
+/// Serves one accepted stream until the peer closes it or `stopping` turns true; `prefix` holds
+/// bytes the accept loop already read from it.
+pub(crate) async fn serve_conn<H: Handler>(
+    handler: Arc<H>,
     io: Box<dyn Conn>,
     prefix: Bytes,
     peer: PeerInfo,
+    mut stopping: watch::Receiver<bool>,
+    max: usize,
 ) {
     let (read, write) = tokio::io::split(io);
-    let max = inner.config.max_message_bytes;
     let mut reader = FrameReader::with_prefix(Box::new(read), max, &prefix);
     let (writer, flusher) = FrameWriter::new(Box::new(write));
     tokio::spawn(flusher);
-    let opened = tokio::time::timeout(OPENING_TIMEOUT, open(&inner, &mut reader, &peer)).await;
+    let opened = tokio::time::timeout(OPENING_TIMEOUT, open(&*handler, &mut reader, &peer)).await;
     let refusal = match opened {
         Ok(Ok(())) => None,
         Ok(Err(status)) => Some(status),
@@ -66,7 +89,6 @@ pub(crate) async fn serve_conn(
         writer.close();
         return;
     }
-    let mut stopping = inner.stopping.clone();
     let mut tasks = JoinSet::new();
     // Results leave in groups, each half of the frames then buffered: of 16 frames read at
     // once, the results of 8, then 4, 2, 1 and 1. One write for all 16 saves syscalls, but then
@@ -84,7 +106,7 @@ pub(crate) async fn serve_conn(
                     if group == 0 {
                         group = (1 + reader.buffered_frames()).div_ceil(2);
                     }
-                    run(&inner, frame, &writer, &mut tasks);
+                    run(&handler, frame, &writer, &mut tasks);
                     done += 1;
                     if done == group || !reader.has_frame() {
                         writer.flush_now();
@@ -105,15 +127,14 @@ pub(crate) async fn serve_conn(
 /// Runs one frame: on this task if it finishes at its first poll (most calls do: the guest
 /// runs until it ends or its first deadline-clock tick), which saves a task per frame; else as
 /// its own task, so that it does not hold up the frames behind it.
-fn run(
-    inner: &Arc<Inner>,
+fn run<H: Handler>(
+    handler: &Arc<H>,
     frame: pb::InvokeFrame,
     writer: &Arc<FrameWriter>,
     tasks: &mut JoinSet<()>,
 ) {
     let id = frame.id;
-    let inner = inner.clone();
-    let mut work = Box::pin(async move { answer(&inner, frame).await });
+    let mut work = Box::pin(handler.answer(frame));
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     if let std::task::Poll::Ready(result) = work.as_mut().poll(&mut cx) {
         let _ = writer.push(&framing::encode(&result_of(id, result)));
@@ -127,7 +148,11 @@ fn run(
 }
 
 /// Reads and checks the opening.
-async fn open(inner: &Inner, reader: &mut FrameReader, peer: &PeerInfo) -> Result<(), Status> {
+async fn open<H: Handler>(
+    handler: &H,
+    reader: &mut FrameReader,
+    peer: &PeerInfo,
+) -> Result<(), Status> {
     let bad = |e: std::io::Error| Status::invalid_argument(format!("a bad opening: {e}"));
     if reader.take(MAGIC.len()).await.map_err(bad)?[..] != MAGIC[..] {
         return Err(Status::invalid_argument("not an invoke stream"));
@@ -144,16 +169,11 @@ async fn open(inner: &Inner, reader: &mut FrameReader, peer: &PeerInfo) -> Resul
             .insert(steinadler_security::COOKIE_HEADER, value);
     }
     request.extensions_mut().insert(peer.clone());
-    inner
-        .security
-        .authorize(&request, INVOKE_STREAM, Access::Node, &inner.stats, |_| {
-            Vec::new()
-        })
-        .map(|_| ())
+    handler.authorize_opening(&request)
 }
 
 /// The frame that answers frame `id`.
-pub(crate) fn result_of(id: u64, result: Result<pb::InvokeResult, Status>) -> pb::InvokeResult {
+pub fn result_of(id: u64, result: Result<pb::InvokeResult, Status>) -> pb::InvokeResult {
     match result {
         Ok(mut ok) => {
             ok.id = id;
@@ -165,42 +185,5 @@ pub(crate) fn result_of(id: u64, result: Result<pb::InvokeResult, Status>) -> pb
             status_message: s.message().to_owned(),
             ..Default::default()
         },
-    }
-}
-
-/// Runs what one frame asks for, within the caller's deadline.
-pub(crate) async fn answer(
-    inner: &Arc<Inner>,
-    frame: pb::InvokeFrame,
-) -> Result<pb::InvokeResult, Status> {
-    let limit = Duration::from_millis(frame.timeout_ms.max(1));
-    let work = async {
-        if let Some(request) = frame.request {
-            inner
-                .invoke_local(request)
-                .await
-                .map(|reply| pb::InvokeResult {
-                    reply: Some(reply),
-                    ..Default::default()
-                })
-        } else if let Some(send) = frame.send {
-            // Boxed, so that the invocations' futures do not carry room for these.
-            Box::pin(crate::process_api::send(inner, send))
-                .await
-                .map(|_| pb::InvokeResult::default())
-        } else if let Some(call) = frame.call {
-            Box::pin(crate::process_api::call(inner, call))
-                .await
-                .map(|reply| pb::InvokeResult {
-                    call_reply: Some(reply),
-                    ..Default::default()
-                })
-        } else {
-            Err(Status::invalid_argument("an empty frame"))
-        }
-    };
-    match tokio::time::timeout(limit, work).await {
-        Ok(r) => r,
-        Err(_) => Err(Status::deadline_exceeded("the caller's deadline passed")),
     }
 }

@@ -3,16 +3,15 @@
 //!
 //! The stream is a connection to the peer's gRPC port, with the same mutual TLS, that carries
 //! length-prefixed protobuf frames instead of HTTP/2 ([`crate::framing`]; the receiving side
-//! and the opening are in [`crate::mux_server`]). A unary gRPC call costs headers both ways and
+//! and the opening are in [`crate::server`]). A unary gRPC call costs headers both ways and
 //! trailers; an HTTP/2 stream costs two extra task hops per message on each side. Here the
 //! caller writes its frame to the socket itself, and one reader task hands each result to its
 //! caller, matched by id. If the stream breaks, every waiting caller gets `UNAVAILABLE` (the
 //! call may have run), and the next call opens a new stream.
 
+use crate::Credentials;
 use crate::framing::{self, FrameReader, FrameWriter};
-use crate::mux_server::{INVOKE_STREAM, MAGIC};
-use crate::node::Inner;
-use crate::tls::ClientTls;
+use crate::server::MAGIC;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +21,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
 
+/// How an error message starts when the request cannot have reached the peer, so that the
+/// caller may retry it even when it is not idempotent.
+pub const NOT_SENT: &str = "not sent: ";
+
 /// How long opening a stream may take, connecting included.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -29,15 +32,18 @@ type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<pb::InvokeResult, S
 
 /// What one frame carries.
 #[derive(Debug)]
-pub(crate) enum Body {
+pub enum Body {
+    /// Run a function.
     Invoke(pb::InvokeRequest),
+    /// Deliver a message to a process.
     Send(pb::SendRequest),
+    /// Call a process.
     Call(pb::CallRequest),
 }
 
 /// The calling side of one peer's stream.
 #[derive(Debug)]
-pub(crate) struct Mux {
+pub struct Mux {
     writer: Arc<FrameWriter>,
     waiting: Waiting,
     next: AtomicU64,
@@ -51,9 +57,15 @@ impl Drop for Mux {
 }
 
 impl Mux {
-    /// Connects to the peer `peer` at `addr` and opens the stream, signed for `peer`.
-    pub(crate) async fn open(inner: &Inner, addr: &str, peer: &str) -> Result<Self, Status> {
-        tokio::time::timeout(OPEN_TIMEOUT, Self::open_now(inner, addr, peer))
+    /// Connects to the peer `peer` at `addr` and opens the stream, signed for `peer`; frames
+    /// from it may be up to `max_frame` bytes.
+    pub(crate) async fn open(
+        creds: &dyn Credentials,
+        addr: &str,
+        peer: &str,
+        max_frame: usize,
+    ) -> Result<Self, Status> {
+        tokio::time::timeout(OPEN_TIMEOUT, Self::open_now(creds, addr, peer, max_frame))
             .await
             .unwrap_or_else(|_| {
                 Err(Status::unavailable(format!(
@@ -62,32 +74,24 @@ impl Mux {
             })
     }
 
-    async fn open_now(inner: &Inner, addr: &str, peer: &str) -> Result<Self, Status> {
-        let tls = match inner.security.loaded() {
-            None => ClientTls::Off,
-            Some(loaded) => ClientTls::On {
-                config: loaded.client.clone(),
-                server_name: peer.to_owned(),
-            },
-        };
+    async fn open_now(
+        creds: &dyn Credentials,
+        addr: &str,
+        peer: &str,
+        max_frame: usize,
+    ) -> Result<Self, Status> {
         let unavailable = |e: std::io::Error| Status::unavailable(e.to_string());
-        let mut io = crate::tls::dial(addr, tls).await.map_err(unavailable)?;
-        let mut signed = tonic::Request::new(());
-        inner
-            .security
-            .sign_opening(&mut signed, INVOKE_STREAM, peer);
-        let cookie = signed
-            .metadata()
-            .get(steinadler_security::COOKIE_HEADER)
-            .map(|v| v.as_bytes().to_vec())
-            .unwrap_or_default();
+        let mut io = crate::tls::dial(addr, creds.client_tls(peer))
+            .await
+            .map_err(unavailable)?;
+        let cookie = creds.opening_cookie(peer);
         let mut opening = MAGIC.to_vec();
         opening.extend_from_slice(&u32::try_from(cookie.len()).unwrap_or(0).to_be_bytes());
         opening.extend_from_slice(&cookie);
         io.write_all(&opening).await.map_err(unavailable)?;
         io.flush().await.map_err(unavailable)?;
         let (read, write) = tokio::io::split(io);
-        let mut results = FrameReader::new(Box::new(read), inner.config.max_message_bytes);
+        let mut results = FrameReader::new(Box::new(read), max_frame);
         let answer: pb::InvokeResult = results
             .next()
             .await
@@ -113,12 +117,19 @@ impl Mux {
         })
     }
 
-    pub(crate) fn is_alive(&self) -> bool {
+    /// Whether the stream still works; a broken one is replaced on the next call.
+    pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
     }
 
     /// Sends one invocation and waits up to `timeout` for its result.
-    pub(crate) async fn call(
+    ///
+    /// # Errors
+    ///
+    /// The peer's refusal or failure as a `Status`; `UNAVAILABLE` when the stream broke
+    /// (starting with [`NOT_SENT`] if the frame never left), `DEADLINE_EXCEEDED` after
+    /// `timeout`.
+    pub async fn call(
         &self,
         request: pb::InvokeRequest,
         timeout: Duration,
@@ -130,18 +141,22 @@ impl Mux {
     }
 
     /// Delivers a message to a process on the peer.
-    pub(crate) async fn send(
-        &self,
-        request: pb::SendRequest,
-        timeout: Duration,
-    ) -> Result<(), Status> {
+    ///
+    /// # Errors
+    ///
+    /// As [`Mux::call`].
+    pub async fn send(&self, request: pb::SendRequest, timeout: Duration) -> Result<(), Status> {
         self.exchange(Body::Send(request), timeout)
             .await
             .map(|_| ())
     }
 
     /// Calls a process on the peer.
-    pub(crate) async fn call_process(
+    ///
+    /// # Errors
+    ///
+    /// As [`Mux::call`].
+    pub async fn call_process(
         &self,
         request: pb::CallRequest,
         timeout: Duration,
@@ -181,8 +196,7 @@ impl Mux {
         if let Err(why) = written {
             self.forget(id);
             return Err(Status::unavailable(format!(
-                "{}the stream is closed ({why})",
-                crate::coordinator::NOT_SENT
+                "{NOT_SENT}the stream is closed ({why})"
             )));
         }
         match tokio::time::timeout(timeout, rx).await {

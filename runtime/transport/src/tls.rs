@@ -2,24 +2,28 @@
 //!
 //! The node runs the TLS handshake itself instead of leaving it to tonic, for three reasons:
 //! every refused handshake (plain TCP, a foreign CA, an expired certificate) is logged and
-//! counted; the configuration can be swapped without a restart; and the verified peer identity
+//! counted ([`Handler::refused_tls`]); the configuration can be swapped without a restart
+//! ([`Handler::server_config`] is asked for every connection); and the verified peer identity
 //! is read once per connection and handed to every request as its connect info
 //! ([`PeerInfo`]).
+//!
+//! After the handshake the first bytes tell the two kinds of connection apart: [`MAGIC`]
+//! starts an invoke stream, served by [`crate::server`]; anything else goes to tonic as
+//! HTTP/2.
 
-use crate::mux_server::{Conn, MAGIC};
-use crate::node::Inner;
-use crate::security::PeerInfo;
+use crate::server::{Handler, MAGIC};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::task::TaskTracker;
 use tonic::transport::server::Connected;
 
 /// A handshake that takes longer than this is dropped.
@@ -27,9 +31,23 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many handshakes run at once, so a flood cannot exhaust the node.
 const MAX_HANDSHAKES: usize = 256;
 
-/// An accepted, handshaken TLS connection.
+/// What the TLS handshake established about the caller; the server stores it in each request's
+/// extensions (as its connect info).
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The caller's address.
+    pub remote: SocketAddr,
+    /// The identity its certificate names; `None` without a client certificate.
+    pub identity: Option<steinadler_security::Identity>,
+}
+
+/// A byte stream the streams run on: TCP, or TLS over TCP.
+pub trait Conn: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn for T {}
+
+/// An accepted, handshaken TLS connection that speaks HTTP/2, for tonic.
 #[derive(Debug)]
-pub(crate) struct TlsConn {
+pub struct TlsConn {
     io: tokio_rustls::server::TlsStream<TcpStream>,
     info: PeerInfo,
     /// Bytes read while telling HTTP/2 from an invoke stream, served before the rest.
@@ -109,11 +127,14 @@ async fn accept(
     }
 }
 
-/// Accepts TCP connections and completes TLS handshakes until `stopped`; yields the good ones.
-pub(crate) fn incoming(
-    inner: Arc<Inner>,
+/// Accepts TCP connections and completes TLS handshakes until `stopped`; yields the good ones
+/// that speak HTTP/2 and serves invoke streams itself, with `handler`, tracked by `served`.
+pub(crate) fn incoming<H: Handler>(
+    handler: Arc<H>,
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
+    served: TaskTracker,
+    max_frame: usize,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -123,29 +144,29 @@ pub(crate) fn incoming(
                 return;
             };
             let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                inner.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
+                handler.refused_tls();
                 tracing::warn!(peer = %remote, "dropped a connection: {MAX_HANDSHAKES} TLS handshakes are already in progress");
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let inner = inner.clone();
-            let tx = tx.clone();
+            let (handler, tx, served, stopped) =
+                (handler.clone(), tx.clone(), served.clone(), stopped.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                let Some(loaded) = inner.security.loaded() else {
+                let Some(config) = handler.server_config() else {
                     return;
                 };
-                let acceptor = tokio_rustls::TlsAcceptor::from(loaded.server.clone());
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
                 let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
                 let io = match result {
                     Ok(Ok(io)) => io,
                     Ok(Err(e)) => {
-                        inner.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
+                        handler.refused_tls();
                         tracing::warn!(peer = %remote, "rejected a TLS connection: {e}");
                         return;
                     }
                     Err(_) => {
-                        inner.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
+                        handler.refused_tls();
                         tracing::warn!(peer = %remote, "rejected a TLS connection: no handshake within {HANDSHAKE_TIMEOUT:?}");
                         return;
                     }
@@ -155,7 +176,7 @@ pub(crate) fn incoming(
                     Some(cert) => match steinadler_security::identity_of(cert) {
                         Ok(identity) => Some(identity),
                         Err(e) => {
-                            inner.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
+                            handler.refused_tls();
                             tracing::warn!(peer = %remote, "rejected a TLS connection: unusable client certificate: {e}");
                             return;
                         }
@@ -171,9 +192,15 @@ pub(crate) fn incoming(
                 first.truncate(n);
                 let (prefix, info) = (Bytes::from(first), PeerInfo { remote, identity });
                 if prefix[0] == MAGIC[0] {
-                    let served =
-                        crate::mux_server::serve_conn(inner.clone(), Box::new(io), prefix, info);
-                    inner.peers.served.spawn(served);
+                    let conn = crate::server::serve_conn(
+                        handler,
+                        Box::new(io),
+                        prefix,
+                        info,
+                        stopped,
+                        max_frame,
+                    );
+                    served.spawn(conn);
                 } else {
                     let _ = tx.send(Ok(TlsConn { io, info, prefix })).await;
                 }
@@ -184,11 +211,13 @@ pub(crate) fn incoming(
 }
 
 /// Accepts plaintext TCP connections until `stopped`; yields those that speak HTTP/2 and serves
-/// invoke streams itself.
-pub(crate) fn plain_incoming(
-    inner: Arc<Inner>,
+/// invoke streams itself, with `handler`, tracked by `served`.
+pub(crate) fn plain_incoming<H: Handler>(
+    handler: Arc<H>,
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
+    served: TaskTracker,
+    max_frame: usize,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<TcpStream>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -198,7 +227,8 @@ pub(crate) fn plain_incoming(
             };
             // Without TCP_NODELAY, replies stalled for 40 ms (Nagle against delayed ACK).
             let _ = tcp.set_nodelay(true);
-            let (inner, tx) = (inner.clone(), tx.clone());
+            let (handler, tx, served, stopped) =
+                (handler.clone(), tx.clone(), served.clone(), stopped.clone());
             tokio::spawn(async move {
                 let mut first = [0u8; 1];
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
@@ -207,13 +237,15 @@ pub(crate) fn plain_incoming(
                             remote,
                             identity: None,
                         };
-                        let served = crate::mux_server::serve_conn(
-                            inner.clone(),
+                        let conn = crate::server::serve_conn(
+                            handler,
                             Box::new(tcp),
                             Bytes::new(),
                             info,
+                            stopped,
+                            max_frame,
                         );
-                        inner.peers.served.spawn(served);
+                        served.spawn(conn);
                     }
                     Ok(Ok(1)) => {
                         let _ = tx.send(Ok(tcp)).await;
@@ -228,23 +260,30 @@ pub(crate) fn plain_incoming(
 
 /// How a client connection is secured.
 #[derive(Debug, Clone)]
-pub(crate) enum ClientTls {
+pub enum ClientTls {
     /// Plaintext (`--insecure` clusters).
     Off,
     /// TLS with `config`, checking that the server's certificate is valid for `server_name`:
     /// a node's name, or `steinadler_security::ANY_NODE_SERVER_NAME`.
     On {
+        /// The client's rustls configuration, with its certificate.
         config: Arc<rustls::ClientConfig>,
+        /// The name the server's certificate must be valid for.
         server_name: String,
     },
 }
 
 /// Connects a channel to `addr`, with TLS as `tls` says.
-pub(crate) async fn connect(
+///
+/// # Errors
+///
+/// tonic's transport error when nothing answers or the handshake fails; [`error_chain`] gives
+/// its causes, where a certificate problem shows up.
+pub async fn connect(
     addr: &str,
     tls: ClientTls,
 ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    let endpoint = crate::peers::endpoint(addr)?;
+    let endpoint = crate::pool::endpoint(addr)?;
     let (config, server_name) = match tls {
         ClientTls::Off => return endpoint.connect().await,
         ClientTls::On {
@@ -264,8 +303,12 @@ pub(crate) async fn connect(
     endpoint.connect_with_connector(connector).await
 }
 
-/// A byte stream to `addr`, with TLS as `tls` says (for invoke streams, `crate::mux`).
-pub(crate) async fn dial(addr: &str, tls: ClientTls) -> io::Result<Box<dyn Conn>> {
+/// A byte stream to `addr`, with TLS as `tls` says (for invoke streams, [`crate::Mux`]).
+///
+/// # Errors
+///
+/// The connect or handshake error.
+pub async fn dial(addr: &str, tls: ClientTls) -> io::Result<Box<dyn Conn>> {
     match tls {
         ClientTls::Off => {
             let tcp = TcpStream::connect(addr).await?;
@@ -299,7 +342,7 @@ async fn dial_tls(
 
 /// An error with its causes, for messages: tonic's transport errors say only "transport error"
 /// at the top.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut out = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

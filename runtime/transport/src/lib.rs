@@ -1,0 +1,54 @@
+//! Steinadler's connection layer: how nodes reach each other and what arrives at a node.
+//!
+//! This crate owns every byte between two nodes below the gRPC services and the invoke
+//! semantics:
+//! - **TLS** ([`tls`](crate::connect)): the server's accept loop, which runs the mutual-TLS
+//!   handshake itself, counts refusals and tells HTTP/2 from framed connections; and the
+//!   client's dialers, for tonic channels ([`connect`]) and raw byte streams ([`dial`]);
+//! - **frames** ([`framing`]): length-prefixed protobuf frames with a writer that needs no
+//!   writer task in the common case;
+//! - **the invoke stream** ([`Mux`], and its serving side): invocations, process sends and
+//!   calls between nodes, multiplexed on one framed connection per peer and matched by id;
+//! - **the peer pool** ([`Transport`]): one HTTP/2 channel and one invoke stream per peer,
+//!   reused by every call and reopened after they break.
+//!
+//! It knows nothing of wasm, the registry or processes. A node gives it two narrow handles:
+//! [`Credentials`], which says how to dial a peer (its TLS configuration and the opening's
+//! cookie), and a [`Handler`], which authorizes and answers what arrives on invoke streams.
+//! Everything else about a call (what an [`InvokeFrame`](steinadler_proto::v1::InvokeFrame)
+//! means) stays in the node.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # async fn example(creds: Arc<dyn steinadler_transport::Credentials>) -> Result<(), Box<dyn std::error::Error>> {
+//! use steinadler_transport::{Transport, TransportConfig};
+//! let transport = Transport::new(TransportConfig::default(), creds);
+//! let mux = transport.mux("127.0.0.1:7200", "n2").await?;
+//! # let _ = mux;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod framing;
+mod mux;
+mod pool;
+mod server;
+mod tls;
+
+pub use mux::{Body, Mux, NOT_SENT};
+pub use pool::{ConnectError, Transport, TransportConfig};
+pub use server::{Handler, INVOKE_STREAM, MAGIC, result_of};
+pub use tls::{ClientTls, Conn, PeerInfo, TlsConn, connect, dial, error_chain};
+
+/// How a node dials its peers: the handle the pool holds on the node's security.
+pub trait Credentials: Send + Sync + std::fmt::Debug + 'static {
+    /// How to secure a connection to the node `peer`: plaintext on insecure clusters, else
+    /// TLS that checks the peer's certificate is issued to `peer`.
+    fn client_tls(&self, peer: &str) -> ClientTls;
+
+    /// The cluster cookie for the opening of an invoke stream to `peer`, signed for
+    /// [`INVOKE_STREAM`]; empty on insecure clusters.
+    fn opening_cookie(&self, peer: &str) -> Vec<u8>;
+}
