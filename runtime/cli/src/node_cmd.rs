@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use steinadler_node::{NodeBuilder, NodeConfig, SecurityMode};
 
 #[derive(Debug, Subcommand)]
@@ -17,8 +18,8 @@ pub(crate) enum NodeCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {
-    /// A TOML file with the same settings (name, listen, gossip, join, labels, data_dir);
-    /// flags override it.
+    /// A TOML file with the same settings (name, listen, gossip, join, labels, data_dir,
+    /// max_peers, peer_idle, fanout); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The node's name, unique in the cluster.
@@ -54,6 +55,17 @@ pub(crate) struct StartArgs {
     /// running child stays where it runs).
     #[arg(long)]
     rebalance: bool,
+    /// At most this many peers have open connections from this node; opening one more closes
+    /// the least recently used one's first [default: 32].
+    #[arg(long)]
+    max_peers: Option<usize>,
+    /// Close a peer's connections after this long unused, like 30s [default: 30s].
+    #[arg(long, value_parser = crate::parse::duration)]
+    peer_idle: Option<Duration>,
+    /// A call this node coordinates to more nodes than this goes as a tree: to at most this
+    /// many relays, which forward it to the rest [default: 16].
+    #[arg(long)]
+    fanout: Option<usize>,
 }
 
 /// The `--config` file.
@@ -73,6 +85,10 @@ struct FileConfig {
     insecure: bool,
     #[serde(default)]
     rebalance: bool,
+    max_peers: Option<usize>,
+    /// Like "30s".
+    peer_idle: Option<String>,
+    fanout: Option<usize>,
 }
 
 pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
@@ -167,6 +183,27 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
     }
     config.host.data_dir = args.data_dir.or(file.data_dir);
     config.rebalance_children = args.rebalance || file.rebalance;
+    if let Some(max) = args.max_peers.or(file.max_peers) {
+        if max == 0 {
+            return Err(anyhow!("--max-peers must be at least 1"));
+        }
+        config.max_peers = max;
+    }
+    let file_idle = file
+        .peer_idle
+        .as_deref()
+        .map(crate::parse::duration)
+        .transpose()
+        .map_err(|e| anyhow!("peer_idle in --config: {e}"))?;
+    if let Some(idle) = args.peer_idle.or(file_idle) {
+        config.peer_idle = idle;
+    }
+    if let Some(k) = args.fanout.or(file.fanout) {
+        if k == 0 {
+            return Err(anyhow!("--fanout must be at least 1"));
+        }
+        config.fanout = k;
+    }
     config.security = if args.insecure || file.insecure {
         SecurityMode::Insecure
     } else if let Some(dir) = args.secure.or(file.secure) {

@@ -65,6 +65,13 @@ pub(crate) async fn answer(
                     call_reply: Some(reply),
                     ..Default::default()
                 })
+        } else if let Some(relay) = frame.relay {
+            Box::pin(crate::tree::serve_relay(inner, relay, limit))
+                .await
+                .map(|reply| pb::InvokeResult {
+                    relay_reply: Some(reply),
+                    ..Default::default()
+                })
         } else {
             Err(Status::invalid_argument("an empty frame"))
         }

@@ -15,6 +15,9 @@ pub struct NodeConfig {
     pub name: String,
     /// The gRPC listen address; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// The gRPC address other nodes reach this one at, gossiped to them; `None` for the
+    /// bound address.
+    pub advertise: Option<String>,
     /// The gossip bind address; port 0 picks a free port.
     pub gossip: SocketAddr,
     /// Gossip addresses of nodes to join. Empty for the first node.
@@ -50,6 +53,14 @@ pub struct NodeConfig {
     /// Move supervised children to the node their placement picks when the membership changes
     /// (a node joined). Off by default: a running child stays where it runs.
     pub rebalance_children: bool,
+    /// At most this many peers have open connections from this node; opening one more closes
+    /// the least recently used peer's first.
+    pub max_peers: usize,
+    /// A peer's connections close after this long unused.
+    pub peer_idle: Duration,
+    /// A call to more nodes than this goes as a tree: to at most this many relays, which
+    /// forward it to the rest ([`crate::tree`]).
+    pub fanout: usize,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +69,7 @@ impl Default for NodeConfig {
         Self {
             name: "node".to_owned(),
             listen: localhost,
+            advertise: None,
             gossip: localhost,
             join: Vec::new(),
             seeds: Vec::new(),
@@ -74,9 +86,15 @@ impl Default for NodeConfig {
             args_cache_ttl: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(10),
             rebalance_children: false,
+            max_peers: steinadler_transport::DEFAULT_MAX_PEERS,
+            peer_idle: steinadler_transport::DEFAULT_PEER_IDLE,
+            fanout: DEFAULT_FANOUT,
         }
     }
 }
+
+/// The default fan-out: a call to more nodes than this goes as a tree.
+pub const DEFAULT_FANOUT: usize = 16;
 
 /// How a node secures its links.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +142,31 @@ impl NodeBuilder {
     /// Sets the gRPC listen address.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen = addr;
+        self
+    }
+
+    /// Sets the gRPC address that other nodes reach this one at, when it differs from the
+    /// bound one (a port-forward, a container, a load balancer).
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.config.advertise = Some(addr.into());
+        self
+    }
+
+    /// Bounds the peers with open connections from this node (default 32).
+    pub fn max_peers(mut self, max: usize) -> Self {
+        self.config.max_peers = max;
+        self
+    }
+
+    /// Closes a peer's connections after this long unused (default 30 s).
+    pub fn peer_idle(mut self, idle: Duration) -> Self {
+        self.config.peer_idle = idle;
+        self
+    }
+
+    /// Sends calls to more than `k` nodes as a tree of relays, at most `k` wide (default 16).
+    pub fn fanout(mut self, k: usize) -> Self {
+        self.config.fanout = k.max(1);
         self
     }
 

@@ -1,5 +1,6 @@
 //! Running one invocation on the nodes a target selects: resolve the module, select live
-//! members, fan out concurrently, and collect one result per node.
+//! members, fan out concurrently, and collect one result per node. Past the node's fan-out
+//! (`NodeConfig::fanout`) the call goes as a tree of relays ([`crate::tree`]).
 //!
 //! Retries follow one rule: only what cannot have run is retried automatically. A peer that
 //! could not be connected to, or that answered `RESOURCE_EXHAUSTED`, is retried with exponential
@@ -9,12 +10,12 @@
 use crate::args;
 use crate::node::Inner;
 use crate::target::Target;
+use crate::tree::{self, Call, Peer};
 use crate::wire::{self, RemoteError};
 use bytes::Bytes;
 use rand::Rng;
 use std::time::{Duration, Instant};
 use steinadler_core::{InvokeError, ModuleId};
-use steinadler_membership::Member;
 use steinadler_proto::v1 as pb;
 use tonic::{Code, Status};
 
@@ -98,15 +99,46 @@ pub(crate) async fn invoke_on(inner: &Inner, req: Request) -> Result<Vec<NodeRes
     }
     let deadline = Instant::now() + deadline_of(inner, &req.limits);
     let hash = (req.args.len() >= inner.config.args_cache_threshold).then(|| args::hash(&req.args));
+    let call = Call {
+        request: pb::InvokeRequest {
+            module_id: id.as_bytes().to_vec().into(),
+            function: req.function,
+            args: req.args,
+            args_hash: hash.map(|h| h.to_vec().into()).unwrap_or_default(),
+            limits: Some(req.limits),
+            origin,
+        },
+        idempotent: req.idempotent,
+        fanout: inner.config.fanout.max(1),
+    };
     if let [member] = selected.as_slice() {
         // One node: no vector of futures to allocate.
-        let call = call_member(inner, member, id, &origin, &req, hash, deadline);
-        return Ok(vec![call.await]);
+        let one = call_peer(inner, &member.name, &member.meta.grpc_addr, &call, deadline);
+        return Ok(vec![one.await]);
     }
-    let calls = selected
+    if selected.len() <= call.fanout {
+        let calls = selected
+            .iter()
+            .map(|m| call_peer(inner, &m.name, &m.meta.grpc_addr, &call, deadline));
+        return Ok(futures::future::join_all(calls).await);
+    }
+    // A tree: this node's own call here, the others through relays.
+    let (here, others): (Vec<_>, Vec<_>) = selected
         .into_iter()
-        .map(|member| call_member(inner, member, id, &origin, &req, hash, deadline));
-    Ok(futures::future::join_all(calls).await)
+        .map(|m| Peer {
+            name: m.name.clone(),
+            addr: m.meta.grpc_addr.clone(),
+        })
+        .partition(|p| p.addr == inner.advertised_addr);
+    let mine = here
+        .iter()
+        .map(|p| call_peer(inner, &p.name, &p.addr, &call, deadline));
+    let (mut results, theirs) = futures::join!(
+        futures::future::join_all(mine),
+        tree::fan_out(inner, &call, others, deadline)
+    );
+    results.extend(theirs);
+    Ok(results)
 }
 
 fn deadline_of(inner: &Inner, limits: &pb::Limits) -> Duration {
@@ -124,7 +156,7 @@ pub(crate) async fn resolve_module(
     module: &str,
 ) -> Result<(ModuleId, String), Status> {
     if let Ok(local) = inner.host.resolve(module) {
-        return Ok((local.id(), inner.grpc_addr.clone()));
+        return Ok((local.id(), inner.advertised_addr.clone()));
     }
     // Boxed: asking the peers is rare, and its state is large.
     Box::pin(resolve_remote(inner, module)).await
@@ -134,7 +166,7 @@ pub(crate) async fn resolve_module(
 async fn resolve_remote(inner: &Inner, module: &str) -> Result<(ModuleId, String), Status> {
     let by_id = module.parse::<ModuleId>().ok();
     for member in inner.membership.members().await {
-        if member.meta.grpc_addr == inner.grpc_addr {
+        if member.meta.grpc_addr == inner.advertised_addr {
             continue;
         }
         let Ok(mut client) = inner.peer(&member.meta.grpc_addr, &member.name).await else {
@@ -155,60 +187,61 @@ async fn resolve_remote(inner: &Inner, module: &str) -> Result<(ModuleId, String
     )))
 }
 
-async fn call_member(
+/// Runs `call` on the node `name` at `addr` (here, if that is this node), retrying what cannot
+/// have run until `deadline`.
+pub(crate) async fn call_peer(
     inner: &Inner,
-    member: &Member,
-    id: ModuleId,
-    origin: &str,
-    req: &Request,
-    hash: Option<args::ArgsHash>,
+    name: &str,
+    addr: &str,
+    call: &Call,
     deadline: Instant,
 ) -> NodeResult {
     let started = Instant::now();
-    let mut wire_req = pb::InvokeRequest {
-        module_id: id.as_bytes().to_vec().into(),
-        function: req.function.clone(),
-        args: req.args.clone(),
-        args_hash: hash.map(|h| h.to_vec().into()).unwrap_or_default(),
-        limits: Some(req.limits),
-        origin: origin.to_owned(),
-    };
+    let mut wire_req = call.request.clone();
+    let hash: Option<args::ArgsHash> = wire_req.args_hash[..].try_into().ok();
     let remaining = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
-    let result = if member.meta.grpc_addr == inner.grpc_addr {
-        // Boxed: a remote call's future need not carry room for a local invocation.
-        Box::pin(inner.invoke_local(wire_req))
+    let result = if addr == inner.advertised_addr {
+        // Boxed: a remote call's future need not carry room for a local invocation. Bounded
+        // by the deadline: fetching the module is not, by itself.
+        match tokio::time::timeout(remaining(deadline), Box::pin(inner.invoke_local(wire_req)))
             .await
-            .map(NodeResult::from_reply)
+        {
+            Ok(result) => result.map(NodeResult::from_reply),
+            Err(_) => Err(Status::deadline_exceeded(
+                "the deadline passed before this node finished",
+            )),
+        }
     } else {
         // Send only the hash to a peer believed to hold the arguments.
-        let believed = hash.is_some_and(|h| inner.sent.believes(&member.name, &h));
+        let believed = hash.is_some_and(|h| inner.sent.believes(name, &h));
         if believed {
             wire_req.args = Bytes::new();
         }
         let mut attempt = 0u32;
         loop {
-            match call_remote(inner, member, wire_req.clone(), remaining(deadline)).await {
+            match call_remote(inner, name, addr, wire_req.clone(), remaining(deadline)).await {
                 Ok(r)
                     if matches!(r.outcome, Err(RemoteError::ArgsMissing))
                         && wire_req.args.is_empty() =>
                 {
                     if let Some(h) = hash {
-                        inner.sent.forget(&member.name, &h);
+                        inner.sent.forget(name, &h);
                     }
-                    wire_req.args = req.args.clone();
+                    wire_req.args = call.request.args.clone();
                 }
                 Ok(r) => {
                     if let (Some(h), Ok(_)) = (hash, &r.outcome) {
-                        inner.sent.record(&member.name, h);
+                        inner.sent.record(name, h);
                     }
                     break Ok(r);
                 }
                 Err(e)
-                    if is_retryable(&e, req.idempotent) && remaining(deadline) > Duration::ZERO =>
+                    if is_retryable(&e, call.idempotent)
+                        && remaining(deadline) > Duration::ZERO =>
                 {
                     let sleep = backoff(attempt).min(remaining(deadline));
                     attempt += 1;
-                    tracing::debug!(peer = %member.name, attempt, ?sleep, "retrying: {}", e.message());
+                    tracing::debug!(peer = %name, attempt, ?sleep, "retrying: {}", e.message());
                     tokio::time::sleep(sleep).await;
                 }
                 Err(e) => break Err(e),
@@ -216,7 +249,7 @@ async fn call_member(
         }
     };
     result.unwrap_or_else(|status| NodeResult {
-        node: member.name.clone(),
+        node: name.to_owned(),
         outcome: Err(status_to_remote(&status)),
         elapsed: started.elapsed(),
     })
@@ -235,19 +268,20 @@ pub(crate) use steinadler_transport::NOT_SENT;
 
 async fn call_remote(
     inner: &Inner,
-    member: &Member,
+    name: &str,
+    addr: &str,
     req: pb::InvokeRequest,
     timeout: Duration,
 ) -> Result<NodeResult, Status> {
     let mux = inner
-        .mux(&member.meta.grpc_addr, &member.name)
+        .mux(addr, name)
         .await
         .map_err(|e| Status::unavailable(format!("{NOT_SENT}{e}")))?;
     let reply = mux.call(req, timeout).await?;
     Ok(NodeResult::from_reply(reply))
 }
 
-fn status_to_remote(status: &Status) -> RemoteError {
+pub(crate) fn status_to_remote(status: &Status) -> RemoteError {
     match status.code() {
         Code::ResourceExhausted => {
             RemoteError::Invoke(InvokeError::Overloaded(status.message().to_owned()))

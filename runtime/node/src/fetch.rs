@@ -41,7 +41,7 @@ async fn fetch_and_load(
     // must carry that name, so an origin that is no live member cannot be reached securely.
     let members = inner.membership.members().await;
     let mut sources: Vec<(String, String)> = Vec::new();
-    if !origin.is_empty() && origin != inner.grpc_addr {
+    if !origin.is_empty() && origin != inner.advertised_addr {
         let name = members
             .iter()
             .find(|m| m.meta.grpc_addr == origin)
@@ -50,7 +50,7 @@ async fn fetch_and_load(
         sources.push((origin.to_owned(), name));
     }
     for member in members {
-        if member.meta.grpc_addr != inner.grpc_addr
+        if member.meta.grpc_addr != inner.advertised_addr
             && !sources
                 .iter()
                 .any(|(addr, _)| *addr == member.meta.grpc_addr)

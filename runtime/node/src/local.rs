@@ -144,7 +144,7 @@ pub(crate) async fn advertise(inner: Arc<Inner>) {
                 if now != last {
                     last = now;
                     let meta = NodeMeta {
-                        grpc_addr: inner.grpc_addr.clone(),
+                        grpc_addr: inner.advertised_addr.clone(),
                         labels: inner.config.labels.clone(),
                         modules_digest: now.1,
                         load: now.0,

@@ -63,7 +63,10 @@ pub(crate) struct ModuleEntry {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: NodeConfig,
-    pub(crate) grpc_addr: String,
+    /// The gRPC address gossiped to peers: advertised, or else bound.
+    pub(crate) advertised_addr: String,
+    /// The bound gRPC address.
+    pub(crate) listen_addr: String,
     pub(crate) host: Arc<Host>,
     pub(crate) membership: Membership,
     /// The connection layer: channels and invoke streams to peers, and what arrives.
@@ -114,7 +117,11 @@ impl Node {
             addr: config.listen,
             source,
         })?;
-        let grpc_addr = local.to_string();
+        let listen_addr = local.to_string();
+        let grpc_addr = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| listen_addr.clone());
         let setup = crate::setup::prepare(&config, local).await?;
         let host = Arc::new(Host::new(config.host.clone())?);
         let mut seeds = config.join.clone();
@@ -145,12 +152,15 @@ impl Node {
         let peers = Transport::new(
             TransportConfig {
                 max_frame_bytes: config.max_message_bytes,
+                max_peers: config.max_peers,
+                peer_idle: config.peer_idle,
             },
             security.clone(),
         );
         let processes = crate::processes::Processes::new();
         let inner = Arc::new(Inner {
-            grpc_addr,
+            advertised_addr: grpc_addr,
+            listen_addr,
             host,
             membership,
             peers,
@@ -178,9 +188,13 @@ impl Node {
             tokio::spawn(crate::registry::sync::run(inner.clone())),
             tokio::spawn(crate::supervisor::run::run(inner.clone())),
             tokio::spawn(crate::reconnect::run(inner.clone())),
+            tokio::spawn({
+                let inner = inner.clone();
+                async move { inner.peers.maintain(inner.stopping.clone()).await }
+            }),
         ];
         tracing::info!(
-            node = %inner.config.name, grpc = %inner.grpc_addr,
+            node = %inner.config.name, grpc = %inner.advertised_addr,
             gossip = %inner.membership.gossip_addr(), secure = inner.security.is_secure(),
             "node started"
         );
@@ -235,7 +249,17 @@ impl Node {
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> &str {
-        &self.inner.grpc_addr
+        &self.inner.listen_addr
+    }
+
+    /// The gRPC address gossiped to peers: the advertised one, or else the bound one.
+    pub fn advertised_addr(&self) -> &str {
+        &self.inner.advertised_addr
+    }
+
+    /// How many peers this node holds open connections to, and the bound.
+    pub fn peer_pool(&self) -> steinadler_transport::PoolStats {
+        self.inner.peers.pool()
     }
 
     /// The bound gossip address, for others to `--join`.
@@ -340,8 +364,10 @@ impl Node {
         tracing::info!(node = %self.inner.config.name, "node stopped");
     }
 
-    /// Stops gossip and the server at once, without leaving: a crash, for tests.
+    /// Stops gossip and the server at once, without leaving: a crash, for tests. Calls in
+    /// flight are dropped unanswered, and every connection closes.
     pub async fn kill(&self) {
+        self.inner.peers.crash();
         let _ = self.inner.membership.shutdown().await;
         let _ = self.stop.send(true);
         let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();

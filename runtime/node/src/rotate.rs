@@ -60,7 +60,7 @@ pub(crate) async fn rotate(inner: &Inner) -> Result<pb::RotateGossipKeyReply, St
                 op: op as i32,
                 key: key.to_vec().into(),
             };
-            let result = if member.meta.grpc_addr == inner.grpc_addr {
+            let result = if member.meta.grpc_addr == inner.advertised_addr {
                 apply(inner, req).await.map(|_| ())
             } else {
                 match inner.peer(&member.meta.grpc_addr, &member.name).await {

@@ -10,7 +10,9 @@
 //! - **the invoke stream** ([`Mux`], and its serving side): invocations, process sends and
 //!   calls between nodes, multiplexed on one framed connection per peer and matched by id;
 //! - **the peer pool** ([`Transport`]): one HTTP/2 channel and one invoke stream per peer,
-//!   reused by every call and reopened after they break.
+//!   reused by every call and reopened after they break; at most
+//!   [`max_peers`](TransportConfig::max_peers) peers open, the least recently used closed
+//!   first, and idle peers closed after [`peer_idle`](TransportConfig::peer_idle).
 //!
 //! It knows nothing of wasm, the registry or processes. A node gives it two narrow handles:
 //! [`Credentials`], which says how to dial a peer (its TLS configuration and the opening's
@@ -38,7 +40,9 @@ mod server;
 mod tls;
 
 pub use mux::{Body, Mux, NOT_SENT};
-pub use pool::{ConnectError, Transport, TransportConfig};
+pub use pool::{
+    ConnectError, DEFAULT_MAX_PEERS, DEFAULT_PEER_IDLE, PoolStats, Transport, TransportConfig,
+};
 pub use server::{Handler, INVOKE_STREAM, MAGIC, result_of};
 pub use tls::{ClientTls, Conn, PeerInfo, TlsConn, connect, dial, error_chain};
 

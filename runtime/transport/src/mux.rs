@@ -39,6 +39,8 @@ pub enum Body {
     Send(pb::SendRequest),
     /// Call a process.
     Call(pb::CallRequest),
+    /// Run a call here and forward it to the rest of a group (a fan-out tree's hop).
+    Relay(pb::RelayRequest),
 }
 
 /// The calling side of one peer's stream.
@@ -167,6 +169,22 @@ impl Mux {
             .ok_or_else(|| Status::internal("a result frame without a call reply"))
     }
 
+    /// Sends a fan-out tree's hop to the peer, its relay, and waits for its group's replies.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mux::call`].
+    pub async fn relay(
+        &self,
+        request: pb::RelayRequest,
+        timeout: Duration,
+    ) -> Result<pb::RelayReply, Status> {
+        self.exchange(Body::Relay(request), timeout)
+            .await?
+            .relay_reply
+            .ok_or_else(|| Status::internal("a result frame without a relay reply"))
+    }
+
     /// One frame out, its result back, within `timeout`.
     async fn exchange(&self, body: Body, timeout: Duration) -> Result<pb::InvokeResult, Status> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -185,6 +203,7 @@ impl Mux {
             Body::Invoke(r) => frame.request = Some(r),
             Body::Send(r) => frame.send = Some(r),
             Body::Call(r) => frame.call = Some(r),
+            Body::Relay(r) => frame.relay = Some(r),
         }
         // A lone call goes out at once; among many, the frames that are ready share a syscall.
         let encoded = framing::encode(&frame);

@@ -1,7 +1,22 @@
 //! [`Transport`]: a node's connections to its peers, and the bookkeeping of what arrives.
 //!
-//! Connections to peers: one HTTP/2 channel per address and expected name, and one invoke
-//! stream ([`Mux`]) per peer, both reused by every call and reopened after they break.
+//! The pool holds, per peer name, at most one HTTP/2 channel and one invoke stream ([`Mux`]),
+//! reused by every call and reopened after they break. It is bounded:
+//! - at most [`TransportConfig::max_peers`] peers have open connections; opening one more
+//!   first closes the least recently used peer's (a call to a named node always opens, and
+//!   then counts toward the bound);
+//! - a peer unused for [`TransportConfig::peer_idle`] is closed by [`Transport::maintain`].
+//!
+//! Background traffic (anti-entropy) uses [`Transport::background_channel`]: using a
+//! connection does not keep it open, and it opens one only while the pool has room, so it
+//! never closes a connection that calls use.
+//!
+//! Closing a peer drops the pool's handles only: calls in flight, and streams that hold their
+//! own channel, finish on the old connection, which closes after them.
+//!
+//! Opening waits only on opens to the same peer: each peer has its own lock, so a dial to a
+//! peer that does not answer never holds up calls to the others.
+//!
 //! [`endpoint`] is the only place a connection's HTTP/2 settings are made; TLS is layered on by
 //! [`crate::connect`].
 
@@ -12,9 +27,9 @@ use crate::tls::{self, TlsConn};
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
@@ -23,12 +38,23 @@ use tonic::transport::{Channel, Endpoint};
 pub struct TransportConfig {
     /// The largest frame read from an invoke stream, in bytes.
     pub max_frame_bytes: usize,
+    /// At most this many peers have open connections from this node.
+    pub max_peers: usize,
+    /// A peer's connections close after this long unused.
+    pub peer_idle: Duration,
 }
+
+/// The default bound on open peer connections.
+pub const DEFAULT_MAX_PEERS: usize = 32;
+/// The default idle time after which a peer's connections close.
+pub const DEFAULT_PEER_IDLE: Duration = Duration::from_secs(30);
 
 impl Default for TransportConfig {
     fn default() -> Self {
         Self {
             max_frame_bytes: 64 << 20,
+            max_peers: DEFAULT_MAX_PEERS,
+            peer_idle: DEFAULT_PEER_IDLE,
         }
     }
 }
@@ -40,14 +66,53 @@ impl Default for TransportConfig {
 pub struct Transport {
     config: TransportConfig,
     creds: Arc<dyn Credentials>,
-    channels: Mutex<HashMap<(String, String), Channel>>,
-    /// One invocation stream per peer, by the peer's name: its address and the stream. Looked
-    /// up on every remote call without an allocation or an await.
-    muxes: Mutex<HashMap<String, (String, Arc<Mux>)>>,
-    /// Held while a stream is opened, so that concurrent callers open one, not one each.
-    opening: tokio::sync::Mutex<()>,
+    /// By peer name. Looked up on every remote call without an allocation or an await.
+    peers: Mutex<HashMap<String, Peer>>,
+    /// Wakes [`Transport::maintain`] when a peer is added.
+    added: Notify,
     /// The invoke streams peers opened to this node, drained on shutdown.
     served: tokio_util::task::TaskTracker,
+    /// Turns true on [`Transport::crash`]: served streams end at once, their calls dropped.
+    crashed: watch::Sender<bool>,
+}
+
+/// One peer's connections.
+#[derive(Debug)]
+struct Peer {
+    addr: String,
+    channel: Option<Channel>,
+    mux: Option<Arc<Mux>>,
+    last_used: Instant,
+    /// Held while a connection to this peer is opened, so that concurrent callers open one,
+    /// not one each, and nobody else waits.
+    opening: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Peer {
+    fn new(addr: &str) -> Self {
+        Self {
+            addr: addr.to_owned(),
+            channel: None,
+            mux: None,
+            last_used: Instant::now(),
+            opening: Arc::default(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.channel.is_some() || self.mux.as_ref().is_some_and(|m| m.is_alive())
+    }
+}
+
+/// Who uses a connection, which decides whether it counts as used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// A call: the connection stays open while calls keep coming.
+    Call,
+    /// Background traffic: kept if opened, but using it does not keep it open.
+    Background,
+    /// Background traffic while the pool is full: an existing connection, or one not kept.
+    Once,
 }
 
 /// A peer could not be connected to; the request was never sent.
@@ -60,16 +125,29 @@ pub struct ConnectError {
     pub detail: String,
 }
 
+/// What [`Transport::pool`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Peers with an open connection from this node.
+    pub open_peers: usize,
+    /// The bound on them.
+    pub max_peers: usize,
+    /// Invoke streams that peers opened to this node and that are still served.
+    pub inbound_streams: usize,
+    /// Live invoke streams this node opened to peers.
+    pub open_streams: usize,
+}
+
 impl Transport {
     /// A connection layer that dials with `creds`.
     pub fn new(config: TransportConfig, creds: Arc<dyn Credentials>) -> Self {
         Self {
             config,
             creds,
-            channels: Mutex::new(HashMap::new()),
-            muxes: Mutex::new(HashMap::new()),
-            opening: tokio::sync::Mutex::new(()),
+            peers: Mutex::new(HashMap::new()),
+            added: Notify::new(),
             served: tokio_util::task::TaskTracker::new(),
+            crashed: watch::Sender::new(false),
         }
     }
 
@@ -80,22 +158,77 @@ impl Transport {
     ///
     /// [`ConnectError`] if the peer cannot be reached or its handshake fails.
     pub async fn channel(&self, addr: &str, name: &str) -> Result<Channel, ConnectError> {
-        let key = (addr.to_owned(), name.to_owned());
-        let cached = lock(&self.channels).get(&key).cloned();
-        let channel = match cached {
-            Some(c) => c,
-            None => {
-                let channel = tls::connect(addr, self.creds.client_tls(name))
-                    .await
-                    .map_err(|e| ConnectError {
-                        addr: addr.to_owned(),
-                        detail: tls::error_chain(&e),
-                    })?;
-                lock(&self.channels).insert(key, channel.clone());
-                channel
-            }
+        self.channel_for(addr, name, Use::Call).await
+    }
+
+    /// As [`Transport::channel`], for background traffic (anti-entropy): using a connection
+    /// does not keep it from closing when idle, and one is opened only while the pool has room
+    /// ([`Transport::has_room`]); when it has none, the connection is not kept.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::channel`].
+    pub async fn background_channel(
+        &self,
+        addr: &str,
+        name: &str,
+    ) -> Result<Channel, ConnectError> {
+        let how = if self.has_room() {
+            Use::Background
+        } else {
+            Use::Once
         };
+        self.channel_for(addr, name, how).await
+    }
+
+    async fn channel_for(&self, addr: &str, name: &str, how: Use) -> Result<Channel, ConnectError> {
+        let touch = how == Use::Call;
+        if let Some(channel) = self.lookup(addr, name, touch, |p| p.channel.clone()) {
+            return Ok(channel);
+        }
+        let connect = || async {
+            tls::connect(addr, self.creds.client_tls(name))
+                .await
+                .map_err(|e| ConnectError {
+                    addr: addr.to_owned(),
+                    detail: tls::error_chain(&e),
+                })
+        };
+        if how == Use::Once {
+            return connect().await;
+        }
+        let _opening = self.opening(addr, name).await;
+        if let Some(channel) = self.lookup(addr, name, touch, |p| p.channel.clone()) {
+            return Ok(channel);
+        }
+        let channel = connect().await?;
+        self.keep(addr, name, |p| p.channel = Some(channel.clone()));
         Ok(channel)
+    }
+
+    /// As [`Transport::channel`], on the pooled connection if there is one, else on a new one
+    /// that is not kept: for a rare call to a peer outside the connected ones.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::channel`].
+    pub async fn probe_channel(&self, addr: &str, name: &str) -> Result<Channel, ConnectError> {
+        self.channel_for(addr, name, Use::Once).await
+    }
+
+    /// The names of the peers with open connections from this node.
+    pub fn connected(&self) -> Vec<String> {
+        lock(&self.peers)
+            .iter()
+            .filter(|(_, p)| p.is_open())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Whether one more peer can be opened without closing another's connections.
+    pub fn has_room(&self) -> bool {
+        let peers = lock(&self.peers);
+        peers.values().filter(|p| p.is_open()).count() < self.config.max_peers
     }
 
     /// The invocation stream to the peer `name` at `addr`, opened on first use and again after
@@ -110,7 +243,7 @@ impl Transport {
         }
         // Boxed: every call's future would otherwise carry room for a TLS dial.
         Box::pin(async {
-            let _opening = self.opening.lock().await;
+            let _opening = self.opening(addr, name).await;
             if let Some(mux) = self.live_mux(addr, name) {
                 return Ok(mux);
             }
@@ -118,25 +251,135 @@ impl Transport {
             let mux = Arc::new(opened.map_err(|s| {
                 format!("cannot open the invoke stream to {name}: {}", s.message())
             })?);
-            lock(&self.muxes).insert(name.to_owned(), (addr.to_owned(), mux.clone()));
+            self.keep(addr, name, |p| p.mux = Some(mux.clone()));
             Ok(mux)
         })
         .await
     }
 
-    /// Forgets every channel and stream, so the next calls connect with fresh certificates.
-    pub fn clear(&self) {
-        lock(&self.channels).clear();
-        lock(&self.muxes).clear();
+    fn live_mux(&self, addr: &str, name: &str) -> Option<Arc<Mux>> {
+        self.lookup(addr, name, true, |p| p.mux.clone().filter(|m| m.is_alive()))
     }
 
-    /// The live invoke stream to the peer `name` at `addr`, if there is one.
-    fn live_mux(&self, addr: &str, name: &str) -> Option<Arc<Mux>> {
-        let muxes = lock(&self.muxes);
-        match muxes.get(name) {
-            Some((a, mux)) if a == addr && mux.is_alive() => Some(mux.clone()),
-            _ => None,
+    /// `get` of the peer `name` at `addr`; if there is something, marks it used when `touch`.
+    fn lookup<T>(
+        &self,
+        addr: &str,
+        name: &str,
+        touch: bool,
+        get: impl FnOnce(&Peer) -> Option<T>,
+    ) -> Option<T> {
+        let mut peers = lock(&self.peers);
+        let peer = peers.get_mut(name).filter(|p| p.addr == addr)?;
+        let found = get(peer)?;
+        if touch {
+            peer.last_used = Instant::now();
         }
+        Some(found)
+    }
+
+    /// The lock on opening connections to `name`, taken. A peer that moved to a new address
+    /// starts afresh.
+    async fn opening(&self, addr: &str, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut peers = lock(&self.peers);
+            let peer = peers
+                .entry(name.to_owned())
+                .or_insert_with(|| Peer::new(addr));
+            if peer.addr != addr {
+                *peer = Peer::new(addr);
+            }
+            peer.opening.clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Records a new connection to `name`, and closes the least recently used peers' while
+    /// more than the bound are open.
+    fn keep(&self, addr: &str, name: &str, set: impl FnOnce(&mut Peer)) {
+        let mut peers = lock(&self.peers);
+        let peer = peers
+            .entry(name.to_owned())
+            .or_insert_with(|| Peer::new(addr));
+        if peer.addr != addr {
+            *peer = Peer::new(addr);
+        }
+        set(peer);
+        peer.last_used = Instant::now();
+        let mut open = peers.values().filter(|p| p.is_open()).count();
+        while open > self.config.max_peers.max(1) {
+            let Some(lru) = peers
+                .iter()
+                .filter(|(n, p)| *n != name && p.is_open())
+                .min_by_key(|(_, p)| p.last_used)
+                .map(|(n, _)| n.clone())
+            else {
+                break;
+            };
+            tracing::debug!(peer = %lru, "closing the least recently used peer connection: the pool is full");
+            close(&mut peers, &lru);
+            open -= 1;
+        }
+        drop(peers);
+        self.added.notify_one();
+    }
+
+    /// Closes the connections of peers unused for the idle time; returns when the next one
+    /// would be due, or `None` if no peer is open.
+    pub fn close_idle(&self) -> Option<Instant> {
+        let mut peers = lock(&self.peers);
+        let idle = self.config.peer_idle;
+        let stale: Vec<String> = peers
+            .iter()
+            .filter(|(_, p)| p.last_used.elapsed() >= idle)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in stale {
+            if peers.get(&name).is_some_and(Peer::is_open) {
+                tracing::debug!(peer = %name, "closing an idle peer connection");
+            }
+            close(&mut peers, &name);
+        }
+        // An entry kept for an open under way may be due already: look again soon, not at once.
+        let soon = Instant::now() + (idle / 10).max(Duration::from_millis(100));
+        peers.values().map(|p| (p.last_used + idle).max(soon)).min()
+    }
+
+    /// Closes idle peers' connections as they fall due, until `stopping` turns true. Sleeps
+    /// while no peer is open.
+    pub async fn maintain(&self, mut stopping: watch::Receiver<bool>) {
+        loop {
+            let next = self.close_idle();
+            let wait = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => self.added.notified().await,
+                }
+            };
+            tokio::select! {
+                _ = wait => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// The pool's occupancy now.
+    pub fn pool(&self) -> PoolStats {
+        let peers = lock(&self.peers);
+        PoolStats {
+            open_peers: peers.values().filter(|p| p.is_open()).count(),
+            max_peers: self.config.max_peers,
+            inbound_streams: self.served.len(),
+            open_streams: peers
+                .values()
+                .filter(|p| p.mux.as_ref().is_some_and(|m| m.is_alive()))
+                .count(),
+        }
+    }
+
+    /// Forgets every channel and stream, so the next calls connect with fresh certificates.
+    pub fn clear(&self) {
+        lock(&self.peers).clear();
     }
 
     /// Accepts connections on `listener` and runs their TLS handshakes until `stopped`:
@@ -147,8 +390,8 @@ impl Transport {
         listener: TcpListener,
         stopped: watch::Receiver<bool>,
     ) -> ReceiverStream<io::Result<TlsConn>> {
-        let max = self.config.max_frame_bytes;
-        tls::incoming(handler, listener, stopped, self.served.clone(), max)
+        let serve = self.serving(stopped.clone());
+        tls::incoming(handler, listener, stopped, serve)
     }
 
     /// As [`Transport::incoming_tls`], in plaintext (`--insecure` clusters).
@@ -158,8 +401,24 @@ impl Transport {
         listener: TcpListener,
         stopped: watch::Receiver<bool>,
     ) -> ReceiverStream<io::Result<TcpStream>> {
-        let max = self.config.max_frame_bytes;
-        tls::plain_incoming(handler, listener, stopped, self.served.clone(), max)
+        let serve = self.serving(stopped.clone());
+        tls::plain_incoming(handler, listener, stopped, serve)
+    }
+
+    fn serving(&self, stopping: watch::Receiver<bool>) -> crate::server::Serving {
+        crate::server::Serving {
+            tracker: self.served.clone(),
+            stopping,
+            crashed: self.crashed.subscribe(),
+            max_frame: self.config.max_frame_bytes,
+        }
+    }
+
+    /// Drops every connection at once, as a crash would: served invoke streams end without
+    /// answering their calls in flight, and the pool forgets its peers. For tests of failure.
+    pub fn crash(&self) {
+        self.crashed.send_replace(true);
+        self.clear();
     }
 
     /// Waits until the invoke streams peers opened to this node have finished their calls in
@@ -167,6 +426,20 @@ impl Transport {
     pub async fn drain(&self) {
         self.served.close();
         self.served.wait().await;
+    }
+}
+
+/// Drops the pool's handles on `name`'s connections; keeps the entry while an open is under
+/// way, so that its lock stays the one every caller waits on.
+fn close(peers: &mut HashMap<String, Peer>, name: &str) {
+    let Some(peer) = peers.get_mut(name) else {
+        return;
+    };
+    if Arc::strong_count(&peer.opening) > 1 {
+        peer.channel = None;
+        peer.mux = None;
+    } else {
+        peers.remove(name);
     }
 }
 

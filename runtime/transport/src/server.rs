@@ -57,16 +57,32 @@ pub trait Handler: Send + Sync + 'static {
 /// How long a peer may take to send its opening.
 const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one accepted stream until the peer closes it or `stopping` turns true; `prefix` holds
-/// bytes the accept loop already read from it.
+/// What every served stream shares: the tracker that drains them on shutdown, the node's
+/// stop and crash signals, and the frame limit.
+#[derive(Debug, Clone)]
+pub(crate) struct Serving {
+    pub(crate) tracker: tokio_util::task::TaskTracker,
+    pub(crate) stopping: watch::Receiver<bool>,
+    pub(crate) crashed: watch::Receiver<bool>,
+    pub(crate) max_frame: usize,
+}
+
+/// Serves one accepted stream until the peer closes it or the node stops (then the calls in
+/// flight finish first) or crashes (then they are dropped); `prefix` holds bytes the accept
+/// loop already read from it.
 pub(crate) async fn serve_conn<H: Handler>(
     handler: Arc<H>,
     io: Box<dyn Conn>,
     prefix: Bytes,
     peer: PeerInfo,
-    mut stopping: watch::Receiver<bool>,
-    max: usize,
+    serve: Serving,
 ) {
+    let Serving {
+        mut stopping,
+        mut crashed,
+        max_frame: max,
+        ..
+    } = serve;
     let (read, write) = tokio::io::split(io);
     let mut reader = FrameReader::with_prefix(Box::new(read), max, &prefix);
     let (writer, flusher) = FrameWriter::new(Box::new(write));
@@ -101,6 +117,11 @@ pub(crate) async fn serve_conn<H: Handler>(
     let why = loop {
         tokio::select! {
             _ = async { stopping.wait_for(|s| *s).await.is_ok() } => break "the node stops".to_owned(),
+            _ = async { crashed.wait_for(|c| *c).await.is_ok() } => {
+                tasks.abort_all();
+                writer.close();
+                return;
+            }
             frame = reader.next::<pb::InvokeFrame>() => match frame {
                 Ok(Some(frame)) => {
                     if group == 0 {

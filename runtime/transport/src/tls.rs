@@ -11,7 +11,7 @@
 //! starts an invoke stream, served by [`crate::server`]; anything else goes to tonic as
 //! HTTP/2.
 
-use crate::server::{Handler, MAGIC};
+use crate::server::{Handler, MAGIC, Serving};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use std::io;
@@ -23,7 +23,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_util::task::TaskTracker;
 use tonic::transport::server::Connected;
 
 /// A handshake that takes longer than this is dropped.
@@ -133,8 +132,7 @@ pub(crate) fn incoming<H: Handler>(
     handler: Arc<H>,
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
-    served: TaskTracker,
-    max_frame: usize,
+    serve: Serving,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -149,8 +147,7 @@ pub(crate) fn incoming<H: Handler>(
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let (handler, tx, served, stopped) =
-                (handler.clone(), tx.clone(), served.clone(), stopped.clone());
+            let (handler, tx, serve) = (handler.clone(), tx.clone(), serve.clone());
             tokio::spawn(async move {
                 let _permit = permit;
                 let Some(config) = handler.server_config() else {
@@ -192,15 +189,14 @@ pub(crate) fn incoming<H: Handler>(
                 first.truncate(n);
                 let (prefix, info) = (Bytes::from(first), PeerInfo { remote, identity });
                 if prefix[0] == MAGIC[0] {
-                    let conn = crate::server::serve_conn(
+                    let tracker = serve.tracker.clone();
+                    tracker.spawn(crate::server::serve_conn(
                         handler,
                         Box::new(io),
                         prefix,
                         info,
-                        stopped,
-                        max_frame,
-                    );
-                    served.spawn(conn);
+                        serve,
+                    ));
                 } else {
                     let _ = tx.send(Ok(TlsConn { io, info, prefix })).await;
                 }
@@ -216,8 +212,7 @@ pub(crate) fn plain_incoming<H: Handler>(
     handler: Arc<H>,
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
-    served: TaskTracker,
-    max_frame: usize,
+    serve: Serving,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<TcpStream>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -227,8 +222,7 @@ pub(crate) fn plain_incoming<H: Handler>(
             };
             // Without TCP_NODELAY, replies stalled for 40 ms (Nagle against delayed ACK).
             let _ = tcp.set_nodelay(true);
-            let (handler, tx, served, stopped) =
-                (handler.clone(), tx.clone(), served.clone(), stopped.clone());
+            let (handler, tx, serve) = (handler.clone(), tx.clone(), serve.clone());
             tokio::spawn(async move {
                 let mut first = [0u8; 1];
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
@@ -237,15 +231,14 @@ pub(crate) fn plain_incoming<H: Handler>(
                             remote,
                             identity: None,
                         };
-                        let conn = crate::server::serve_conn(
+                        let tracker = serve.tracker.clone();
+                        tracker.spawn(crate::server::serve_conn(
                             handler,
                             Box::new(tcp),
                             Bytes::new(),
                             info,
-                            stopped,
-                            max_frame,
-                        );
-                        served.spawn(conn);
+                            serve,
+                        ));
                     }
                     Ok(Ok(1)) => {
                         let _ = tx.send(Ok(tcp)).await;

@@ -125,7 +125,8 @@ pub(crate) async fn register(inner: &Arc<Inner>, name: &str, pid: &Pid) -> Resul
     }
     // The home holds our state before we answer, so a lookup that asks it finds the name.
     if let Some((home, addr)) = home
-        && let Err(e) = super::sync::push_to(inner, &addr, &home).await
+        && let Err(e) =
+            super::sync::push_to(inner, &super::sync::Partner::direct(&home, &addr)).await
     {
         tracing::debug!(%home, "pushing a registration to its home: {}", e.message());
     }

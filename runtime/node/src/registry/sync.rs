@@ -2,22 +2,34 @@
 //! child records travel together.
 //!
 //! Every [`SYNC_INTERVAL`](super::SYNC_INTERVAL) each node picks [`FANOUT`](super::FANOUT)
-//! random live members and runs push-pull with each: it sends its digests, the peer answers with
+//! live members and runs push-pull with each: it sends its digests, the peer answers with
 //! what is newer on its side and names what it wants, and the node sends that in a second call.
-//! A local change is pushed at once (to the same number of random members) without waiting for
+//! A local change is pushed at once (to partners picked the same way) without waiting for
 //! the round. Push-pull epidemics reach all N members in O(log N) rounds.
+//!
+//! Partners come from the peers this node already has connections to, as HyParView's active
+//! view does ([`partners`]), so that anti-entropy does not churn the bounded peer pool: it
+//! opens a connection only while it has fewer than `FANOUT` connected partners and the pool has
+//! room, and using a connection does not keep it from closing when idle, so the view turns over
+//! as connections idle out. About every [`EXPLORE`] rounds one partner is a random member on a
+//! connection that is not kept, so that groups whose views do not overlap still meet. Per node
+//! the rate is the same at any N: `FANOUT` partners a round, about two connections held.
 //!
 //! This task also keeps the registry's view of the live members in step with membership.
 
 use super::{OwnerState, RegistryEntry};
 use crate::node::Inner;
-use rand::seq::IndexedRandom;
+use rand::Rng;
+use rand::seq::{IndexedRandom, SliceRandom};
 use std::collections::HashSet;
 use std::sync::Arc;
 use steinadler_membership::MemberEvent;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::registry_client::RegistryClient;
 use tonic::Status;
+
+/// About one round in this many has a random partner outside the connected peers.
+pub(crate) const EXPLORE: u32 = 25;
 
 /// The gRPC path of `Sync`, which the cookie covers.
 pub(crate) const SYNC: &str = "/steinadler.v1.Registry/Sync";
@@ -110,17 +122,87 @@ fn digest(inner: &Inner) -> pb::SyncRequest {
     }
 }
 
-/// One signed `Sync` call to the member `name` at `addr`.
+/// Whom a sync goes to, and on which kind of connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Partner {
+    name: String,
+    addr: String,
+    via: Via,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A round's partner: background traffic ([`steinadler_transport::Transport::background_channel`]).
+    Background,
+    /// The exploring partner, on a connection that is not kept.
+    Probe,
+    /// A push a call makes to one node (the home of a name it registered, say).
+    Call,
+}
+
+impl Partner {
+    /// The node `name` at `addr`, for a push that a call makes.
+    pub(crate) fn direct(name: &str, addr: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            addr: addr.to_owned(),
+            via: Via::Call,
+        }
+    }
+}
+
+/// Up to [`FANOUT`](super::FANOUT) partners among `members` (live, this node excluded): those
+/// already connected first, topped up with random others while the pool has room; about one
+/// round in [`EXPLORE`], one random unconnected member too.
+pub(crate) fn partners(inner: &Inner, members: &[(String, String)]) -> Vec<Partner> {
+    let connected: HashSet<String> = inner.peers.connected().into_iter().collect();
+    let (mut near, far): (Vec<_>, Vec<_>) = members
+        .iter()
+        .cloned()
+        .partition(|(name, _)| connected.contains(name));
+    let mut rng = rand::rng();
+    near.shuffle(&mut rng);
+    near.truncate(super::FANOUT);
+    let mut picked: Vec<Partner> = near
+        .into_iter()
+        .map(|(name, addr)| Partner {
+            name,
+            addr,
+            via: Via::Background,
+        })
+        .collect();
+    if picked.len() < super::FANOUT && inner.peers.has_room() {
+        let more = far.choose_multiple(&mut rng, super::FANOUT - picked.len());
+        picked.extend(more.map(|(name, addr)| Partner {
+            name: name.clone(),
+            addr: addr.clone(),
+            via: Via::Background,
+        }));
+    } else if rng.random_ratio(1, EXPLORE)
+        && let Some((name, addr)) = far.choose(&mut rng)
+    {
+        picked.push(Partner {
+            name: name.clone(),
+            addr: addr.clone(),
+            via: Via::Probe,
+        });
+    }
+    picked
+}
+
+/// One signed `Sync` call to `to`.
 async fn call(
     inner: &Arc<Inner>,
-    addr: &str,
-    name: &str,
+    to: &Partner,
     req: pb::SyncRequest,
 ) -> Result<pb::SyncReply, Status> {
-    let channel = inner
-        .peer_channel(addr, name)
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let (addr, name) = (to.addr.as_str(), to.name.as_str());
+    let channel = match to.via {
+        Via::Background => inner.peers.background_channel(addr, name).await,
+        Via::Probe => inner.peers.probe_channel(addr, name).await,
+        Via::Call => inner.peers.channel(addr, name).await,
+    }
+    .map_err(|e| Status::unavailable(e.to_string()))?;
     let mut request = tonic::Request::new(req);
     request.set_timeout(std::time::Duration::from_secs(2));
     inner.security.sign(&mut request, SYNC, name);
@@ -131,8 +213,8 @@ async fn call(
 }
 
 /// Push-pull with one member.
-async fn exchange(inner: &Arc<Inner>, addr: &str, name: &str) -> Result<(), Status> {
-    let reply = call(inner, addr, name, digest(inner)).await?;
+async fn exchange(inner: &Arc<Inner>, to: &Partner) -> Result<(), Status> {
+    let reply = call(inner, to, digest(inner)).await?;
     let want_owners = reply.want_owners;
     let want_children = reply.want_children;
     absorb(inner, reply.owners, reply.children)?;
@@ -149,18 +231,18 @@ async fn exchange(inner: &Arc<Inner>, addr: &str, name: &str) -> Result<(), Stat
         push_children: inner.supervisor.records_of(&want_children),
         ..pb::SyncRequest::default()
     };
-    call(inner, addr, name, push).await.map(|_| ())
+    call(inner, to, push).await.map(|_| ())
 }
 
 /// Pushes this node's own state, and the child records it changed, to `to`.
-pub(crate) async fn push_to(inner: &Arc<Inner>, addr: &str, name: &str) -> Result<(), Status> {
+pub(crate) async fn push_to(inner: &Arc<Inner>, to: &Partner) -> Result<(), Status> {
     let (node, own) = inner.registry.own();
     let push = pb::SyncRequest {
         push_owners: vec![owner_to_wire(node, own)],
         push_children: inner.supervisor.recent(),
         ..pb::SyncRequest::default()
     };
-    call(inner, addr, name, push).await.map(|_| ())
+    call(inner, to, push).await.map(|_| ())
 }
 
 /// Live members other than this node: (name, gRPC address).
@@ -203,20 +285,17 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             live.insert(inner.config.name.clone());
             inner.registry.set_live(live);
         }
-        let picked: Vec<(String, String)> = members
-            .choose_multiple(&mut rand::rng(), super::FANOUT)
-            .cloned()
-            .collect();
-        let rounds = picked.iter().map(|(name, addr)| {
+        let picked = partners(&inner, &members);
+        let rounds = picked.iter().map(|to| {
             let inner = &inner;
             async move {
                 let result = if push_only {
-                    push_to(inner, addr, name).await
+                    push_to(inner, to).await
                 } else {
-                    exchange(inner, addr, name).await
+                    exchange(inner, to).await
                 };
                 if let Err(e) = result {
-                    tracing::debug!(peer = %name, "registry sync failed: {}", e.message());
+                    tracing::debug!(peer = %to.name, "registry sync failed: {}", e.message());
                 }
             }
         });

@@ -39,7 +39,7 @@ impl Inner {
             .unwrap_or(&self.config.name)
             .to_owned();
         let addr = if node == self.config.name {
-            self.grpc_addr.clone()
+            self.listen_addr.clone()
         } else {
             crate::registry::api::member_addr(self, &node).await?
         };

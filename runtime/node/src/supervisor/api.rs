@@ -352,7 +352,11 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str) -> Result<pb::ChildRecord
         if pid.node == inner.config.name {
             super::run::stop_local_child(inner, id);
         } else if let Ok(addr) = crate::registry::api::member_addr(inner, &pid.node).await
-            && let Err(e) = crate::registry::sync::push_to(inner, &addr, &pid.node).await
+            && let Err(e) = crate::registry::sync::push_to(
+                inner,
+                &crate::registry::sync::Partner::direct(&pid.node, &addr),
+            )
+            .await
         {
             // Gossip carries it there all the same.
             tracing::debug!(node = %pid.node, "pushing a stop: {}", e.message());

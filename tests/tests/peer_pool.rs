@@ -1,0 +1,197 @@
+//! The connection layer's pool, with real nodes over mutual TLS: at most `max_peers` peers
+//! open, the least recently used closed first, idle peers closed and reopened on the next call,
+//! and opens to peers that do not answer holding up nobody else.
+
+use std::time::Duration;
+use steinadler_core::Term;
+use steinadler_node::{Node, NodeResult, Target};
+use steinadler_test_modules as m;
+
+mod common;
+use common::{eventually, start, wait_for_members};
+
+fn greet() -> Vec<u8> {
+    Term::list([Term::from("World")]).encode()
+}
+
+fn hello_ok(results: &[NodeResult], node: &str) {
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].node, node);
+    let value = results[0]
+        .outcome
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{node}: {e}"));
+    assert_eq!(Term::decode(value), Ok(Term::from("Hello, World!")));
+}
+
+async fn call(from: &Node, to: &str) -> Vec<NodeResult> {
+    from.invoke(&Target::Node(to.to_owned()), "hello", "greet", &greet())
+        .await
+        .unwrap_or_else(|e| panic!("{} -> {to}: {e}", from.name()))
+}
+
+/// A node that joins `seed` with its token, built further by `f`.
+async fn join(
+    name: &str,
+    seed: &Node,
+    f: impl FnOnce(steinadler_node::NodeBuilder) -> steinadler_node::NodeBuilder,
+) -> Node {
+    f(Node::builder()
+        .name(name)
+        .seed(seed.grpc_addr())
+        .token(seed.join_token().expect("the seed can sign joins")))
+    .start()
+    .await
+    .unwrap_or_else(|e| panic!("starting {name}: {e}"))
+}
+
+/// Invoke streams from the caller that the peers still serve, summed over `peers`.
+fn inbound(peers: &[&Node]) -> usize {
+    peers.iter().map(|p| p.peer_pool().inbound_streams).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_holds_at_most_max_peers_and_closes_the_least_recently_used() {
+    let n1 = Node::builder()
+        .name("n1")
+        .max_peers(2)
+        .start()
+        .await
+        .unwrap();
+    let mut peers = Vec::new();
+    for name in ["n2", "n3", "n4", "n5"] {
+        peers.push(join(name, &n1, |b| b).await);
+    }
+    let all: Vec<&Node> = std::iter::once(&n1).chain(peers.iter()).collect();
+    wait_for_members(&all, 5).await;
+    n1.deploy("hello", &std::fs::read(m::HELLO).unwrap())
+        .await
+        .unwrap();
+    let peer_refs: Vec<&Node> = peers.iter().collect();
+
+    // Twice round the four peers: each call opens its peer (a named node may always be
+    // reached), and the pool closes the least recently used to stay at two.
+    for round in 0..2 {
+        for peer in &peers {
+            hello_ok(&call(&n1, peer.name()).await, peer.name());
+            let pool = n1.peer_pool();
+            assert!(
+                pool.open_peers <= 2,
+                "round {round}, after {}: {pool:?}",
+                peer.name()
+            );
+        }
+    }
+    assert_eq!(n1.peer_pool().open_peers, 2);
+    // The closed peers' sockets really close: the peers stop serving n1's streams.
+    eventually(
+        Duration::from_secs(10),
+        "evicted streams end on the peers",
+        || async { inbound(&peer_refs) <= 2 },
+    )
+    .await;
+
+    // The two most recently used stay open: calling them opens nothing new on the peers.
+    let (n4, n5) = (&peers[2], &peers[3]);
+    let before = (
+        n4.peer_pool().inbound_streams,
+        n5.peer_pool().inbound_streams,
+    );
+    assert_eq!(before, (1, 1), "n4 and n5 were the last two called");
+    hello_ok(&call(&n1, "n4").await, "n4");
+    hello_ok(&call(&n1, "n5").await, "n5");
+    assert_eq!(
+        (
+            n4.peer_pool().inbound_streams,
+            n5.peer_pool().inbound_streams
+        ),
+        (1, 1)
+    );
+    for node in all {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_peer_is_closed_and_reopened_by_the_next_call() {
+    let n1 = Node::builder()
+        .name("n1")
+        .peer_idle(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let n2 = join("n2", &n1, |b| b).await;
+    wait_for_members(&[&n1, &n2], 2).await;
+    n1.deploy("hello", &std::fs::read(m::HELLO).unwrap())
+        .await
+        .unwrap();
+    hello_ok(&call(&n1, "n2").await, "n2");
+    assert_eq!(n1.peer_pool().open_peers, 1);
+    // Anti-entropy may reopen a channel to n2 meanwhile (it does not keep one open), but no
+    // call does: the invoke stream closes, on both ends.
+    eventually(Duration::from_secs(10), "the idle peer closes", || async {
+        n2.peer_pool().inbound_streams == 0
+    })
+    .await;
+    assert!(n1.peer_pool().open_peers <= 1);
+    // The next call reconnects.
+    hello_ok(&call(&n1, "n2").await, "n2");
+    assert_eq!(n1.peer_pool().open_peers, 1);
+    assert_eq!(n2.peer_pool().inbound_streams, 1);
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_to_peers_that_do_not_answer_hold_up_no_other_peer() {
+    // Three members whose gossiped gRPC address accepts TCP but never answers: a node that
+    // hangs, or a firewall, before failure detection declares it dead. Each open to them
+    // waits for its whole timeout.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap().to_string();
+    let n1 = start("n1", "a", None).await;
+    let n2 = start("n2", "a", Some(&n1)).await;
+    let mut stuck = Vec::new();
+    for name in ["s1", "s2", "s3"] {
+        stuck.push(join(name, &n1, |b| b.advertise(hole_addr.clone())).await);
+    }
+    let mut all: Vec<&Node> = vec![&n1, &n2];
+    all.extend(stuck.iter());
+    wait_for_members(&all, 5).await;
+    let hello = std::fs::read(m::HELLO).unwrap();
+    n1.deploy("hello", &hello).await.unwrap();
+    // n2 holds the module already, so calling it needs only the connection.
+    n2.deploy("hello", &hello).await.unwrap();
+
+    let n1 = std::sync::Arc::new(n1);
+    let pending: Vec<_> = ["s1", "s2", "s3"]
+        .into_iter()
+        .map(|name| {
+            let n1 = n1.clone();
+            tokio::spawn(async move { call(&n1, name).await })
+        })
+        .collect();
+    // Let the three opens start and take their peers' locks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hello_ok(&call(&n1, "n2").await, "n2");
+    // Each stuck open lasts its whole timeout (5 s), so none of them can have ended yet: the
+    // call to n2 did not wait on them.
+    for (i, p) in pending.iter().enumerate() {
+        assert!(!p.is_finished(), "the call to s{} ended before n2's", i + 1);
+    }
+    for p in pending {
+        let results = p.await.unwrap();
+        assert_eq!(results.len(), 1);
+        let err = results[0]
+            .outcome
+            .as_ref()
+            .expect_err("a stuck peer cannot answer");
+        assert!(err.to_string().contains("invoke stream"), "{err}");
+    }
+    drop(hole);
+    for node in stuck {
+        node.shutdown().await;
+    }
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
