@@ -41,6 +41,7 @@ pub(crate) async fn invoke(
         Arc::from(function),
         limits.max_log_bytes,
     ));
+    let _awake = crate::clock::Awake::new();
     let mut store = new_store(host, limits, &budget);
 
     let instance = match module.pre.instantiate_async(&mut store).await {

@@ -42,6 +42,7 @@ impl Resident {
             Arc::from(label),
             limits.max_log_bytes,
         ));
+        let _awake = crate::clock::Awake::new();
         let mut store = new_store(host, limits, &budget);
         store.data_mut().process = process;
         let instance = match module.pre.instantiate_async(&mut store).await {
@@ -117,6 +118,7 @@ impl Resident {
     ) -> Result<R, InvokeError> {
         let len = u32::try_from(input.len())
             .map_err(|_| InvokeError::BadArguments("an input larger than 4 GiB".to_owned()))?;
+        let _awake = crate::clock::Awake::new();
         self.budget.refill();
         self.store.data_mut().deadline = Instant::now() + self.limits.deadline;
         let store = &mut self.store;
