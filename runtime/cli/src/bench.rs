@@ -5,6 +5,9 @@
 //! tonic unary echo (the node's `Ping`), a remote invoke of the `noop` module from node n1 on node
 //! n2, and a fan-out to all 5 nodes. Each is measured at 1, 16 and 64 calls in flight, in rounds
 //! that alternate between the two clusters, reporting the median round's p50, p99 and calls/s.
+//!
+//! `--only scale` runs the scale harness instead, and nothing else: `--nodes` node processes
+//! (see [`bench_scale`](crate::bench_scale)). A plain `steinadler bench` does not run it.
 
 use crate::Failure;
 use anyhow::anyhow;
@@ -24,12 +27,25 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Run only the benchmarks whose label contains this text; `processes`, `streams` and
-    /// `registry` pick those sections.
+    /// `registry` pick those sections; `scale` runs the scale harness alone.
     #[arg(long)]
     only: Option<String>,
+    /// Node processes for `--only scale`.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
+    if args.only.as_deref() == Some("scale") {
+        if args.nodes < 2 {
+            return Err(Failure::Usage(anyhow!(
+                "--nodes must be at least 2: the scale bench kills one node and keeps n1"
+            )));
+        }
+        return crate::bench_scale::run(args.nodes, args.rounds)
+            .await
+            .map_err(Failure::Runtime);
+    }
     bench(args).await.map_err(Failure::Runtime)
 }
 

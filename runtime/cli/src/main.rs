@@ -9,6 +9,8 @@ mod bench;
 mod bench_cpu;
 mod bench_proc;
 mod bench_registry;
+mod bench_scale;
+mod bench_scale_proc;
 mod bench_stream;
 mod bench_stream_apart;
 mod client_cmd;
@@ -67,7 +69,8 @@ enum Command {
     Login(cluster_cmd::LoginArgs),
     /// Start a local 3-node cluster, deploy `hello`, invoke it on one, some and all nodes.
     Demo,
-    /// Measure remote invoke next to a raw TCP echo and a bare gRPC echo, in one run.
+    /// Measure remote invoke next to a raw TCP echo and a bare gRPC echo, in one run; with
+    /// `--only scale`, measure a cluster of `--nodes` node processes instead.
     Bench(bench::BenchArgs),
 }
 

@@ -1,0 +1,396 @@
+//! `steinadler bench --only scale --nodes N`: the scale harness (issue 20 §7).
+//!
+//! It starts N real `steinadler node start` processes of this binary on loopback, secure by
+//! default (the first creates the cluster; the rest join with its token, through a few seeds
+//! each, in parallel batches), and measures, as a user of the CLI would see it:
+//!
+//! - the time from the first start until every node lists all N members;
+//! - a deploy of `noop` to n1, the first `--on all` after it, and warm `--on all` p50 and p99,
+//!   checking that every call returns one Ok result per node;
+//! - established TCP connections, resident memory and idle CPU per node process, from `/proc`;
+//! - the time until every survivor stops listing the nodes a kill -9 of 10 % took, and any live
+//!   node some survivor declared dead.
+//!
+//! Every child is killed when the harness ends, however it ends. Each node's stderr goes to
+//! `logs/NAME.log` in the harness's temporary directory, which is kept if the run fails.
+
+use crate::bench_scale_proc::{self as procfs, BATCH, Cluster, Rng, TcpTable};
+use anyhow::{Context, anyhow, bail};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use steinadler_node::{Client, NodeResult};
+
+/// One `ListMembers` or connect.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Warm `--on all` calls per round (`--rounds`).
+const CALLS_PER_ROUND: usize = 20;
+/// The window with no calls over which idle CPU is measured.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// How long the survivors are still watched for false deaths after all noticed the kill.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Runs the harness with `n` nodes and `rounds` rounds of warm calls.
+pub(crate) async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
+    procfs::raise_fd_limit();
+    let mut cluster = Cluster::new()?;
+    let result = tokio::select! {
+        r = scale(&mut cluster, n, rounds) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    result.map_err(|e| {
+        cluster.keep_logs = true;
+        e.context(format!(
+            "the scale bench with {n} nodes failed (the nodes' logs are kept in {})",
+            cluster.dir.join("logs").display()
+        ))
+    })
+}
+
+async fn scale(cluster: &mut Cluster, n: usize, rounds: usize) -> anyhow::Result<()> {
+    let names: BTreeSet<String> = (1..=n).map(|k| format!("n{k}")).collect();
+    println!(
+        "scale: {n} node processes on 127.0.0.1, token join and mutual TLS, {BATCH} started at once; logs in {}",
+        cluster.dir.join("logs").display()
+    );
+    let load_at_start = procfs::load_average();
+    let t0 = Instant::now();
+    let token = cluster.start_all(n, t0).await?;
+    let auth = crate::bench::client_auth(&cluster.nodes[0].grpc, Some(&token))
+        .await
+        .context("cannot log in to n1 with the join token it printed")?;
+    let connects = cluster.nodes.iter().map(|p| async {
+        let c = tokio::time::timeout(RPC_TIMEOUT, Client::connect(&p.grpc, &auth)).await;
+        c.map_err(|_| anyhow!("timed out"))?
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot connect to {} at {}", p.name, p.grpc))
+    });
+    let mut clients: Vec<Client> = futures::future::try_join_all(connects).await?;
+    let converge = converge(&mut clients, &names, t0).await?;
+    println!(
+        "  converged: all {n} nodes list {n} members ({})",
+        secs(converge)
+    );
+
+    let mut c1 = clients[0].clone();
+    let t = Instant::now();
+    c1.deploy("noop", steinadler_test_modules::NOOP_WASM)
+        .await
+        .context("cannot deploy noop to n1")?;
+    let deploy = t.elapsed();
+    println!(
+        "  deployed noop to n1 ({}); first --on all ...",
+        secs(deploy)
+    );
+    let t = Instant::now();
+    let first = invoke_all(&mut c1, &names, Duration::from_secs(120)).await;
+    let first_time = t.elapsed();
+    let first_note = match &first {
+        Ok(()) => String::new(),
+        Err(e) => format!(" (FAILED: {e:#})"),
+    };
+    println!("  first --on all: {}{first_note}", secs(first_time));
+
+    let calls = rounds.max(1) * CALLS_PER_ROUND;
+    let (mut samples, mut bad) = (Vec::with_capacity(calls), 0);
+    let mut shown = Instant::now();
+    for i in 0..calls {
+        let t = Instant::now();
+        let outcome = invoke_all(&mut c1, &names, Duration::from_secs(30)).await;
+        samples.push(t.elapsed());
+        if let Err(e) = outcome {
+            bad += 1;
+            println!("  warm call {}: {e:#}", i + 1);
+        }
+        if shown.elapsed() > Duration::from_secs(2) {
+            println!("  warm --on all: {}/{calls} calls", i + 1);
+            shown = Instant::now();
+        }
+    }
+    samples.sort();
+    let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
+    let (p50, p99) = (pct(50), pct(99));
+    let (conns, rss, cpu) = resources(cluster).await?;
+    let deaths = detect(cluster, &mut clients, &names).await?;
+
+    let bad_first = if first.is_ok() { "" } else { " FAILED" };
+    println!(
+        "  load average {} at the start, {} now (other work on the machine skews the figures)",
+        load_at_start,
+        procfs::load_average()
+    );
+    println!(
+        "\nscale, N={n}: converge {} | deploy {} | first --on all {}{bad_first} | warm --on all p50 {} p99 {} ({calls} calls, {bad} bad) | TCP conns/node {} (Erlang full mesh: {}) | RSS/node {} | idle CPU/node {} | {deaths}",
+        secs(converge),
+        secs(deploy),
+        secs(first_time),
+        ms(p50),
+        ms(p99),
+        spread(&conns, "", 1, 0),
+        n - 1,
+        spread(&rss, " MB", 1, 1),
+        spread(&cpu, " %", 2, 2),
+    );
+    Ok(())
+}
+
+/// `noop` on all nodes through `client`: `Ok` if exactly one Ok result came for each of `names`.
+async fn invoke_all(
+    client: &mut Client,
+    names: &BTreeSet<String>,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let noop = steinadler_core::Term::List(vec![]).encode();
+    let results = client
+        .invoke("all", "noop", "noop", noop, deadline, false)
+        .await?;
+    check(&results, names)
+}
+
+/// Per node: established TCP connections (without the harness's own) right after the calls,
+/// RSS in MB, and CPU as % of a core over an idle window.
+async fn resources(cluster: &Cluster) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let pids: Vec<u32> = cluster.nodes.iter().map(|p| p.pid).collect();
+    let table = TcpTable::read()?;
+    // The harness's own connections to the nodes are not the cluster's.
+    let harness = table.local_endpoints(std::process::id())?;
+    let conns = pids
+        .iter()
+        .map(|&pid| table.established(pid, &harness).map(|c| c as f64))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    println!(
+        "  idle for {} with no calls, for CPU per node ...",
+        secs(IDLE_WINDOW)
+    );
+    let ticks = |pids: &[u32]| -> anyhow::Result<Vec<u64>> {
+        pids.iter().map(|&p| procfs::cpu_ticks(p)).collect()
+    };
+    let (before, t) = (ticks(&pids)?, Instant::now());
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let (after, window) = (ticks(&pids)?, t.elapsed().as_secs_f64());
+    let per_second = procfs::ticks_per_second();
+    let cpu = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.saturating_sub(*b) as f64 / per_second / window * 100.0)
+        .collect();
+    let rss = pids
+        .iter()
+        .map(|&p| procfs::rss_bytes(p).map(|b| b as f64 / 1e6))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((conns, rss, cpu))
+}
+
+/// Polls every node that does not yet list all of `names` until all do, then all of them once
+/// more to confirm; the time from `t0` to the poll at which the last one did.
+async fn converge(
+    clients: &mut [Client],
+    names: &BTreeSet<String>,
+    t0: Instant,
+) -> anyhow::Result<Duration> {
+    let n = names.len();
+    let deadline = t0 + Duration::from_secs(60 + n as u64);
+    // How many of `names` each node listed at its last poll.
+    let mut listed = vec![0; n];
+    let (mut last_agreed, mut shown) = (t0.elapsed(), Instant::now());
+    loop {
+        let mut pending: Vec<usize> = (0..n).filter(|&i| listed[i] != n).collect();
+        let confirming = pending.is_empty();
+        if confirming {
+            pending = (0..n).collect();
+        }
+        let polled = clients
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| pending.contains(i))
+            .map(|(_, c)| c);
+        let views = members(polled).await;
+        let at = t0.elapsed();
+        for (&i, view) in pending.iter().zip(views) {
+            let count = view.map_or(0, |v| v.intersection(names).count());
+            if count == n && listed[i] != n {
+                last_agreed = at;
+            }
+            listed[i] = count;
+        }
+        let agree = listed.iter().filter(|&&c| c == n).count();
+        if agree == n && confirming {
+            return Ok(last_agreed);
+        }
+        if shown.elapsed() > Duration::from_secs(2) {
+            println!(
+                "  converging: {agree}/{n} nodes list all {n} members ({})",
+                secs(at)
+            );
+            shown = Instant::now();
+        }
+        if Instant::now() > deadline {
+            let (worst, fewest) = (0..n)
+                .map(|i| (i, listed[i]))
+                .min_by_key(|x| x.1)
+                .unwrap_or((0, 0));
+            bail!(
+                "membership did not converge in {}: {agree}/{n} nodes list all members, and n{} lists only {fewest}. Try a smaller --nodes",
+                secs(at),
+                worst + 1
+            );
+        }
+        if agree < n {
+            tokio::time::sleep(poll_interval(n)).await;
+        }
+    }
+}
+
+/// Kills 10 % of the nodes (at least one, never n1) with SIGKILL and polls the survivors until
+/// none lists them; returns the summary's words on it.
+async fn detect(
+    cluster: &mut Cluster,
+    clients: &mut [Client],
+    names: &BTreeSet<String>,
+) -> anyhow::Result<String> {
+    let n = names.len();
+    let k = n.div_ceil(10).clamp(1, n - 1);
+    let victims: BTreeSet<usize> = Rng::new().pick(n - 1, k).iter().map(|i| i + 1).collect();
+    let dead: BTreeSet<String> = victims.iter().map(|&i| format!("n{}", i + 1)).collect();
+    let dead_list = victims
+        .iter()
+        .map(|i| format!("n{}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("  kill -9 of {k} of {n} nodes: {dead_list}");
+    for &i in &victims {
+        let p = &mut cluster.nodes[i];
+        p.child
+            .kill()
+            .with_context(|| format!("cannot kill {}", p.name))?;
+        let _ = p.child.wait();
+    }
+    let t = Instant::now();
+    let live: BTreeSet<String> = names.difference(&dead).cloned().collect();
+    let survivors: Vec<usize> = (0..n).filter(|i| !victims.contains(i)).collect();
+    let mut noticed = vec![false; survivors.len()];
+    let mut falsely_dead = BTreeSet::new();
+    let mut silent = BTreeSet::new();
+    let (mut all_noticed, mut shown) = (None, Instant::now());
+    let give_up = Duration::from_secs(60);
+    loop {
+        let polled = clients
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| !victims.contains(i))
+            .map(|(_, c)| c);
+        let views = members(polled).await;
+        let at = t.elapsed();
+        for (s, view) in views.into_iter().enumerate() {
+            let Some(view) = view else {
+                silent.insert(format!("n{}", survivors[s] + 1));
+                continue;
+            };
+            noticed[s] |= view.is_disjoint(&dead);
+            falsely_dead.extend(live.difference(&view).cloned());
+        }
+        if all_noticed.is_none() && noticed.iter().all(|&x| x) {
+            all_noticed = Some(at);
+        }
+        match all_noticed {
+            Some(when) if at > when + SETTLE => break,
+            None if at > give_up => break,
+            _ => {}
+        }
+        if all_noticed.is_none() && shown.elapsed() > Duration::from_secs(2) {
+            let count = noticed.iter().filter(|&&x| x).count();
+            println!(
+                "  noticed by {count}/{} survivors ({})",
+                survivors.len(),
+                secs(at)
+            );
+            shown = Instant::now();
+        }
+        tokio::time::sleep(poll_interval(n) / 2).await;
+    }
+    if !silent.is_empty() {
+        println!("  survivors that failed to answer ListMembers at least once: {silent:?}");
+    }
+    if !falsely_dead.is_empty() {
+        println!("  live nodes that some survivor stopped listing: {falsely_dead:?}");
+    }
+    Ok(match all_noticed {
+        Some(d) => format!(
+            "kill -9 of {k}/{n} noticed by all in {}, {} false deaths",
+            secs(d),
+            falsely_dead.len()
+        ),
+        None => format!(
+            "kill -9 of {k}/{n} NOT noticed by {} of {} survivors in {}, {} false deaths",
+            noticed.iter().filter(|&&x| !x).count(),
+            survivors.len(),
+            secs(give_up),
+            falsely_dead.len()
+        ),
+    })
+}
+
+/// Each client's node's live members by name, `None` where the call failed or timed out.
+async fn members(clients: impl Iterator<Item = &mut Client>) -> Vec<Option<BTreeSet<String>>> {
+    let calls = clients.map(|c| async move {
+        let reply = tokio::time::timeout(RPC_TIMEOUT, c.members())
+            .await
+            .ok()?
+            .ok()?;
+        Some(reply.members.into_iter().map(|m| m.name).collect())
+    });
+    futures::future::join_all(calls).await
+}
+
+/// Polls stay cheap for the nodes at any N: about 5 ms a node, between 0.2 s and 1 s.
+fn poll_interval(n: usize) -> Duration {
+    (Duration::from_millis(5) * n as u32).clamp(Duration::from_millis(200), Duration::from_secs(1))
+}
+
+/// `Ok` if `results` hold exactly one Ok result for each of `names`.
+fn check(results: &[NodeResult], names: &BTreeSet<String>) -> anyhow::Result<()> {
+    let got: BTreeSet<&str> = results.iter().map(|r| r.node.as_str()).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|m| !got.contains(m))
+        .collect();
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {e}", r.node)))
+        .collect();
+    if results.len() == names.len() && missing.is_empty() && failed.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "{} results for {} nodes; missing {missing:?}; failed {failed:?}",
+        results.len(),
+        names.len()
+    ))
+}
+
+/// `mean M max X (nK)` of one figure per node, nK the node with the most.
+fn spread(v: &[f64], unit: &str, mean_digits: usize, max_digits: usize) -> String {
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (at, max) =
+        v.iter().copied().enumerate().fold(
+            (0, 0.0),
+            |best, (i, x)| if x > best.1 { (i, x) } else { best },
+        );
+    format!(
+        "mean {mean:.mean_digits$}{unit} max {max:.max_digits$}{unit} (n{})",
+        at + 1
+    )
+}
+
+pub(crate) fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
