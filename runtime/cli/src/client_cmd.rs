@@ -17,6 +17,10 @@ pub(crate) struct DeployArgs {
     /// The name to call it by [default: the file's stem].
     #[arg(long)]
     name: Option<String>,
+    /// Wait until every live node holds the module, compiled, showing progress; exit 1 if any
+    /// could not get it. Without it, the nodes get it in the background.
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     node: NodeAddr,
 }
@@ -44,6 +48,49 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<(), Failure> {
         bytes.len(),
         functions.join(", ")
     );
+    if !args.wait {
+        // The node spreads it in the background once it has said so.
+        if let Err(e) = client.start_spread(&id.to_string()).await {
+            tracing::warn!("the nodes will pull {name} on its first call instead: {e}");
+        }
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = None;
+    let results = client
+        .spread(&id.to_string(), |done, total| {
+            if terminal {
+                eprint!("\rcompiled on {done}/{total} nodes");
+            } else if last.is_none_or(|l: std::time::Instant| l.elapsed() >= Duration::from_secs(2))
+                || done == total
+            {
+                eprintln!("compiled on {done}/{total} nodes");
+                last = Some(std::time::Instant::now());
+            }
+        })
+        .await
+        .map_err(|e| Failure::Runtime(anyhow!("spreading {name} to the nodes failed: {e}")))?;
+    if terminal {
+        eprintln!();
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {e}", r.node)))
+        .collect();
+    println!(
+        "{name} is on {} of {} nodes ({:.1?})",
+        results.len() - failed.len(),
+        results.len(),
+        started.elapsed()
+    );
+    if !failed.is_empty() {
+        return Err(Failure::Runtime(anyhow!(
+            "{} nodes could not get {name}: {}. Check them with `steinadler nodes`; they pull it again on the first call",
+            failed.len(),
+            failed.join("; ")
+        )));
+    }
     Ok(())
 }
 

@@ -151,6 +151,51 @@ impl Client {
         Ok((wire::module_id(&reply.id)?, reply.functions))
     }
 
+    /// Spreads the module `module` (a name or id the node holds) to every live node and
+    /// compiles it there, through the fan-out tree; calls `progress` with the nodes done and
+    /// the total as groups finish. Returns one result per node: a nil value, or why not.
+    ///
+    /// # Errors
+    ///
+    /// The node's refusal, such as `NOT_FOUND` for a module it does not hold.
+    pub async fn spread(
+        &mut self,
+        module: &str,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<NodeResult>, ClientError> {
+        let mut stream = self
+            .inner
+            .spread(pb::SpreadRequest {
+                module: module.to_owned(),
+            })
+            .await?
+            .into_inner();
+        let mut results = Vec::new();
+        while let Some(report) = stream.message().await? {
+            results.extend(report.results.into_iter().map(NodeResult::from_reply));
+            progress(report.done as usize, report.total as usize);
+        }
+        Ok(results)
+    }
+
+    /// Starts spreading `module` as [`Client::spread`] does, and returns once the node has
+    /// started: the spread goes on without the caller.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::spread`].
+    pub async fn start_spread(&mut self, module: &str) -> Result<(), ClientError> {
+        let mut stream = self
+            .inner
+            .spread(pb::SpreadRequest {
+                module: module.to_owned(),
+            })
+            .await?
+            .into_inner();
+        stream.message().await?;
+        Ok(())
+    }
+
     /// Runs a function on the nodes `target` selects (see [`Target`](crate::Target)).
     ///
     /// # Errors

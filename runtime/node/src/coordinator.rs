@@ -107,6 +107,7 @@ pub(crate) async fn invoke_on(inner: &Inner, req: Request) -> Result<Vec<NodeRes
             args_hash: hash.map(|h| h.to_vec().into()).unwrap_or_default(),
             limits: Some(req.limits),
             origin,
+            prefetch: false,
         },
         idempotent: req.idempotent,
         fanout: inner.config.fanout.max(1),

@@ -62,6 +62,7 @@ mod rotate;
 mod security;
 mod service;
 mod setup;
+mod spread;
 mod stats;
 mod streams;
 mod supervisor;

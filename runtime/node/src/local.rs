@@ -81,6 +81,12 @@ impl Inner {
             }
         };
 
+        if req.prefetch {
+            return Ok(match crate::fetch::ensure(self, id, &req.origin).await {
+                Ok(_) => reply(pb::invoke_reply::Outcome::Value(vec![0xc0].into())),
+                Err(e) => reply(pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e))),
+            });
+        }
         let module = match crate::fetch::ensure(self, id, &req.origin).await {
             Ok(m) => m,
             Err(e) => {

@@ -199,6 +199,29 @@ impl NodeApi for Service {
             .map(Response::new)
     }
 
+    type SpreadStream = Pin<Box<dyn Stream<Item = Result<pb::SpreadProgress, Status>> + Send>>;
+
+    async fn spread(
+        &self,
+        request: Request<pb::SpreadRequest>,
+    ) -> Result<Response<Self::SpreadStream>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/Spread", Access::Client)?;
+        let reports = crate::spread::spread(&self.inner, &request.into_inner().module).await?;
+        let mut done = 0usize;
+        let stream = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(reports),
+            move |p| {
+                done += p.results.len();
+                Ok(pb::SpreadProgress {
+                    done: u32::try_from(done).unwrap_or(u32::MAX),
+                    total: u32::try_from(p.total).unwrap_or(u32::MAX),
+                    results: p.results.into_iter().map(crate::NodeResult::into_wire).collect(),
+                })
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn invoke_on(
         &self,
         request: Request<pb::InvokeOnRequest>,

@@ -13,6 +13,8 @@
 //!   call was sent may have run it, and so may its group: each member gets `noconnection`,
 //!   unless the call is idempotent, in which case the rest of the group is sent again through
 //!   a new relay. A non-idempotent call is never sent twice to a node that may have run it.
+//!   A relay that is alive but does not report before the deadline gets its group "no answer
+//!   before the deadline" instead.
 //! - **Deadlines** shrink by a tenth (and 5 ms) at each hop, so that a relay answers, with its
 //!   late members' errors, before its caller gives up on it.
 //! - **Security and caching** are those of any call: every hop is an invoke stream with mutual
@@ -122,11 +124,20 @@ async fn call_group(
                 ));
             }
             Err(status) => {
-                let why = format!(
-                    "noconnection: the relay {} failed ({}); the call may have run",
-                    relay.name,
-                    status.message()
-                );
+                let why = if status.code() == Code::DeadlineExceeded {
+                    // Alive but late: what it and its group did is unknown, not lost.
+                    format!(
+                        "no answer before the deadline: the relay {} did not report in time ({})",
+                        relay.name,
+                        status.message()
+                    )
+                } else {
+                    format!(
+                        "noconnection: the relay {} failed ({}); the call may have run",
+                        relay.name,
+                        status.message()
+                    )
+                };
                 out.push(failed(
                     &relay,
                     started,
@@ -273,7 +284,7 @@ pub(crate) async fn serve_relay(
             .unwrap_or(u64::MAX)
             .max(1);
     }
-    let call = Call {
+    let mut call = Call {
         request,
         idempotent: relay.idempotent,
         fanout: usize::try_from(relay.fanout).unwrap_or(usize::MAX).max(1),
@@ -306,20 +317,72 @@ pub(crate) async fn serve_relay(
                 elapsed: started.elapsed(),
             })
     };
-    let (mine, theirs) = if targets.len() <= call.fanout {
-        let direct = targets
-            .iter()
-            .map(|t| coordinator::call_peer(inner, &t.name, &t.addr, &call, deadline));
-        futures::join!(here, futures::future::join_all(direct))
-    } else {
-        futures::join!(here, fan_out(inner, &call, targets, deadline))
-    };
-    Ok(pb::RelayReply {
+    if call.request.prefetch {
+        // Spreading a module: fetch it here first, then be the origin for the group, so that
+        // the load spreads down the tree instead of every node pulling from the first one.
+        let mine = here.await;
+        if mine.outcome.is_ok() {
+            call.request.origin = inner.advertised_addr.clone();
+        }
+        let theirs = forward(inner, &call, targets, deadline).await;
+        return Ok(reply(mine, theirs));
+    }
+    let (mine, theirs) = futures::join!(here, forward(inner, &call, targets, deadline));
+    Ok(reply(mine, theirs))
+}
+
+/// One reply per node, the relay's own first.
+fn reply(mine: NodeResult, theirs: Vec<NodeResult>) -> pb::RelayReply {
+    pb::RelayReply {
         replies: std::iter::once(mine)
             .chain(theirs)
             .map(NodeResult::into_wire)
             .collect(),
-    })
+    }
+}
+
+/// The rest of a relay's group: directly when they are at most the fan-out, else as a tree.
+pub(crate) async fn forward(
+    inner: &Inner,
+    call: &Call,
+    targets: Vec<Peer>,
+    deadline: Instant,
+) -> Vec<NodeResult> {
+    if targets.len() <= call.fanout {
+        let direct = targets
+            .iter()
+            .map(|t| coordinator::call_peer(inner, &t.name, &t.addr, call, deadline));
+        futures::future::join_all(direct).await
+    } else {
+        fan_out(inner, call, targets, deadline).await
+    }
+}
+
+/// As [`forward`], handing each group's results to `done` as the group finishes (each node's,
+/// when they are at most the fan-out): for progress.
+pub(crate) async fn forward_each(
+    inner: &Inner,
+    call: &Call,
+    targets: Vec<Peer>,
+    deadline: Instant,
+    mut done: impl FnMut(Vec<NodeResult>),
+) {
+    use futures::StreamExt;
+    let mut pending: futures::stream::FuturesUnordered<_> = if targets.len() <= call.fanout {
+        targets
+            .into_iter()
+            .map(|t| vec![t])
+            .map(|g| call_group(inner, call, g, deadline))
+            .collect()
+    } else {
+        groups(targets, call.fanout)
+            .into_iter()
+            .map(|g| call_group(inner, call, g, deadline))
+            .collect()
+    };
+    while let Some(results) = pending.next().await {
+        done(results);
+    }
 }
 
 #[cfg(test)]

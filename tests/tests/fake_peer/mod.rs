@@ -39,6 +39,13 @@ impl NodeApi for Liar {
     ) -> Result<Response<pb::InvokeOnReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    type SpreadStream = Pin<Box<dyn Stream<Item = Result<pb::SpreadProgress, Status>> + Send>>;
+    async fn spread(
+        &self,
+        _: Request<pb::SpreadRequest>,
+    ) -> Result<Response<Self::SpreadStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn list_members(
         &self,
         _: Request<pb::ListMembersRequest>,
