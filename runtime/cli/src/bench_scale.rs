@@ -153,10 +153,18 @@ async fn resources(cluster: &Cluster) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec
     let table = TcpTable::read()?;
     // The harness's own connections to the nodes are not the cluster's.
     let harness = table.local_endpoints(std::process::id())?;
-    let conns = pids
-        .iter()
-        .map(|&pid| table.established(pid, &harness).map(|c| c as f64))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (mut conns, mut incoming, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
+    for p in &cluster.nodes {
+        let (all, came_in) = table.established(p.pid, &p.ports, &harness)?;
+        conns.push(all as f64);
+        incoming.push(came_in as f64);
+        outgoing.push((all - came_in) as f64);
+    }
+    println!(
+        "  TCP conns/node after the calls: opened by the node {}, opened by peers {}",
+        spread(&outgoing, "", 1, 0),
+        spread(&incoming, "", 1, 0)
+    );
     println!(
         "  idle for {} with no calls, for CPU per node ...",
         secs(IDLE_WINDOW)
@@ -177,6 +185,17 @@ async fn resources(cluster: &Cluster) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec
         .iter()
         .map(|&p| procfs::rss_bytes(p).map(|b| b as f64 / 1e6))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let table = TcpTable::read()?;
+    let harness = table.local_endpoints(std::process::id())?;
+    let idle_conns = cluster
+        .nodes
+        .iter()
+        .map(|p| Ok(table.established(p.pid, &p.ports, &harness)?.0 as f64))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    println!(
+        "  TCP conns/node after the idle window: {}",
+        spread(&idle_conns, "", 1, 0)
+    );
     Ok((conns, rss, cpu))
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct NodeProc {
     pub(crate) child: Child,
     pub(crate) pid: u32,
     pub(crate) grpc: String,
+    /// The ports it listens on (gRPC and gossip): a connection on one of them came in.
+    pub(crate) ports: Vec<u16>,
     /// Kept open, so that the node's writes to stdout never fail; taken while its banner is
     /// read.
     stdout: Option<BufReader<ChildStdout>>,
@@ -56,9 +58,10 @@ impl Cluster {
     /// Starts n1, then the others in batches; returns the join token n1 printed.
     pub(crate) async fn start_all(&mut self, n: usize, t0: Instant) -> anyhow::Result<String> {
         self.spawn("n1", &[], None)?;
-        let (grpc, token) = self.banners(&[0], true).await?.remove(0);
+        let banner = self.banners(&[0], true).await?.remove(0);
+        let token = banner.token.clone();
         let token = token.ok_or_else(|| anyhow!("n1 printed no join token"))?;
-        self.nodes[0].grpc = grpc;
+        self.nodes[0].serves(banner)?;
         println!("  started 1/{n} nodes ({})", secs(t0.elapsed()));
         let mut rng = Rng::new();
         let mut shown = Instant::now();
@@ -74,8 +77,8 @@ impl Cluster {
                     .collect();
                 self.spawn(&format!("n{}", i + 1), &seeds, Some(&token))?;
             }
-            for (&i, (grpc, _)) in batch.iter().zip(self.banners(&batch, false).await?) {
-                self.nodes[i].grpc = grpc;
+            for (&i, banner) in batch.iter().zip(self.banners(&batch, false).await?) {
+                self.nodes[i].serves(banner)?;
             }
             if self.nodes.len() == n || shown.elapsed() > Duration::from_secs(1) {
                 println!(
@@ -119,18 +122,15 @@ impl Cluster {
             pid: child.id(),
             child,
             grpc: String::new(),
+            ports: Vec::new(),
             stdout,
         });
         Ok(())
     }
 
-    /// Reads the banners of the nodes at `indexes`, all at once: each one's gRPC address, and
-    /// the join token if it `creates` the cluster.
-    async fn banners(
-        &mut self,
-        indexes: &[usize],
-        creates: bool,
-    ) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    /// Reads the banners of the nodes at `indexes`, all at once; with `creates`, the join token
+    /// too.
+    async fn banners(&mut self, indexes: &[usize], creates: bool) -> anyhow::Result<Vec<Banner>> {
         let readers: Vec<_> = indexes
             .iter()
             .map(|&i| {
@@ -169,6 +169,20 @@ impl Cluster {
     }
 }
 
+impl NodeProc {
+    /// Takes the addresses it printed.
+    fn serves(&mut self, banner: Banner) -> anyhow::Result<()> {
+        for addr in [&banner.grpc, &banner.gossip] {
+            let addr: std::net::SocketAddr = addr
+                .parse()
+                .with_context(|| format!("{} printed a bad address {addr:?}", self.name))?;
+            self.ports.push(addr.port());
+        }
+        self.grpc = banner.grpc;
+        Ok(())
+    }
+}
+
 impl Drop for Cluster {
     /// Never leaves a node behind, whatever failed.
     fn drop(&mut self) {
@@ -188,15 +202,20 @@ impl Drop for Cluster {
     }
 }
 
+/// What a node printed when it started.
+struct Banner {
+    grpc: String,
+    gossip: String,
+    /// The join token, from a node that created the cluster.
+    token: Option<String>,
+}
+
 /// `node NAME serving gRPC on ADDR and gossip on ADDR ...`, then, from a node that created
 /// the cluster, the join token on the line after `Join token`. Blocking.
 fn read_banner(
     mut stdout: BufReader<ChildStdout>,
     creates: bool,
-) -> (
-    BufReader<ChildStdout>,
-    anyhow::Result<(String, Option<String>)>,
-) {
+) -> (BufReader<ChildStdout>, anyhow::Result<Banner>) {
     let mut next = || -> anyhow::Result<String> {
         let mut line = String::new();
         match stdout.read_line(&mut line) {
@@ -207,19 +226,27 @@ fn read_banner(
     };
     let banner = (|| {
         let first = next()?;
-        let addr = first
-            .split_once("serving gRPC on ")
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .ok_or_else(|| anyhow!("unexpected first line: {first:?}"))?
-            .to_owned();
+        let after = |words: &str| {
+            first
+                .split_once(words)
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("unexpected first line: {first:?}"))
+        };
+        let (grpc, gossip) = (after("serving gRPC on ")?, after("gossip on ")?);
         if !first.contains("(mutual TLS)") {
             bail!("it did not start secure: {first:?}");
         }
-        if !creates {
-            return Ok((addr, None));
+        let mut token = None;
+        if creates {
+            while !next()?.contains("Join token") {}
+            token = Some(next()?.trim().to_owned());
         }
-        while !next()?.contains("Join token") {}
-        Ok((addr, Some(next()?.trim().to_owned())))
+        Ok(Banner {
+            grpc,
+            gossip,
+            token,
+        })
     })();
     (stdout, banner)
 }
@@ -322,14 +349,29 @@ impl TcpTable {
             .collect())
     }
 
-    /// How many established TCP sockets process `pid` holds, leaving out those whose far end
-    /// is one of `not_to` (the harness's own client connections).
-    pub(crate) fn established(&self, pid: u32, not_to: &HashSet<String>) -> anyhow::Result<usize> {
-        Ok(socket_inodes(pid)?
+    /// How many established TCP sockets process `pid` holds, and how many of them came in on
+    /// one of its `ports`, leaving out those whose far end is one of `not_to` (the harness's
+    /// own client connections).
+    pub(crate) fn established(
+        &self,
+        pid: u32,
+        ports: &[u16],
+        not_to: &HashSet<String>,
+    ) -> anyhow::Result<(usize, usize)> {
+        let sockets: Vec<&Socket> = socket_inodes(pid)?
             .iter()
             .filter_map(|inode| self.established.get(inode))
             .filter(|s| !not_to.contains(&s.remote))
-            .count())
+            .collect();
+        let port = |s: &&Socket| {
+            let hex = s.local.rsplit_once(':').map_or("", |(_, p)| p);
+            u16::from_str_radix(hex, 16).ok()
+        };
+        let incoming = sockets
+            .iter()
+            .filter(|s| port(s).is_some_and(|p| ports.contains(&p)))
+            .count();
+        Ok((sockets.len(), incoming))
     }
 }
 
