@@ -73,22 +73,21 @@ async fn scale(cluster: &mut Cluster, n: usize, rounds: usize) -> anyhow::Result
 
     let mut c1 = clients[0].clone();
     let t = Instant::now();
-    c1.deploy("noop", steinadler_test_modules::NOOP_WASM)
-        .await
-        .context("cannot deploy noop to n1")?;
+    let spread_out = deploy_wait(&mut c1, &names).await?;
     let deploy = t.elapsed();
     println!(
-        "  deployed noop to n1 ({}); first --on all ...",
-        secs(deploy)
+        "  deploy --wait of noop through n1: {}{}; first --on all ...",
+        dur(deploy),
+        failure_note(&spread_out)
     );
     let t = Instant::now();
     let first = invoke_all(&mut c1, &names, Duration::from_secs(120)).await;
     let first_time = t.elapsed();
-    let first_note = match &first {
-        Ok(()) => String::new(),
-        Err(e) => format!(" (FAILED: {e:#})"),
-    };
-    println!("  first --on all: {}{first_note}", secs(first_time));
+    println!(
+        "  first --on all: {}{}",
+        dur(first_time),
+        failure_note(&first)
+    );
 
     let calls = rounds.max(1) * CALLS_PER_ROUND;
     let (mut samples, mut bad) = (Vec::with_capacity(calls), 0);
@@ -112,25 +111,60 @@ async fn scale(cluster: &mut Cluster, n: usize, rounds: usize) -> anyhow::Result
     let (conns, rss, cpu) = resources(cluster).await?;
     let deaths = detect(cluster, &mut clients, &names).await?;
 
-    let bad_first = if first.is_ok() { "" } else { " FAILED" };
+    let failed = |r: &anyhow::Result<()>| if r.is_ok() { "" } else { " FAILED" };
     println!(
         "  load average {} at the start, {} now (other work on the machine skews the figures)",
         load_at_start,
         procfs::load_average()
     );
     println!(
-        "\nscale, N={n}: converge {} | deploy {} | first --on all {}{bad_first} | warm --on all p50 {} p99 {} ({calls} calls, {bad} bad) | TCP conns/node {} (Erlang full mesh: {}) | RSS/node {} | idle CPU/node {} | {deaths}",
-        secs(converge),
-        secs(deploy),
-        secs(first_time),
-        ms(p50),
-        ms(p99),
+        "\nscale, N={n}: converge {} | deploy --wait {}{} | first --on all {}{} ({:.1}x warm p50) | warm --on all p50 {} p99 {} ({calls} calls, {bad} bad) | TCP conns/node {} (Erlang full mesh: {}) | RSS/node {} | idle CPU/node {} | {deaths}",
+        dur(converge),
+        dur(deploy),
+        failed(&spread_out),
+        dur(first_time),
+        failed(&first),
+        first_time.as_secs_f64() / p50.as_secs_f64(),
+        dur(p50),
+        dur(p99),
         spread(&conns, "", 1, 0),
         n - 1,
         spread(&rss, " MB", 1, 1),
         spread(&cpu, " %", 2, 2),
     );
     Ok(())
+}
+
+/// Deploys `noop` through `client` and spreads it to every node, as `deploy --wait` does: an
+/// error if the deploy failed, `Ok(Err)` if some node did not get the module.
+async fn deploy_wait(
+    client: &mut Client,
+    names: &BTreeSet<String>,
+) -> anyhow::Result<anyhow::Result<()>> {
+    let (id, _) = client
+        .deploy("noop", steinadler_test_modules::NOOP_WASM)
+        .await
+        .context("cannot deploy noop to n1")?;
+    let mut shown = Instant::now();
+    let spread = client
+        .spread(&id.to_string(), |done, total| {
+            if shown.elapsed() > Duration::from_secs(2) {
+                println!("  compiled on {done}/{total} nodes");
+                shown = Instant::now();
+            }
+        })
+        .await;
+    Ok(spread
+        .map_err(anyhow::Error::from)
+        .and_then(|r| check(&r, names)))
+}
+
+/// `" (FAILED: why)"` for an error, else nothing.
+fn failure_note(outcome: &anyhow::Result<()>) -> String {
+    match outcome {
+        Ok(()) => String::new(),
+        Err(e) => format!(" (FAILED: {e:#})"),
+    }
 }
 
 /// `noop` on all nodes through `client`: `Ok` if exactly one Ok result came for each of `names`.
@@ -335,7 +369,7 @@ async fn detect(
     Ok(match all_noticed {
         Some(d) => format!(
             "kill -9 of {k}/{n} noticed by all in {}, {} false deaths",
-            secs(d),
+            dur(d),
             falsely_dead.len()
         ),
         None => format!(
@@ -405,11 +439,14 @@ pub(crate) fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
-fn ms(d: Duration) -> String {
+/// Milliseconds below a second, seconds from there.
+fn dur(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms < 10.0 {
         format!("{ms:.1} ms")
-    } else {
+    } else if ms < 1000.0 {
         format!("{ms:.0} ms")
+    } else {
+        secs(d)
     }
 }
