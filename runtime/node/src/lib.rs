@@ -78,7 +78,7 @@ pub use messaging::{Address, AddressError, DEFAULT_TIMEOUT};
 pub use monitor::{ExitReason, Monitor};
 pub use node::{Node, NodeError, Stats};
 pub use processes::{MAILBOX_CAPACITY, ProcessInfo};
-pub use registry::{RegistryEntry, SYNC_INTERVAL};
+pub use registry::{RegistryEntry, SYNC_IDLE_INTERVAL, SYNC_INTERVAL};
 pub use steinadler_host::StreamSource;
 pub use steinadler_transport::PoolStats;
 pub use streams::{NextItem, StreamError, StreamOptions, StreamRef, Typed};

@@ -215,7 +215,11 @@ impl NodeApi for Service {
                 Ok(pb::SpreadProgress {
                     done: u32::try_from(done).unwrap_or(u32::MAX),
                     total: u32::try_from(p.total).unwrap_or(u32::MAX),
-                    results: p.results.into_iter().map(crate::NodeResult::into_wire).collect(),
+                    results: p
+                        .results
+                        .into_iter()
+                        .map(crate::NodeResult::into_wire)
+                        .collect(),
                 })
             },
         );

@@ -14,7 +14,7 @@
 //!   has its own home, and the homes spread over the cluster.
 //! - **Replication** ([`sync`]): a change is pushed at once to the home and a few random
 //!   members, and every node runs push-pull anti-entropy with random members every
-//!   [`SYNC_INTERVAL`]. A lookup that misses locally asks the name's home.
+//!   [`SYNC_INTERVAL`], backing off to [`SYNC_IDLE_INTERVAL`] while rounds move nothing. A lookup that misses locally asks the name's home.
 //! - **Node death.** Reads see only names held on live members, so a dead node's names vanish
 //!   from a node's view as soon as that node's failure detector declares it dead; its state
 //!   is dropped then too.
@@ -35,8 +35,11 @@ use steinadler_core::{Pid, Term};
 use steinadler_proto::v1 as pb;
 use tokio::sync::Notify;
 
-/// How often each node runs anti-entropy with random members.
+/// How often each node runs anti-entropy with random members while things change.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
+/// The longest interval between rounds: each round that moves nothing doubles the interval,
+/// up to this; any change, local or heard, or a membership event, brings it back.
+pub const SYNC_IDLE_INTERVAL: Duration = Duration::from_millis(3200);
 /// How many random members a node syncs with per round (and pushes a change to).
 pub(crate) const FANOUT: usize = 2;
 /// How long a home node holds a name it granted, until the holder's state reaches it.
@@ -121,6 +124,8 @@ pub(crate) struct Registry {
     state: Mutex<State>,
     /// Woken when this node's own state changes, to push it.
     pub(crate) changed: Notify,
+    /// Woken when a peer's sync brought this node something, so that its rounds speed up.
+    pub(crate) heard: Notify,
 }
 
 impl Registry {
@@ -138,6 +143,7 @@ impl Registry {
             node: node.to_owned(),
             state: Mutex::new(state),
             changed: Notify::new(),
+            heard: Notify::new(),
         }
     }
 

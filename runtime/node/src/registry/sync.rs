@@ -59,12 +59,14 @@ fn owner_from_wire(o: pb::OwnerState) -> Result<(String, OwnerState), Status> {
     ))
 }
 
-/// Merges what a peer sent; conflicts this node lost are resolved in the background.
+/// Merges what a peer sent; conflicts this node lost are resolved in the background. Returns
+/// whether there was anything.
 fn absorb(
     inner: &Arc<Inner>,
     owners: Vec<pb::OwnerState>,
     children: Vec<pb::ChildRecord>,
-) -> Result<(), Status> {
+) -> Result<bool, Status> {
+    let moved = !owners.is_empty() || !children.is_empty();
     if !owners.is_empty() {
         let owners = owners
             .into_iter()
@@ -78,12 +80,14 @@ fn absorb(
     if !children.is_empty() && inner.supervisor.merge(children) {
         inner.supervisor.wake.notify_one();
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// The server side of `Sync`.
 pub(crate) fn serve(inner: &Arc<Inner>, req: pb::SyncRequest) -> Result<pb::SyncReply, Status> {
-    absorb(inner, req.push_owners, req.push_children)?;
+    if absorb(inner, req.push_owners, req.push_children)? {
+        inner.registry.heard.notify_one();
+    }
     if req.owners.is_empty() && req.children.is_empty() {
         return Ok(pb::SyncReply::default());
     }
@@ -212,14 +216,14 @@ async fn call(
         .map(tonic::Response::into_inner)
 }
 
-/// Push-pull with one member.
-async fn exchange(inner: &Arc<Inner>, to: &Partner) -> Result<(), Status> {
+/// Push-pull with one member; returns whether anything moved either way.
+async fn exchange(inner: &Arc<Inner>, to: &Partner) -> Result<bool, Status> {
     let reply = call(inner, to, digest(inner)).await?;
     let want_owners = reply.want_owners;
     let want_children = reply.want_children;
-    absorb(inner, reply.owners, reply.children)?;
+    let got = absorb(inner, reply.owners, reply.children)?;
     if want_owners.is_empty() && want_children.is_empty() {
-        return Ok(());
+        return Ok(got);
     }
     let push = pb::SyncRequest {
         push_owners: inner
@@ -231,7 +235,7 @@ async fn exchange(inner: &Arc<Inner>, to: &Partner) -> Result<(), Status> {
         push_children: inner.supervisor.records_of(&want_children),
         ..pb::SyncRequest::default()
     };
-    call(inner, to, push).await.map(|_| ())
+    call(inner, to, push).await.map(|_| true)
 }
 
 /// Pushes this node's own state, and the child records it changed, to `to`.
@@ -260,14 +264,21 @@ pub(crate) async fn others(inner: &Inner) -> Vec<(String, String)> {
 /// The background task: rounds, pushes on change, and the live set.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut events = inner.membership.subscribe();
-    let mut tick = tokio::time::interval(super::SYNC_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut interval = super::SYNC_INTERVAL;
+    let mut next = tokio::time::Instant::now() + interval;
     let mut stopping = inner.stopping.clone();
     loop {
         let push_only = tokio::select! {
-            _ = tick.tick() => false,
+            _ = tokio::time::sleep_until(next) => false,
             () = inner.registry.changed.notified() => true,
+            () = inner.registry.heard.notified() => {
+                interval = super::SYNC_INTERVAL;
+                next = next.min(tokio::time::Instant::now() + interval);
+                continue;
+            }
             event = events.recv() => {
+                interval = super::SYNC_INTERVAL;
+                next = next.min(tokio::time::Instant::now() + interval);
                 match event {
                     Ok(MemberEvent::Joined(m)) => inner.registry.member_up(&m.name),
                     Ok(MemberEvent::Left { name, .. }) => inner.registry.member_down(&name),
@@ -290,15 +301,26 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             let inner = &inner;
             async move {
                 let result = if push_only {
-                    push_to(inner, to).await
+                    push_to(inner, to).await.map(|()| true)
                 } else {
                     exchange(inner, to).await
                 };
-                if let Err(e) = result {
+                result.unwrap_or_else(|e| {
                     tracing::debug!(peer = %to.name, "registry sync failed: {}", e.message());
-                }
+                    false
+                })
             }
         });
-        futures::future::join_all(rounds).await;
+        let moved = futures::future::join_all(rounds).await.contains(&true);
+        if push_only || moved {
+            interval = super::SYNC_INTERVAL;
+        } else {
+            interval = (interval * 2).min(super::SYNC_IDLE_INTERVAL);
+        }
+        next = if push_only {
+            next.min(tokio::time::Instant::now() + interval)
+        } else {
+            tokio::time::Instant::now() + interval
+        };
     }
 }
