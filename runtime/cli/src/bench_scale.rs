@@ -113,7 +113,7 @@ async fn scale(cluster: &mut Cluster, n: usize, rounds: usize) -> anyhow::Result
 
     let failed = |r: &anyhow::Result<()>| if r.is_ok() { "" } else { " FAILED" };
     println!(
-        "  load average {} at the start, {} now (other work on the machine skews the figures)",
+        "  load average {} at the start (high: other work shared the machine), {} at the end",
         load_at_start,
         procfs::load_average()
     );
