@@ -43,7 +43,8 @@ fn three_processes_deploy_invoke_list_and_stop() {
     let deployed = ok(&cli(&n1, &["deploy", steinadler_test_modules::HELLO]));
     assert!(deployed.contains("deployed hello"), "{deployed}");
 
-    // Coordinate from n3, which must find the module on n1.
+    // Coordinate from n3, which must find the module on n1. The first call may wait for the
+    // nodes to fetch and compile it, so its deadline leaves room for a busy machine.
     let out = ok(&cli(
         &n3,
         &[
@@ -55,6 +56,8 @@ fn three_processes_deploy_invoke_list_and_stop() {
             "--on",
             "all",
             "--json",
+            "--timeout",
+            "60s",
         ],
     ));
     let lines: Vec<&str> = out.lines().collect();
