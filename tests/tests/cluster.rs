@@ -9,7 +9,7 @@ use steinadler_node::{Node, NodeResult};
 use steinadler_test_modules as m;
 
 mod common;
-use common::{client, start, wait_for_members};
+use common::{client, hello_ok, start, wait_for_members};
 
 async fn cluster() -> (Node, Node, Node) {
     let n1 = start("n1", "a", None).await;
@@ -27,19 +27,6 @@ fn names(results: &[NodeResult]) -> Vec<&str> {
     let mut names: Vec<&str> = results.iter().map(|r| r.node.as_str()).collect();
     names.sort();
     names
-}
-
-fn hello_ok(r: &NodeResult) {
-    let value = r
-        .outcome
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{}: {e}", r.node));
-    assert_eq!(
-        Term::decode(value),
-        Ok(Term::from("Hello, World!")),
-        "{}",
-        r.node
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

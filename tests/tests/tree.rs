@@ -11,7 +11,7 @@ use steinadler_node::{Node, NodeResult, Target};
 use steinadler_test_modules as m;
 
 mod common;
-use common::{client, wait_for_members};
+use common::{client, hello_ok, wait_for_members};
 
 const NODES: usize = 24;
 const K: usize = 3;
@@ -76,18 +76,7 @@ async fn a_call_to_many_nodes_goes_through_a_tree_of_relays() {
         .unwrap();
     assert_eq!(results.len(), NODES, "{results:?}");
     assert_eq!(by_node(&results), all);
-    for r in &results {
-        let value = r
-            .outcome
-            .as_ref()
-            .unwrap_or_else(|e| panic!("{}: {e}", r.node));
-        assert_eq!(
-            Term::decode(value),
-            Ok(Term::from("Hello, World!")),
-            "{}",
-            r.node
-        );
-    }
+    results.iter().for_each(hello_ok);
     // The caller opened invoke streams to its K relays only (groups of 8, 8 and 7 in name
     // order: n02, n10 and n18); n02 relayed its 7 through relays of its own (n03, n06, n08),
     // and n03 called n04 and n05 itself: three hops.

@@ -163,13 +163,7 @@ impl Client {
         module: &str,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<NodeResult>, ClientError> {
-        let mut stream = self
-            .inner
-            .spread(pb::SpreadRequest {
-                module: module.to_owned(),
-            })
-            .await?
-            .into_inner();
+        let mut stream = self.spread_reports(module).await?;
         let mut results = Vec::new();
         while let Some(report) = stream.message().await? {
             results.extend(report.results.into_iter().map(NodeResult::from_reply));
@@ -185,15 +179,18 @@ impl Client {
     ///
     /// As [`Client::spread`].
     pub async fn start_spread(&mut self, module: &str) -> Result<(), ClientError> {
-        let mut stream = self
-            .inner
-            .spread(pb::SpreadRequest {
-                module: module.to_owned(),
-            })
-            .await?
-            .into_inner();
-        stream.message().await?;
+        self.spread_reports(module).await?.message().await?;
         Ok(())
+    }
+
+    async fn spread_reports(
+        &mut self,
+        module: &str,
+    ) -> Result<tonic::Streaming<pb::SpreadProgress>, ClientError> {
+        let request = pb::SpreadRequest {
+            module: module.to_owned(),
+        };
+        Ok(self.inner.spread(request).await?.into_inner())
     }
 
     /// Runs a function on the nodes `target` selects (see [`Target`](crate::Target)).

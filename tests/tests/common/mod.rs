@@ -52,6 +52,20 @@ pub async fn client(node: &Node) -> Client {
     Client::connect(node.grpc_addr(), &auth).await.unwrap()
 }
 
+/// Checks that `r` is `hello.greet("World")`'s value.
+pub fn hello_ok(r: &steinadler_node::NodeResult) {
+    let value = r
+        .outcome
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{}: {e}", r.node));
+    assert_eq!(
+        steinadler_core::Term::decode(value),
+        Ok(steinadler_core::Term::from("Hello, World!")),
+        "{}",
+        r.node
+    );
+}
+
 /// A list Term, for process messages like `["add", 5]`.
 pub fn msg(parts: &[steinadler_core::Term]) -> steinadler_core::Term {
     steinadler_core::Term::List(parts.to_vec())
