@@ -77,7 +77,7 @@ async fn a_call_to_many_nodes_goes_through_a_tree_of_relays() {
     assert_eq!(results.len(), NODES, "{results:?}");
     assert_eq!(by_node(&results), all);
     results.iter().for_each(hello_ok);
-    // The caller opened invoke streams to its K relays only (groups of 8, 8 and 7 in name
+    // The caller sent invoke frames to its K relays only (groups of 8, 8 and 7 in name
     // order: n02, n10 and n18); n02 relayed its 7 through relays of its own (n03, n06, n08),
     // and n03 called n04 and n05 itself: three hops.
     assert!(

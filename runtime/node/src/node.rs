@@ -262,6 +262,12 @@ impl Node {
         self.inner.peers.pool()
     }
 
+    /// The peers whose connections (links) to this node it serves now, one name per
+    /// connection, sorted; empty names on insecure clusters.
+    pub fn inbound_peers(&self) -> Vec<String> {
+        self.inner.peers.inbound_peers()
+    }
+
     /// The bound gossip address, for others to `--join`.
     pub fn gossip_addr(&self) -> SocketAddr {
         self.inner.membership.gossip_addr()

@@ -1,7 +1,9 @@
 //! Length-prefixed protobuf frames on a byte stream (plain TCP or TLS), for the invoke streams
 //! between nodes (`crate::mux`).
 //!
-//! A frame is a 4-byte big-endian length and that many bytes of one protobuf message. Writes
+//! A frame is a 4-byte big-endian header and that many bytes of payload. The header's top three
+//! bits are the frame's [`Kind`] and the rest its length: one connection between two nodes (a
+//! link, [`crate::link`]) carries invoke frames and HTTP/2 bytes side by side. Writes
 //! are synchronous and go straight to the socket from the task that makes them: there is no
 //! writer task in the common case, so a frame costs no extra wake-up, and frames written at
 //! the same time share a syscall. Only when the socket would block does the rest wait in a
@@ -12,7 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -22,6 +24,48 @@ use tokio::sync::Notify;
 pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 /// A stream's write half.
 pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// What a frame carries, from the header's top three bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// One protobuf message: an invoke frame to the side that serves, a result back.
+    Invoke,
+    /// Bytes of the link's HTTP/2 connection.
+    H2,
+    /// The sender's HTTP/2 side is done writing (its half-close).
+    H2End,
+    /// A kind this version does not know.
+    Unknown(u8),
+}
+
+const KIND_SHIFT: u32 = 29;
+const LEN_MASK: u32 = (1 << KIND_SHIFT) - 1;
+
+impl Kind {
+    fn from_bits(bits: u8) -> Self {
+        match bits {
+            0 => Kind::Invoke,
+            1 => Kind::H2,
+            2 => Kind::H2End,
+            other => Kind::Unknown(other),
+        }
+    }
+
+    fn bits(self) -> u32 {
+        match self {
+            Kind::Invoke => 0,
+            Kind::H2 => 1,
+            Kind::H2End => 2,
+            Kind::Unknown(b) => u32::from(b & 7),
+        }
+    }
+}
+
+/// The header of a frame of `kind` with `len` bytes of payload (`len` below 512 MiB).
+pub(crate) fn header(kind: Kind, len: usize) -> [u8; 4] {
+    let len = u32::try_from(len).unwrap_or(LEN_MASK).min(LEN_MASK);
+    ((kind.bits() << KIND_SHIFT) | len).to_be_bytes()
+}
 
 /// Reads frames of at most `max` bytes.
 pub(crate) struct FrameReader {
@@ -52,10 +96,17 @@ impl FrameReader {
         }
     }
 
-    /// The next frame's bytes; `None` when the peer closed the stream between frames.
+    /// The next frame's bytes, whatever its kind; `None` when the peer closed the stream
+    /// between frames.
     pub(crate) async fn next_raw(&mut self) -> io::Result<Option<Bytes>> {
+        Ok(self.next_frame().await?.map(|(_, body)| body))
+    }
+
+    /// The next frame, its kind and its bytes; `None` when the peer closed the stream between
+    /// frames.
+    pub(crate) async fn next_frame(&mut self) -> io::Result<Option<(Kind, Bytes)>> {
         loop {
-            if let Some(len) = self.len_at(0) {
+            if let Some((kind, len)) = self.head_at(0) {
                 if len > self.max {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -64,7 +115,7 @@ impl FrameReader {
                 }
                 if self.buf.len() >= 4 + len {
                     self.buf.advance(4);
-                    return Ok(Some(self.buf.split_to(len).freeze()));
+                    return Ok(Some((kind, self.buf.split_to(len).freeze())));
                 }
                 self.buf.reserve(4 + len - self.buf.len());
             }
@@ -96,10 +147,17 @@ impl FrameReader {
         n
     }
 
-    /// The length prefix of the frame that starts `at` bytes into the buffer, if buffered.
+    /// The length of the frame that starts `at` bytes into the buffer, if buffered.
     fn len_at(&self, at: usize) -> Option<usize> {
+        self.head_at(at).map(|(_, len)| len)
+    }
+
+    /// The kind and length of the frame that starts `at` bytes into the buffer, if buffered.
+    fn head_at(&self, at: usize) -> Option<(Kind, usize)> {
         let head = self.buf.get(at..at + 4)?;
-        Some(u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize)
+        let word = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let kind = Kind::from_bits(u8::try_from(word >> KIND_SHIFT).unwrap_or(7));
+        Some((kind, (word & LEN_MASK) as usize))
     }
 
     /// The next `n` bytes, unframed.
@@ -121,11 +179,11 @@ impl FrameReader {
     }
 }
 
-/// Encodes `message` as one frame.
+/// Encodes `message` as one frame of [`Kind::Invoke`].
 pub(crate) fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
     let len = message.encoded_len();
     let mut out = Vec::with_capacity(4 + len);
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&header(Kind::Invoke, len));
     // Cannot fail: the buffer has room for the message.
     let _ = message.encode(&mut out);
     out
@@ -138,6 +196,9 @@ pub(crate) fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
 /// leave in one syscall, and nobody waits on a lock held across a syscall.
 pub(crate) struct FrameWriter {
     queue: Mutex<Queue>,
+    /// The bytes in the socket's backlog, as last seen by whoever wrote; with the queue's,
+    /// what [`FrameWriter::poll_room`] bounds.
+    backlogged: AtomicUsize,
     /// Held while writing to the socket.
     out: Mutex<Out>,
     /// Wakes the flusher when the socket would block, or to close.
@@ -150,7 +211,13 @@ struct Queue {
     broken: Option<String>,
     /// Set by [`FrameWriter::close`]: the flusher ends once the queue is out.
     closing: bool,
+    /// A writer waiting in [`FrameWriter::poll_room`] for the queue and backlog to drain.
+    room: Option<Waker>,
 }
+
+/// Past this many bytes queued or backlogged, [`FrameWriter::poll_room`] waits: a byte
+/// stream's writer (HTTP/2 on a link) is held back while the socket is backed up.
+const ROOM: usize = 1 << 20;
 
 struct Out {
     io: WriteHalf,
@@ -180,7 +247,9 @@ impl FrameWriter {
                 bytes: BytesMut::with_capacity(8 << 10),
                 broken: None,
                 closing: false,
+                room: None,
             }),
+            backlogged: AtomicUsize::new(0),
             out: Mutex::new(Out {
                 io,
                 backlog: BytesMut::new(),
@@ -218,6 +287,39 @@ impl FrameWriter {
         Ok(())
     }
 
+    /// Queues one frame of `kind` holding `body`; [`FrameWriter::flush_now`] writes it.
+    pub(crate) fn push_frame(&self, kind: Kind, body: &[u8]) -> Result<(), String> {
+        let mut queue = lock(&self.queue);
+        if let Some(why) = &queue.broken {
+            return Err(why.clone());
+        }
+        queue.bytes.extend_from_slice(&header(kind, body.len()));
+        queue.bytes.extend_from_slice(body);
+        Ok(())
+    }
+
+    /// Ready when fewer than [`ROOM`] bytes wait to be written (or the stream broke, which
+    /// the next push reports); else pending until the flusher has written them out.
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut queue = lock(&self.queue);
+        let waiting = queue.bytes.len() + self.backlogged.load(Ordering::Acquire);
+        if waiting < ROOM || queue.broken.is_some() {
+            return Poll::Ready(());
+        }
+        queue.room = Some(cx.waker().clone());
+        drop(queue);
+        self.wake.notify_one();
+        Poll::Pending
+    }
+
+    /// Wakes a writer waiting for room.
+    fn wake_room(&self) {
+        let waker = lock(&self.queue).room.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     /// Writes what is queued, unless another task is writing (it takes what is queued before
     /// it lets go) or the socket is backed up (the flusher has it then).
     pub(crate) fn flush_now(&self) {
@@ -248,6 +350,9 @@ impl FrameWriter {
                     lock(&self.queue).broken.get_or_insert(e.to_string());
                     return;
                 }
+                if !out.backlog.is_empty() {
+                    self.backlogged.store(out.backlog.len(), Ordering::Release);
+                }
                 if !out.backlog.is_empty() || out.unflushed {
                     self.wake.notify_one();
                 }
@@ -276,13 +381,19 @@ impl FrameWriter {
                 tokio::task::yield_now().await;
                 if let Err(e) = poll_fn(|cx| self.poll_drain(cx)).await {
                     lock(&self.queue).broken.get_or_insert(e.to_string());
+                    self.wake_room();
                     return;
                 }
+                self.wake_room();
                 fence(Ordering::SeqCst);
                 let mut queue = lock(&self.queue);
                 if queue.closing && queue.bytes.is_empty() {
                     queue.broken.get_or_insert("the stream was closed".into());
+                    let room = queue.room.take();
                     drop(queue);
+                    if let Some(w) = room {
+                        w.wake();
+                    }
                     let mut out = lock(&self.out);
                     let mut cx = Context::from_waker(Waker::noop());
                     let _ = Pin::new(&mut out.io).poll_shutdown(&mut cx);
@@ -306,7 +417,9 @@ impl FrameWriter {
             if out.backlog.is_empty() && !out.unflushed {
                 return Poll::Ready(Ok(()));
             }
-            if let Poll::Ready(Err(e)) = out.poll_drain(cx) {
+            let drained = out.poll_drain(cx);
+            self.backlogged.store(out.backlog.len(), Ordering::Release);
+            if let Poll::Ready(Err(e)) = drained {
                 return Poll::Ready(Err(e));
             }
             if !out.backlog.is_empty() || out.unflushed {

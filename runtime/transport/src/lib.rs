@@ -7,10 +7,13 @@
 //!   client's dialers, for tonic channels ([`connect`]) and raw byte streams ([`dial`]);
 //! - **frames** ([`framing`]): length-prefixed protobuf frames with a writer that needs no
 //!   writer task in the common case;
+//! - **the link** ([`link`](crate::Transport::channel)): the one connection a node opens to a
+//!   peer, carrying the invoke stream and an HTTP/2 connection for every gRPC service side by
+//!   side;
 //! - **the invoke stream** ([`Mux`], and its serving side): invocations, process sends and
-//!   calls between nodes, multiplexed on one framed connection per peer and matched by id;
-//! - **the peer pool** ([`Transport`]): one HTTP/2 channel and one invoke stream per peer,
-//!   reused by every call and reopened after they break; at most
+//!   calls between nodes, multiplexed on the link and matched by id;
+//! - **the peer pool** ([`Transport`]): one link per peer, reused by every call and reopened
+//!   after it breaks; at most
 //!   [`max_peers`](TransportConfig::max_peers) peers open, the least recently used closed
 //!   first, and idle peers closed after [`peer_idle`](TransportConfig::peer_idle).
 //!
@@ -34,6 +37,7 @@
 //! ```
 
 pub mod framing;
+mod link;
 mod mux;
 mod pool;
 mod server;

@@ -1,16 +1,18 @@
 //! Invocations (and process sends and calls) between nodes, multiplexed on one long-lived
 //! stream per peer.
 //!
-//! The stream is a connection to the peer's gRPC port, with the same mutual TLS, that carries
-//! length-prefixed protobuf frames instead of HTTP/2 ([`crate::framing`]; the receiving side
-//! and the opening are in [`crate::server`]). A unary gRPC call costs headers both ways and
+//! The stream is the invoke side of the link to the peer ([`crate::link`]): a connection to the
+//! peer's gRPC port, with the same mutual TLS, that carries length-prefixed protobuf frames
+//! beside the link's HTTP/2 bytes ([`crate::framing`]; the receiving side and the opening are
+//! in [`crate::server`]). A unary gRPC call costs headers both ways and
 //! trailers; an HTTP/2 stream costs two extra task hops per message on each side. Here the
 //! caller writes its frame to the socket itself, and one reader task hands each result to its
 //! caller, matched by id. If the stream breaks, every waiting caller gets `UNAVAILABLE` (the
 //! call may have run), and the next call opens a new stream.
 
 use crate::Credentials;
-use crate::framing::{self, FrameReader, FrameWriter};
+use crate::framing::{self, FrameReader, FrameWriter, Kind};
+use crate::link::{H2Pipe, H2Sender, Hold, Users};
 use crate::server::MAGIC;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,23 +52,35 @@ pub struct Mux {
     waiting: Waiting,
     next: AtomicU64,
     alive: Arc<AtomicBool>,
+    /// This stream's hold on the link: the socket closes when it and the HTTP/2 side are done.
+    _hold: Hold,
+    /// False once the link's HTTP/2 client has ended (its pipe dropped or shut down).
+    h2_alive: Arc<AtomicBool>,
+    /// Whether a frame was ever sent: the link carries invoke traffic, not only gRPC.
+    used: AtomicBool,
 }
 
-impl Drop for Mux {
+/// The HTTP/2 client's hold on the link; marks it ended when dropped.
+struct H2Hold {
+    _hold: Hold,
+    alive: Arc<AtomicBool>,
+}
+
+impl Drop for H2Hold {
     fn drop(&mut self) {
-        self.writer.close();
+        self.alive.store(false, Ordering::Release);
     }
 }
 
 impl Mux {
-    /// Connects to the peer `peer` at `addr` and opens the stream, signed for `peer`; frames
-    /// from it may be up to `max_frame` bytes.
+    /// Connects to the peer `peer` at `addr` and opens the link, signed for `peer`; frames
+    /// from it may be up to `max_frame` bytes. Gives the invoke side and the HTTP/2 side.
     pub(crate) async fn open(
         creds: &dyn Credentials,
         addr: &str,
         peer: &str,
         max_frame: usize,
-    ) -> Result<Self, Status> {
+    ) -> Result<(Self, H2Pipe), Status> {
         tokio::time::timeout(OPEN_TIMEOUT, Self::open_now(creds, addr, peer, max_frame))
             .await
             .unwrap_or_else(|_| {
@@ -81,7 +95,7 @@ impl Mux {
         addr: &str,
         peer: &str,
         max_frame: usize,
-    ) -> Result<Self, Status> {
+    ) -> Result<(Self, H2Pipe), Status> {
         let unavailable = |e: std::io::Error| Status::unavailable(e.to_string());
         let mut io = crate::tls::dial(addr, creds.client_tls(peer))
             .await
@@ -104,24 +118,47 @@ impl Mux {
         tokio::spawn(flusher);
         let waiting: Waiting = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
+        let (hold, hold_h2) = Users::pair(writer.clone());
+        let h2_alive = Arc::new(AtomicBool::new(true));
+        let h2_hold = H2Hold {
+            _hold: hold_h2,
+            alive: h2_alive.clone(),
+        };
+        let (pipe, h2) = H2Pipe::new(writer.clone(), Box::new(h2_hold));
         tokio::spawn(read_results(
             results,
             waiting.clone(),
             alive.clone(),
             writer.clone(),
+            h2,
             peer.to_owned(),
         ));
-        Ok(Self {
+        let mux = Self {
             writer,
             waiting,
             next: AtomicU64::new(1),
             alive,
-        })
+            _hold: hold,
+            h2_alive,
+            used: AtomicBool::new(false),
+        };
+        Ok((mux, pipe))
     }
 
     /// Whether the stream still works; a broken one is replaced on the next call.
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
+    }
+
+    /// Whether a frame was ever sent on this stream.
+    pub(crate) fn was_used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether the link's HTTP/2 client still runs (it ends after a failed keep-alive, or the
+    /// peer's goaway); the pool replaces a link whose client has ended.
+    pub(crate) fn h2_alive(&self) -> bool {
+        self.h2_alive.load(Ordering::Acquire)
     }
 
     /// Sends one invocation and waits up to `timeout` for its result.
@@ -188,6 +225,9 @@ impl Mux {
     /// One frame out, its result back, within `timeout`.
     async fn exchange(&self, body: Body, timeout: Duration) -> Result<pb::InvokeResult, Status> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
         let (tx, rx) = oneshot::channel();
         let alone = {
             let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
@@ -240,17 +280,24 @@ impl Mux {
     }
 }
 
-/// Hands each result to its caller until the stream ends, then fails the callers still waiting.
+/// Hands each result to its caller, and the HTTP/2 bytes to the link's client, until the link
+/// ends; then fails the callers still waiting.
 async fn read_results(
     mut results: FrameReader,
     waiting: Waiting,
     alive: Arc<AtomicBool>,
     writer: Arc<FrameWriter>,
+    h2: H2Sender,
     peer: String,
 ) {
+    let mut h2 = Some(h2);
     let why = loop {
-        match results.next::<pb::InvokeResult>().await {
-            Ok(Some(result)) => {
+        match results.next_frame().await {
+            Ok(Some((Kind::Invoke, body))) => {
+                let result = match <pb::InvokeResult as prost::Message>::decode(body) {
+                    Ok(result) => result,
+                    Err(e) => break format!("a result that does not decode: {e}"),
+                };
                 let caller = waiting
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -259,10 +306,19 @@ async fn read_results(
                     let _ = caller.send(from_result(result));
                 }
             }
+            Ok(Some((Kind::H2, chunk))) => {
+                if let Some(h2) = &h2 {
+                    // The client may be gone while its last bytes arrive.
+                    let _ = h2.send(chunk);
+                }
+            }
+            Ok(Some((Kind::H2End, _))) => h2 = None,
+            Ok(Some((Kind::Unknown(k), _))) => break format!("a frame of unknown kind {k}"),
             Ok(None) => break "the peer closed it".to_owned(),
             Err(e) => break e.to_string(),
         }
     };
+    drop(h2);
     alive.store(false, Ordering::Release);
     writer.close();
     tracing::debug!(peer = %peer, "invoke stream ended: {why}");

@@ -1,7 +1,8 @@
 //! [`Transport`]: a node's connections to its peers, and the bookkeeping of what arrives.
 //!
-//! The pool holds, per peer name, at most one HTTP/2 channel and one invoke stream ([`Mux`]),
-//! reused by every call and reopened after they break. It is bounded:
+//! The pool holds, per peer name, at most one link ([`crate::link`]): one connection that
+//! carries the invoke stream ([`Mux`]) and an HTTP/2 channel for the gRPC services, reused by
+//! every call and reopened after it breaks. It is bounded:
 //! - at most [`TransportConfig::max_peers`] peers have open connections; opening one more
 //!   first closes the least recently used peer's (a call to a named node always opens, and
 //!   then counts toward the bound);
@@ -28,7 +29,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -74,14 +75,22 @@ pub struct Transport {
     served: tokio_util::task::TaskTracker,
     /// Turns true on [`Transport::crash`]: served streams end at once, their calls dropped.
     crashed: watch::Sender<bool>,
+    /// The links peers opened to this node and that it serves, by peer.
+    links: Arc<crate::link::Served>,
 }
 
-/// One peer's connections.
+/// One peer's connection: its two sides.
+#[derive(Debug, Clone)]
+struct Link {
+    mux: Arc<Mux>,
+    channel: Channel,
+}
+
+/// One peer's entry.
 #[derive(Debug)]
 struct Peer {
     addr: String,
-    channel: Option<Channel>,
-    mux: Option<Arc<Mux>>,
+    link: Option<Link>,
     last_used: Instant,
     /// Held while a connection to this peer is opened, so that concurrent callers open one,
     /// not one each, and nobody else waits.
@@ -92,15 +101,21 @@ impl Peer {
     fn new(addr: &str) -> Self {
         Self {
             addr: addr.to_owned(),
-            channel: None,
-            mux: None,
+            link: None,
             last_used: Instant::now(),
             opening: Arc::default(),
         }
     }
 
     fn is_open(&self) -> bool {
-        self.channel.is_some() || self.mux.as_ref().is_some_and(|m| m.is_alive())
+        self.live().is_some()
+    }
+
+    /// The link, if it still works.
+    fn live(&self) -> Option<&Link> {
+        self.link
+            .as_ref()
+            .filter(|l| l.mux.is_alive() && l.mux.h2_alive())
     }
 }
 
@@ -132,9 +147,9 @@ pub struct PoolStats {
     pub open_peers: usize,
     /// The bound on them.
     pub max_peers: usize,
-    /// Invoke streams that peers opened to this node and that are still served.
+    /// Links that peers opened to this node and that are still served.
     pub inbound_streams: usize,
-    /// Live invoke streams this node opened to peers.
+    /// Open links from this node that have carried invoke frames (not only gRPC calls).
     pub open_streams: usize,
 }
 
@@ -148,7 +163,14 @@ impl Transport {
             added: Notify::new(),
             served: tokio_util::task::TaskTracker::new(),
             crashed: watch::Sender::new(false),
+            links: Arc::default(),
         }
+    }
+
+    /// The peers whose links to this node it serves now, one name per link, sorted: the name
+    /// each peer's certificate gives, or empty on insecure clusters.
+    pub fn inbound_peers(&self) -> Vec<String> {
+        self.links.peers()
     }
 
     /// The channel to the node `name` at `addr`, connecting first if there is none yet.
@@ -183,27 +205,60 @@ impl Transport {
 
     async fn channel_for(&self, addr: &str, name: &str, how: Use) -> Result<Channel, ConnectError> {
         let touch = how == Use::Call;
-        if let Some(channel) = self.lookup(addr, name, touch, |p| p.channel.clone()) {
-            return Ok(channel);
+        if let Some(link) = self.lookup(addr, name, touch) {
+            return Ok(link.channel);
         }
-        let connect = || async {
-            tls::connect(addr, self.creds.client_tls(name))
-                .await
-                .map_err(|e| ConnectError {
-                    addr: addr.to_owned(),
-                    detail: tls::error_chain(&e),
-                })
-        };
         if how == Use::Once {
-            return connect().await;
+            return Ok(self.open_link(addr, name).await?.channel);
         }
-        let _opening = self.opening(addr, name).await;
-        if let Some(channel) = self.lookup(addr, name, touch, |p| p.channel.clone()) {
-            return Ok(channel);
-        }
-        let channel = connect().await?;
-        self.keep(addr, name, |p| p.channel = Some(channel.clone()));
-        Ok(channel)
+        Ok(self.link(addr, name, touch).await?.channel)
+    }
+
+    /// The link to `name`, opened (and kept) if there is none.
+    async fn link(&self, addr: &str, name: &str, touch: bool) -> Result<Link, ConnectError> {
+        // Boxed: every call's future would otherwise carry room for a TLS dial.
+        Box::pin(async {
+            let _opening = self.opening(addr, name).await;
+            if let Some(link) = self.lookup(addr, name, touch) {
+                return Ok(link);
+            }
+            let link = self.open_link(addr, name).await?;
+            self.keep(addr, name, |p| p.link = Some(link.clone()));
+            Ok(link)
+        })
+        .await
+    }
+
+    /// Dials `name` at `addr` and opens a link: the invoke stream, then HTTP/2 on it.
+    async fn open_link(&self, addr: &str, name: &str) -> Result<Link, ConnectError> {
+        let failed = |detail: String| ConnectError {
+            addr: addr.to_owned(),
+            detail,
+        };
+        let (mux, pipe) = Mux::open(&*self.creds, addr, name, self.config.max_frame_bytes)
+            .await
+            .map_err(|s| failed(s.message().to_owned()))?;
+        let pipe = Arc::new(Mutex::new(Some(pipe)));
+        let connector = tower::service_fn(move |_: http::Uri| {
+            let pipe = lock(&pipe).take();
+            async move {
+                pipe.map(hyper_util::rt::TokioIo::new).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "the link closed; the next call opens a new one",
+                    )
+                })
+            }
+        });
+        let channel = endpoint(addr)
+            .map_err(|e| failed(tls::error_chain(&e)))?
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| failed(tls::error_chain(&e)))?;
+        Ok(Link {
+            mux: Arc::new(mux),
+            channel,
+        })
     }
 
     /// As [`Transport::channel`], on the pooled connection if there is one, else on a new one
@@ -238,40 +293,20 @@ impl Transport {
     ///
     /// Why the stream could not be opened, as a message.
     pub async fn mux(&self, addr: &str, name: &str) -> Result<Arc<Mux>, String> {
-        if let Some(mux) = self.live_mux(addr, name) {
-            return Ok(mux);
+        if let Some(link) = self.lookup(addr, name, true) {
+            return Ok(link.mux);
         }
-        // Boxed: every call's future would otherwise carry room for a TLS dial.
-        Box::pin(async {
-            let _opening = self.opening(addr, name).await;
-            if let Some(mux) = self.live_mux(addr, name) {
-                return Ok(mux);
-            }
-            let opened = Mux::open(&*self.creds, addr, name, self.config.max_frame_bytes).await;
-            let mux = Arc::new(opened.map_err(|s| {
-                format!("cannot open the invoke stream to {name}: {}", s.message())
-            })?);
-            self.keep(addr, name, |p| p.mux = Some(mux.clone()));
-            Ok(mux)
-        })
-        .await
+        self.link(addr, name, true)
+            .await
+            .map(|l| l.mux)
+            .map_err(|e| format!("cannot open the invoke stream to {name}: {}", e.detail))
     }
 
-    fn live_mux(&self, addr: &str, name: &str) -> Option<Arc<Mux>> {
-        self.lookup(addr, name, true, |p| p.mux.clone().filter(|m| m.is_alive()))
-    }
-
-    /// `get` of the peer `name` at `addr`; if there is something, marks it used when `touch`.
-    fn lookup<T>(
-        &self,
-        addr: &str,
-        name: &str,
-        touch: bool,
-        get: impl FnOnce(&Peer) -> Option<T>,
-    ) -> Option<T> {
+    /// The live link to the peer `name` at `addr`; marks it used when `touch`.
+    fn lookup(&self, addr: &str, name: &str, touch: bool) -> Option<Link> {
         let mut peers = lock(&self.peers);
         let peer = peers.get_mut(name).filter(|p| p.addr == addr)?;
-        let found = get(peer)?;
+        let found = peer.live()?.clone();
         if touch {
             peer.last_used = Instant::now();
         }
@@ -372,7 +407,8 @@ impl Transport {
             inbound_streams: self.served.len(),
             open_streams: peers
                 .values()
-                .filter(|p| p.mux.as_ref().is_some_and(|m| m.is_alive()))
+                .filter_map(Peer::live)
+                .filter(|l| l.mux.was_used())
                 .count(),
         }
     }
@@ -390,8 +426,9 @@ impl Transport {
         listener: TcpListener,
         stopped: watch::Receiver<bool>,
     ) -> ReceiverStream<io::Result<TlsConn>> {
-        let serve = self.serving(stopped.clone());
-        tls::incoming(handler, listener, stopped, serve)
+        let (serve, conns) = self.serving(stopped.clone());
+        tls::incoming(handler, listener, stopped, serve);
+        conns
     }
 
     /// As [`Transport::incoming_tls`], in plaintext (`--insecure` clusters).
@@ -400,18 +437,27 @@ impl Transport {
         handler: Arc<H>,
         listener: TcpListener,
         stopped: watch::Receiver<bool>,
-    ) -> ReceiverStream<io::Result<TcpStream>> {
-        let serve = self.serving(stopped.clone());
-        tls::plain_incoming(handler, listener, stopped, serve)
+    ) -> ReceiverStream<io::Result<TlsConn>> {
+        let (serve, conns) = self.serving(stopped.clone());
+        tls::plain_incoming(handler, listener, stopped, serve);
+        conns
     }
 
-    fn serving(&self, stopping: watch::Receiver<bool>) -> crate::server::Serving {
-        crate::server::Serving {
+    /// What served links share, and the stream of HTTP/2 connections for tonic.
+    fn serving(
+        &self,
+        stopping: watch::Receiver<bool>,
+    ) -> (crate::server::Serving, ReceiverStream<io::Result<TlsConn>>) {
+        let (h2, conns) = tokio::sync::mpsc::channel(64);
+        let serve = crate::server::Serving {
             tracker: self.served.clone(),
             stopping,
             crashed: self.crashed.subscribe(),
             max_frame: self.config.max_frame_bytes,
-        }
+            h2,
+            served: self.links.clone(),
+        };
+        (serve, ReceiverStream::new(conns))
     }
 
     /// Drops every connection at once, as a crash would: served invoke streams end without
@@ -436,8 +482,7 @@ fn close(peers: &mut HashMap<String, Peer>, name: &str) {
         return;
     };
     if Arc::strong_count(&peer.opening) > 1 {
-        peer.channel = None;
-        peer.mux = None;
+        peer.link = None;
     } else {
         peers.remove(name);
     }

@@ -8,23 +8,29 @@
 //! certificate, cookie, anti-replay). The answer is an [`pb::InvokeResult`] of id 0: status 0,
 //! or the refusal.
 //!
-//! Then frames flow: each [`pb::InvokeFrame`] runs as its own task, so a slow call never holds
-//! up the ones behind it, and each task writes its result straight to the socket. When the node
-//! stops, no new frame is read; the calls in flight finish and answer, then the stream closes.
+//! Then frames flow (the connection is a link, [`crate::link`]): each [`pb::InvokeFrame`] runs
+//! as its own task, so a slow call never holds up the ones behind it, and each task writes its
+//! result straight to the socket; the HTTP/2 bytes go to an [`H2Pipe`] that tonic serves like
+//! any accepted connection, with the link's [`PeerInfo`]. When the node stops, frames that
+//! arrive are refused as not run ([`NOT_SENT`](crate::NOT_SENT)); the calls in flight finish
+//! and answer, tonic winds the HTTP/2 side down, then the link closes.
 
-use crate::framing::{self, FrameReader, FrameWriter};
-use crate::tls::{Conn, PeerInfo};
+use crate::framing::{self, FrameReader, FrameWriter, Kind};
+use crate::link::{H2Pipe, H2Sender};
+use crate::tls::{Conn, PeerInfo, TlsConn};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use steinadler_proto::v1 as pb;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 /// What a peer sends first instead of the HTTP/2 preface. Its first byte differs from the
 /// preface's `P`, which is all the accept loop looks at.
-pub const MAGIC: &[u8; 8] = b"STNDLR\x00\x01";
+/// The last byte is the version: 2 is the link (invoke frames and HTTP/2 on one connection).
+pub const MAGIC: &[u8; 8] = b"STNDLR\x00\x02";
 
 /// The method the opening's cookie is signed for.
 pub const INVOKE_STREAM: &str = "/steinadler.v1.Node/InvokeStream";
@@ -65,6 +71,10 @@ pub(crate) struct Serving {
     pub(crate) stopping: watch::Receiver<bool>,
     pub(crate) crashed: watch::Receiver<bool>,
     pub(crate) max_frame: usize,
+    /// Where the HTTP/2 sides of links go: tonic's incoming connections.
+    pub(crate) h2: tokio::sync::mpsc::Sender<std::io::Result<TlsConn>>,
+    /// The links being served, by peer.
+    pub(crate) served: Arc<crate::link::Served>,
 }
 
 /// Serves one accepted stream until the peer closes it or the node stops (then the calls in
@@ -81,6 +91,8 @@ pub(crate) async fn serve_conn<H: Handler>(
         mut stopping,
         mut crashed,
         max_frame: max,
+        h2: h2_conns,
+        served,
         ..
     } = serve;
     let (read, write) = tokio::io::split(io);
@@ -105,7 +117,11 @@ pub(crate) async fn serve_conn<H: Handler>(
         writer.close();
         return;
     }
+    let name = peer.identity.as_ref().map_or("", |i| i.name.as_str());
+    let _served = served.add(name.to_owned());
     let mut tasks = JoinSet::new();
+    let mut h2 = H2Side::default();
+    let mut stopped = false;
     // Results leave in groups, each half of the frames then buffered: of 16 frames read at
     // once, the results of 8, then 4, 2, 1 and 1. One write for all 16 saves syscalls, but then
     // the caller's node idles while this one runs every frame, and this one idles while the
@@ -115,15 +131,28 @@ pub(crate) async fn serve_conn<H: Handler>(
     // 8 frames was as fast at 16 but lost 20 % at 64 in flight.
     let (mut group, mut done) = (0usize, 0usize);
     let why = loop {
+        if stopped && tasks.is_empty() && h2.is_done() {
+            break "the node stops".to_owned();
+        }
         tokio::select! {
-            _ = async { stopping.wait_for(|s| *s).await.is_ok() } => break "the node stops".to_owned(),
+            _ = async { stopping.wait_for(|s| *s).await.is_ok() }, if !stopped => stopped = true,
             _ = async { crashed.wait_for(|c| *c).await.is_ok() } => {
                 tasks.abort_all();
                 writer.close();
                 return;
             }
-            frame = reader.next::<pb::InvokeFrame>() => match frame {
-                Ok(Some(frame)) => {
+            _ = h2.finished(), if stopped && !h2.is_done() => {}
+            frame = reader.next_frame() => match frame {
+                Ok(Some((Kind::Invoke, body))) => {
+                    let frame = match <pb::InvokeFrame as prost::Message>::decode(body) {
+                        Ok(frame) => frame,
+                        Err(e) => break format!("a frame that does not decode: {e}"),
+                    };
+                    if stopped {
+                        let refused = Status::unavailable(format!("{}the node is stopping", crate::NOT_SENT));
+                        let _ = writer.write(&framing::encode(&result_of(frame.id, Err(refused))));
+                        continue;
+                    }
                     if group == 0 {
                         group = (1 + reader.buffered_frames()).div_ceil(2);
                     }
@@ -134,6 +163,13 @@ pub(crate) async fn serve_conn<H: Handler>(
                         (group, done) = (0, 0);
                     }
                 }
+                Ok(Some((Kind::H2, chunk))) => {
+                    if !h2.feed(chunk, &writer, &peer, &h2_conns) {
+                        break "its HTTP/2 side restarted".to_owned();
+                    }
+                }
+                Ok(Some((Kind::H2End, _))) => h2.end(),
+                Ok(Some((Kind::Unknown(k), _))) => break format!("a frame of unknown kind {k}"),
                 Ok(None) => break "the peer closed it".to_owned(),
                 Err(e) => break e.to_string(),
             },
@@ -141,8 +177,75 @@ pub(crate) async fn serve_conn<H: Handler>(
         }
     };
     tracing::debug!(peer = %peer.remote, "invoke stream ended: {why}");
+    h2.end();
     while tasks.join_next().await.is_some() {}
+    // Let tonic write what it still has (its goaway, the last responses).
+    let _ = tokio::time::timeout(Duration::from_secs(1), h2.finished()).await;
     writer.close();
+}
+
+/// The serving side of a link's HTTP/2 connection: started by its first bytes, handed to
+/// tonic, and done when tonic has dropped or shut down its pipe.
+#[derive(Default)]
+struct H2Side {
+    /// Feeds the pipe while the peer's HTTP/2 client writes.
+    feed: Option<H2Sender>,
+    /// Cancelled when the pipe is done; `None` until it starts.
+    done: Option<CancellationToken>,
+}
+
+impl H2Side {
+    /// Hands `chunk` to tonic, starting its connection on the first; false if the peer starts
+    /// a second one, which a link does not carry.
+    fn feed(
+        &mut self,
+        chunk: Bytes,
+        writer: &Arc<FrameWriter>,
+        peer: &PeerInfo,
+        conns: &tokio::sync::mpsc::Sender<std::io::Result<TlsConn>>,
+    ) -> bool {
+        if self.done.is_none() {
+            let done = CancellationToken::new();
+            let ended = Box::new(done.clone().drop_guard());
+            let (pipe, feed) = H2Pipe::new(writer.clone(), ended);
+            self.done = Some(done);
+            let conn = TlsConn::new(Box::new(pipe), peer.clone(), Bytes::new());
+            if conns.try_send(Ok(conn)).is_err() {
+                // tonic no longer takes connections (the node stops), or has 64 waiting; the
+                // pipe has ended, and the peer's client sees its connection close.
+                return true;
+            }
+            self.feed = Some(feed);
+        } else if self.feed.is_none() {
+            return false;
+        }
+        if let Some(feed) = &self.feed {
+            let _ = feed.send(chunk);
+        }
+        true
+    }
+
+    /// The peer's client is done writing: tonic reads the end of its stream.
+    fn end(&mut self) {
+        self.feed = None;
+    }
+
+    /// Whether tonic is done with the pipe (or never had one).
+    fn is_done(&self) -> bool {
+        self.done
+            .as_ref()
+            .is_none_or(CancellationToken::is_cancelled)
+    }
+
+    /// Resolves when tonic is done with the pipe (at once if it never had one).
+    fn finished(&self) -> impl Future<Output = ()> + Send + 'static {
+        let done = self.done.clone();
+        async move {
+            if let Some(done) = done {
+                done.cancelled_owned().await;
+            }
+        }
+    }
 }
 
 /// Runs one frame: on this task if it finishes at its first poll (most calls do: the guest

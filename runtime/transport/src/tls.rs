@@ -8,8 +8,8 @@
 //! ([`PeerInfo`]).
 //!
 //! After the handshake the first bytes tell the two kinds of connection apart: [`MAGIC`]
-//! starts an invoke stream, served by [`crate::server`]; anything else goes to tonic as
-//! HTTP/2.
+//! starts a link from a peer node, served by [`crate::server`] (which hands the link's HTTP/2
+//! side to tonic in turn); anything else (a client's) goes to tonic as HTTP/2.
 
 use crate::server::{Handler, MAGIC, Serving};
 use bytes::Bytes;
@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tonic::transport::server::Connected;
 
 /// A handshake that takes longer than this is dropped.
@@ -44,13 +44,27 @@ pub struct PeerInfo {
 pub trait Conn: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn for T {}
 
-/// An accepted, handshaken TLS connection that speaks HTTP/2, for tonic.
-#[derive(Debug)]
+/// An accepted connection that speaks HTTP/2, for tonic: a client's TLS (or plain TCP)
+/// connection, or the HTTP/2 side of a peer's link.
 pub struct TlsConn {
-    io: tokio_rustls::server::TlsStream<TcpStream>,
+    io: Box<dyn Conn>,
     info: PeerInfo,
     /// Bytes read while telling HTTP/2 from an invoke stream, served before the rest.
     prefix: Bytes,
+}
+
+impl std::fmt::Debug for TlsConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConn")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsConn {
+    pub(crate) fn new(io: Box<dyn Conn>, info: PeerInfo, prefix: Bytes) -> Self {
+        Self { io, info, prefix }
+    }
 }
 
 impl Connected for TlsConn {
@@ -104,6 +118,7 @@ impl AsyncWrite for TlsConn {
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
+    // (`Box<dyn Conn>` forwards both.)
 }
 
 /// The next connection, or `None` once `stopped` turns true. A failed accept (out of file
@@ -127,14 +142,15 @@ async fn accept(
 }
 
 /// Accepts TCP connections and completes TLS handshakes until `stopped`; yields the good ones
-/// that speak HTTP/2 and serves invoke streams itself, with `handler`, tracked by `served`.
+/// that speak HTTP/2 (and the HTTP/2 sides of links) into `serve.h2`, and serves links itself,
+/// with `handler`, tracked by `serve.tracker`.
 pub(crate) fn incoming<H: Handler>(
     handler: Arc<H>,
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
     serve: Serving,
-) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsConn>> {
-    let (tx, rx) = mpsc::channel(64);
+) {
+    let tx = serve.h2.clone();
     tokio::spawn(async move {
         let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         loop {
@@ -198,23 +214,21 @@ pub(crate) fn incoming<H: Handler>(
                         serve,
                     ));
                 } else {
-                    let _ = tx.send(Ok(TlsConn { io, info, prefix })).await;
+                    let _ = tx.send(Ok(TlsConn::new(Box::new(io), info, prefix))).await;
                 }
             });
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// Accepts plaintext TCP connections until `stopped`; yields those that speak HTTP/2 and serves
-/// invoke streams itself, with `handler`, tracked by `served`.
+/// As [`incoming`], in plaintext.
 pub(crate) fn plain_incoming<H: Handler>(
     handler: Arc<H>,
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
     serve: Serving,
-) -> tokio_stream::wrappers::ReceiverStream<io::Result<TcpStream>> {
-    let (tx, rx) = mpsc::channel(64);
+) {
+    let tx = serve.h2.clone();
     tokio::spawn(async move {
         loop {
             let Some((tcp, remote)) = accept(&listener, &mut stopped).await else {
@@ -225,12 +239,12 @@ pub(crate) fn plain_incoming<H: Handler>(
             let (handler, tx, serve) = (handler.clone(), tx.clone(), serve.clone());
             tokio::spawn(async move {
                 let mut first = [0u8; 1];
+                let info = PeerInfo {
+                    remote,
+                    identity: None,
+                };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
                     Ok(Ok(1)) if first[0] == MAGIC[0] => {
-                        let info = PeerInfo {
-                            remote,
-                            identity: None,
-                        };
                         let tracker = serve.tracker.clone();
                         tracker.spawn(crate::server::serve_conn(
                             handler,
@@ -241,14 +255,15 @@ pub(crate) fn plain_incoming<H: Handler>(
                         ));
                     }
                     Ok(Ok(1)) => {
-                        let _ = tx.send(Ok(tcp)).await;
+                        let _ = tx
+                            .send(Ok(TlsConn::new(Box::new(tcp), info, Bytes::new())))
+                            .await;
                     }
                     _ => {}
                 }
             });
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// How a client connection is secured.

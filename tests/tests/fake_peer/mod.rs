@@ -1,5 +1,6 @@
 //! A peer that serves the wrong bytes for every module: the fetching node must refuse them.
 use std::pin::Pin;
+use std::sync::Arc;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_server::{Node as NodeApi, NodeServer};
 use tokio_stream::Stream;
@@ -116,13 +117,56 @@ impl NodeApi for Liar {
     }
 }
 
+/// Serves the liar as a node would: plain TCP, peers' links through the transport's accept
+/// loop (a node fetches over its link to the origin), clients' HTTP/2 directly.
 pub(super) async fn serve(bytes: Vec<u8>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(
-        tonic::transport::Server::builder()
+    let transport = steinadler_transport::Transport::new(Default::default(), Arc::new(NoCreds));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let incoming = transport.incoming_plain(Arc::new(Plain), listener, stopped);
+    tokio::spawn(async move {
+        let _keep = (transport, stop);
+        let _ = tonic::transport::Server::builder()
             .add_service(NodeServer::new(Liar(bytes)))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+            .serve_with_incoming(incoming)
+            .await;
+    });
     addr
+}
+
+/// The liar dials nobody.
+#[derive(Debug)]
+struct NoCreds;
+
+impl steinadler_transport::Credentials for NoCreds {
+    fn client_tls(&self, _: &str) -> steinadler_transport::ClientTls {
+        steinadler_transport::ClientTls::Off
+    }
+    fn opening_cookie(&self, _: &str) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+/// Takes every link, runs no invoke frame.
+struct Plain;
+
+impl steinadler_transport::Handler for Plain {
+    fn server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        None
+    }
+    fn refused_tls(&self) {}
+    fn authorize_opening(&self, _: &Request<()>) -> Result<(), Status> {
+        Ok(())
+    }
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "the future must be 'static, which an async fn borrowing self is not"
+    )]
+    fn answer(
+        self: &Arc<Self>,
+        _: pb::InvokeFrame,
+    ) -> impl Future<Output = Result<pb::InvokeResult, Status>> + Send + 'static {
+        async { Err(Status::unimplemented("fake")) }
+    }
 }
