@@ -115,14 +115,18 @@ pub(crate) async fn emit(
     if n == 0 {
         return Ok(());
     }
-    events
+    // Counted before they leave, so that a consumer never holds more than the count says
+    // (it can read them before this task resumes from the send).
+    let produced = &inner.stats.stream_items_produced;
+    produced.fetch_add(n, Ordering::Relaxed);
+    if events
         .send(Ok(super::frame::items(encoded.into(), count)))
         .await
-        .map_err(|_| format!("the consumer of stream {reference} is gone"))?;
-    inner
-        .stats
-        .stream_items_produced
-        .fetch_add(n, Ordering::Relaxed);
+        .is_err()
+    {
+        produced.fetch_sub(n, Ordering::Relaxed);
+        return Err(format!("the consumer of stream {reference} is gone"));
+    }
     Ok(())
 }
 
