@@ -36,6 +36,7 @@
 //! # }
 //! ```
 
+mod admit;
 pub mod framing;
 mod link;
 mod mux;

@@ -5,7 +5,8 @@
 //! counted ([`Handler::refused_tls`]); the configuration can be swapped without a restart
 //! ([`Handler::server_config`] is asked for every connection); and the verified peer identity
 //! is read once per connection and handed to every request as its connect info
-//! ([`PeerInfo`]).
+//! ([`PeerInfo`]). Which handshakes may run, and how refusals are logged, is
+//! [`crate::admit`]'s.
 //!
 //! After the handshake the first bytes tell the two kinds of connection apart: [`MAGIC`]
 //! starts a link from a peer node, served by [`crate::server`] (which hands the link's HTTP/2
@@ -22,13 +23,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tonic::transport::server::Connected;
 
-/// A handshake that takes longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// At most this many handshakes run at once, so a flood cannot exhaust the node.
-const MAX_HANDSHAKES: usize = 256;
+use crate::admit::{
+    HANDSHAKE_TIMEOUT, Handshakes, MAX_HANDSHAKES, MAX_WAITING, PER_SOURCE, RefusalLog,
+    WAITING_PER_SOURCE,
+};
 
 /// What the TLS handshake established about the caller; the server stores it in each request's
 /// extensions (as its connect info).
@@ -152,35 +153,69 @@ pub(crate) fn incoming<H: Handler>(
 ) {
     let tx = serve.h2.clone();
     tokio::spawn(async move {
-        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let waiting = Arc::new(Handshakes::new(MAX_WAITING, WAITING_PER_SOURCE));
+        let handshakes = Arc::new(Handshakes::new(MAX_HANDSHAKES, PER_SOURCE));
+        let log = Arc::new(RefusalLog::new());
         loop {
             let Some((tcp, remote)) = accept(&listener, &mut stopped).await else {
                 return;
             };
-            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            // Room for every new connection: when full, the oldest waiting one is cut off (see
+            // `crate::admit`), and counted as refused.
+            let (hello, cut_one) = waiting.admit(remote.ip());
+            if cut_one {
                 handler.refused_tls();
-                tracing::warn!(peer = %remote, "dropped a connection: {MAX_HANDSHAKES} TLS handshakes are already in progress");
-                continue;
-            };
+                log.refused(
+                    remote,
+                    "too many connections wait for their ClientHello: the oldest was cut off",
+                );
+            }
             let _ = tcp.set_nodelay(true);
-            let (handler, tx, serve) = (handler.clone(), tx.clone(), serve.clone());
+            let (handler, tx, serve, log) =
+                (handler.clone(), tx.clone(), serve.clone(), log.clone());
+            let handshakes = handshakes.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let arrived = tokio::select! {
+                    arrived = crate::admit::client_hello(&tcp) => arrived,
+                    () = hello.cut.cancelled() => return,
+                };
+                drop(hello);
+                if let Err(why) = arrived {
+                    handler.refused_tls();
+                    log.refused(remote, &why);
+                    return;
+                }
+                let (admitted, cut_one) = handshakes.admit(remote.ip());
+                if cut_one {
+                    handler.refused_tls();
+                    log.refused(
+                        remote,
+                        "too many TLS handshakes in progress: the oldest was cut off",
+                    );
+                }
                 let Some(config) = handler.server_config() else {
                     return;
                 };
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                let result = tokio::select! {
+                    result = handshake => result,
+                    () = admitted.cut.cancelled() => return,
+                };
+                drop(admitted);
                 let io = match result {
                     Ok(Ok(io)) => io,
                     Ok(Err(e)) => {
                         handler.refused_tls();
-                        tracing::warn!(peer = %remote, "rejected a TLS connection: {e}");
+                        log.refused(remote, &e.to_string());
                         return;
                     }
                     Err(_) => {
                         handler.refused_tls();
-                        tracing::warn!(peer = %remote, "rejected a TLS connection: no handshake within {HANDSHAKE_TIMEOUT:?}");
+                        log.refused(
+                            remote,
+                            &format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+                        );
                         return;
                     }
                 };
@@ -190,7 +225,7 @@ pub(crate) fn incoming<H: Handler>(
                         Ok(identity) => Some(identity),
                         Err(e) => {
                             handler.refused_tls();
-                            tracing::warn!(peer = %remote, "rejected a TLS connection: unusable client certificate: {e}");
+                            log.refused(remote, &format!("unusable client certificate: {e}"));
                             return;
                         }
                     },
