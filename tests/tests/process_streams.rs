@@ -10,7 +10,8 @@ use steinadler_test_modules as m;
 mod common;
 use common::{args, eventually, msg, open_streams, pair, produced};
 
-const T: Duration = Duration::from_secs(5);
+/// Room for a loaded machine: every wait here ends as soon as its condition holds.
+const T: Duration = Duration::from_secs(30);
 
 fn numbers(node: &str, name: &str) -> Address {
     format!("{name}@{node}").parse().unwrap()
