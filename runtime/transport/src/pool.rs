@@ -205,8 +205,8 @@ impl Transport {
 
     async fn channel_for(&self, addr: &str, name: &str, how: Use) -> Result<Channel, ConnectError> {
         let touch = how == Use::Call;
-        if let Some(link) = self.lookup(addr, name, touch) {
-            return Ok(link.channel);
+        if let Some(channel) = self.lookup(addr, name, touch, |l| l.channel.clone()) {
+            return Ok(channel);
         }
         if how == Use::Once {
             return Ok(self.open_link(addr, name).await?.channel);
@@ -219,7 +219,7 @@ impl Transport {
         // Boxed: every call's future would otherwise carry room for a TLS dial.
         Box::pin(async {
             let _opening = self.opening(addr, name).await;
-            if let Some(link) = self.lookup(addr, name, touch) {
+            if let Some(link) = self.lookup(addr, name, touch, Link::clone) {
                 return Ok(link);
             }
             let link = self.open_link(addr, name).await?;
@@ -293,8 +293,10 @@ impl Transport {
     ///
     /// Why the stream could not be opened, as a message.
     pub async fn mux(&self, addr: &str, name: &str) -> Result<Arc<Mux>, String> {
-        if let Some(link) = self.lookup(addr, name, true) {
-            return Ok(link.mux);
+        // Only the mux: cloning the channel too costs an allocation and two atomic updates
+        // shared by every caller, on every call.
+        if let Some(mux) = self.lookup(addr, name, true, |l| l.mux.clone()) {
+            return Ok(mux);
         }
         self.link(addr, name, true)
             .await
@@ -302,11 +304,17 @@ impl Transport {
             .map_err(|e| format!("cannot open the invoke stream to {name}: {}", e.detail))
     }
 
-    /// The live link to the peer `name` at `addr`; marks it used when `touch`.
-    fn lookup(&self, addr: &str, name: &str, touch: bool) -> Option<Link> {
+    /// `get` of the live link to the peer `name` at `addr`; marks it used when `touch`.
+    fn lookup<T>(
+        &self,
+        addr: &str,
+        name: &str,
+        touch: bool,
+        get: impl FnOnce(&Link) -> T,
+    ) -> Option<T> {
         let mut peers = lock(&self.peers);
         let peer = peers.get_mut(name).filter(|p| p.addr == addr)?;
-        let found = peer.live()?.clone();
+        let found = get(peer.live()?);
         if touch {
             peer.last_used = Instant::now();
         }
