@@ -17,6 +17,7 @@
 //! Refusals are logged at most once a second, with how many more there were
 //! ([`RefusalLog`]): a flood must not become a flood of log lines.
 
+use crate::lock;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -77,9 +78,9 @@ impl Handshakes {
         }
     }
 
-    /// Admits a handshake from `source`, cutting off the oldest running one if there is no
-    /// room (see the module docs); returns its place and whether it cut another.
-    pub(crate) fn admit(self: &Arc<Self>, source: IpAddr) -> (Admitted, bool) {
+    /// Admits a connection from `source`, cutting off the oldest in the room if there is no
+    /// room (see the module docs); returns its place and the address of the one it cut off.
+    pub(crate) fn admit(self: &Arc<Self>, source: IpAddr) -> (Admitted, Option<IpAddr>) {
         let mut running = lock(&self.running);
         let same = running.slots.iter().filter(|s| s.source == source).count();
         let victim = if same >= self.per_source {
@@ -89,10 +90,10 @@ impl Handshakes {
         } else {
             None
         };
-        let cut_one = victim
-            .and_then(|at| running.slots.remove(at))
-            .map(|slot| slot.cut.cancel())
-            .is_some();
+        let cut_off = victim.and_then(|at| running.slots.remove(at)).map(|slot| {
+            slot.cut.cancel();
+            slot.source
+        });
         let id = running.next;
         running.next += 1;
         let cut = CancellationToken::new();
@@ -106,7 +107,7 @@ impl Handshakes {
             id,
             cut,
         };
-        (admitted, cut_one)
+        (admitted, cut_off)
     }
 
     /// How many handshakes run now.
@@ -180,7 +181,7 @@ impl RefusalLog {
 
     /// Logs `why` for `peer`, unless a line went out less than a second ago; then counts it
     /// for the next line.
-    pub(crate) fn refused(&self, peer: std::net::SocketAddr, why: &str) {
+    pub(crate) fn refused(&self, peer: impl std::fmt::Display, why: &str) {
         let mut state = lock(&self.state);
         let (last, suppressed) = &mut *state;
         if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
@@ -198,10 +199,6 @@ impl RefusalLog {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,13 +211,13 @@ mod tests {
         let mut held = Vec::new();
         // b's handshake first: the oldest.
         let (first_b, cut) = handshakes.admit(b);
-        assert!(!cut);
+        assert_eq!(cut, None);
         // a reaches its share: its next cuts a's oldest, never b's.
         for _ in 0..PER_SOURCE {
             held.push(handshakes.admit(a).0);
         }
         let (_, cut) = handshakes.admit(a);
-        assert!(cut);
+        assert_eq!(cut, Some(a));
         assert!(held[0].cut.is_cancelled());
         assert!(!first_b.cut.is_cancelled());
         // Many sources fill the room: the next cuts the oldest of all, b's.

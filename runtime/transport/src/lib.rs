@@ -51,6 +51,12 @@ pub use pool::{
 pub use server::{Handler, INVOKE_STREAM, MAGIC, result_of};
 pub use tls::{ClientTls, Conn, PeerInfo, TlsConn, connect, dial, error_chain};
 
+/// Locks `m`, going on after a panic elsewhere (every lock here guards bookkeeping that stays
+/// consistent between statements).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How a node dials its peers: the handle the pool holds on the node's security.
 pub trait Credentials: Send + Sync + std::fmt::Debug + 'static {
     /// How to secure a connection to the node `peer`: plaintext on insecure clusters, else

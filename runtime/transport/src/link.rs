@@ -23,6 +23,7 @@
 //! [`Mux`]: crate::Mux
 
 use crate::framing::{FrameWriter, Kind};
+use crate::lock;
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
@@ -196,10 +197,6 @@ impl Drop for ServedLink {
     fn drop(&mut self) {
         lock(&self.0.links).remove(&self.1);
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

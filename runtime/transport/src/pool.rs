@@ -22,6 +22,7 @@
 //! [`crate::connect`].
 
 use crate::Credentials;
+use crate::lock;
 use crate::mux::Mux;
 use crate::server::Handler;
 use crate::tls::{self, TlsConn};
@@ -494,10 +495,6 @@ fn close(peers: &mut HashMap<String, Peer>, name: &str) {
     } else {
         peers.remove(name);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The one place a connection is configured.

@@ -141,7 +141,8 @@ pub(crate) async fn serve_conn<H: Handler>(
                 writer.close();
                 return;
             }
-            _ = h2.finished(), if stopped && !h2.is_done() => {}
+            // In a block, so that the loop's other turns do not build its future.
+            () = async { h2.finished().await }, if stopped && !h2.is_done() => {}
             frame = reader.next_frame() => match frame {
                 Ok(Some((Kind::Invoke, body))) => {
                     let frame = match <pb::InvokeFrame as prost::Message>::decode(body) {

@@ -162,12 +162,13 @@ pub(crate) fn incoming<H: Handler>(
             };
             // Room for every new connection: when full, the oldest waiting one is cut off (see
             // `crate::admit`), and counted as refused.
-            let (hello, cut_one) = waiting.admit(remote.ip());
-            if cut_one {
-                handler.refused_tls();
-                log.refused(
-                    remote,
-                    "too many connections wait for their ClientHello: the oldest was cut off",
+            let (hello, cut) = waiting.admit(remote.ip());
+            if let Some(victim) = cut {
+                refuse(
+                    &*handler,
+                    &log,
+                    victim,
+                    "cut off: too many connections wait for their ClientHello, this one the longest",
                 );
             }
             let _ = tcp.set_nodelay(true);
@@ -181,16 +182,15 @@ pub(crate) fn incoming<H: Handler>(
                 };
                 drop(hello);
                 if let Err(why) = arrived {
-                    handler.refused_tls();
-                    log.refused(remote, &why);
-                    return;
+                    return refuse(&*handler, &log, remote, &why);
                 }
-                let (admitted, cut_one) = handshakes.admit(remote.ip());
-                if cut_one {
-                    handler.refused_tls();
-                    log.refused(
-                        remote,
-                        "too many TLS handshakes in progress: the oldest was cut off",
+                let (admitted, cut) = handshakes.admit(remote.ip());
+                if let Some(victim) = cut {
+                    refuse(
+                        &*handler,
+                        &log,
+                        victim,
+                        "cut off: too many TLS handshakes in progress, this one the oldest",
                     );
                 }
                 let Some(config) = handler.server_config() else {
@@ -205,18 +205,10 @@ pub(crate) fn incoming<H: Handler>(
                 drop(admitted);
                 let io = match result {
                     Ok(Ok(io)) => io,
-                    Ok(Err(e)) => {
-                        handler.refused_tls();
-                        log.refused(remote, &e.to_string());
-                        return;
-                    }
+                    Ok(Err(e)) => return refuse(&*handler, &log, remote, &e.to_string()),
                     Err(_) => {
-                        handler.refused_tls();
-                        log.refused(
-                            remote,
-                            &format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
-                        );
-                        return;
+                        let why = format!("no handshake within {HANDSHAKE_TIMEOUT:?}");
+                        return refuse(&*handler, &log, remote, &why);
                     }
                 };
                 let identity = match io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
@@ -224,9 +216,8 @@ pub(crate) fn incoming<H: Handler>(
                     Some(cert) => match steinadler_security::identity_of(cert) {
                         Ok(identity) => Some(identity),
                         Err(e) => {
-                            handler.refused_tls();
-                            log.refused(remote, &format!("unusable client certificate: {e}"));
-                            return;
+                            let why = format!("unusable client certificate: {e}");
+                            return refuse(&*handler, &log, remote, &why);
                         }
                     },
                 };
@@ -254,6 +245,12 @@ pub(crate) fn incoming<H: Handler>(
             });
         }
     });
+}
+
+/// Counts a refused connection and logs it (at most a line a second).
+fn refuse<H: Handler>(handler: &H, log: &RefusalLog, peer: impl std::fmt::Display, why: &str) {
+    handler.refused_tls();
+    log.refused(peer, why);
 }
 
 /// As [`incoming`], in plaintext.
