@@ -64,7 +64,7 @@ async fn a_call_to_many_nodes_goes_through_a_tree_of_relays() {
             "hello",
             "greet",
             greet.clone(),
-            Duration::from_secs(120),
+            Duration::from_secs(60),
             false,
         )
         .await

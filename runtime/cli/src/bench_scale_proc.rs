@@ -101,6 +101,8 @@ impl Cluster {
         let mut command = Command::new(&exe);
         command.args(["node", "start", "--name", name]);
         command.args(["--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0"]);
+        // The first call after a deploy waits up to 120 s on a loaded machine (bench_scale.rs).
+        command.args(["--max-timeout", "300s"]);
         command.arg("--data-dir").arg(self.dir.join(name));
         for seed in seeds {
             command.args(["--join", seed]);

@@ -19,7 +19,7 @@ pub(crate) enum NodeCommand {
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {
     /// A TOML file with the same settings (name, listen, gossip, join, labels, data_dir,
-    /// max_peers, peer_idle, fanout); flags override it.
+    /// max_peers, peer_idle, fanout, max_memory, max_timeout); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The node's name, unique in the cluster.
@@ -66,6 +66,14 @@ pub(crate) struct StartArgs {
     /// many relays, which forward it to the rest [default: 16].
     #[arg(long)]
     fanout: Option<usize>,
+    /// The most guest memory one call may ask for, like 256MiB; a call asking for more is
+    /// refused [default: 256MiB].
+    #[arg(long, value_parser = crate::parse::size)]
+    max_memory: Option<u64>,
+    /// The longest deadline one call may ask for, like 60s; a call asking for more is refused
+    /// [default: 60s].
+    #[arg(long, value_parser = crate::parse::duration)]
+    max_timeout: Option<Duration>,
 }
 
 /// The `--config` file.
@@ -89,6 +97,10 @@ struct FileConfig {
     /// Like "30s".
     peer_idle: Option<String>,
     fanout: Option<usize>,
+    /// Like "256MiB".
+    max_memory: Option<String>,
+    /// Like "60s".
+    max_timeout: Option<String>,
 }
 
 pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
@@ -204,6 +216,32 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
         }
         config.fanout = k;
     }
+    let file_memory = file
+        .max_memory
+        .as_deref()
+        .map(crate::parse::size)
+        .transpose()
+        .map_err(|e| anyhow!("max_memory in --config: {e}"))?;
+    if let Some(max) = args.max_memory.or(file_memory) {
+        if max < 1 << 20 {
+            return Err(anyhow!(
+                "--max-memory must be at least 1MiB, as a guest needs a few wasm pages"
+            ));
+        }
+        config.max_memory_bytes = max;
+    }
+    let file_timeout = file
+        .max_timeout
+        .as_deref()
+        .map(crate::parse::duration)
+        .transpose()
+        .map_err(|e| anyhow!("max_timeout in --config: {e}"))?;
+    if let Some(max) = args.max_timeout.or(file_timeout) {
+        if max.is_zero() {
+            return Err(anyhow!("--max-timeout must be more than zero, like 60s"));
+        }
+        config.max_timeout = max;
+    }
     config.security = if args.insecure || file.insecure {
         SecurityMode::Insecure
     } else if let Some(dir) = args.secure.or(file.secure) {
@@ -254,4 +292,67 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        start: StartArgs,
+    }
+
+    async fn config(file: &str, flags: &[&str]) -> anyhow::Result<NodeConfig> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("steinadler-node-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec![
+            "node",
+            "--name",
+            "n1",
+            "--insecure",
+            "--config",
+            path.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(flags);
+        let parsed = node_config(Cli::try_parse_from(argv)?.start).await;
+        let _ = std::fs::remove_file(&path);
+        parsed
+    }
+
+    #[tokio::test]
+    async fn the_maximums_come_from_the_file_and_flags_override_them() {
+        let defaults = config("", &[]).await.unwrap();
+        assert_eq!(
+            defaults.max_memory_bytes,
+            steinadler_node::DEFAULT_MAX_MEMORY
+        );
+        assert_eq!(defaults.max_timeout, steinadler_node::DEFAULT_MAX_TIMEOUT);
+
+        let file = "max_memory = \"128MiB\"\nmax_timeout = \"30s\"\n";
+        let from_file = config(file, &[]).await.unwrap();
+        assert_eq!(from_file.max_memory_bytes, 128 << 20);
+        assert_eq!(from_file.max_timeout, Duration::from_secs(30));
+
+        let flags = config(file, &["--max-memory", "1GiB", "--max-timeout", "2m"])
+            .await
+            .unwrap();
+        assert_eq!(flags.max_memory_bytes, 1 << 30);
+        assert_eq!(flags.max_timeout, Duration::from_secs(120));
+    }
+
+    #[tokio::test]
+    async fn maximums_too_small_to_run_anything_are_refused() {
+        let e = config("max_memory = \"64KiB\"\n", &[]).await.unwrap_err();
+        assert!(e.to_string().contains("at least 1MiB"), "{e}");
+        let e = config("max_timeout = \"0s\"\n", &[]).await.unwrap_err();
+        assert!(e.to_string().contains("more than zero"), "{e}");
+        let e = config("max_memory = \"lots\"\n", &[]).await.unwrap_err();
+        assert!(e.to_string().contains("max_memory in --config"), "{e:#}");
+    }
 }

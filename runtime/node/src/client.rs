@@ -218,8 +218,10 @@ impl Client {
             }),
             idempotent,
         });
-        // The node's own deadline plus slack for the network.
-        request.set_timeout(deadline + std::time::Duration::from_secs(2));
+        // As long as the coordinator waits for its nodes, plus slack for the network.
+        request.set_timeout(
+            crate::limits::answer_within(deadline) + std::time::Duration::from_secs(2),
+        );
         let reply = self.inner.invoke_on(request).await?.into_inner();
         Ok(reply
             .results

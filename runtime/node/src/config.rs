@@ -1,5 +1,6 @@
 //! Node settings and the builder that starts a [`Node`](crate::Node).
 
+use crate::limits::{DEFAULT_MAX_MEMORY, DEFAULT_MAX_TIMEOUT, Maximums};
 use crate::node::{Node, NodeError};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -61,6 +62,22 @@ pub struct NodeConfig {
     /// A call to more nodes than this goes as a tree: to at most this many relays, which
     /// forward it to the rest ([`crate::tree`]).
     pub fanout: usize,
+    /// The most guest memory one call may ask for, in bytes (default 256 MiB). A request over
+    /// it gets `INVALID_ARGUMENT`. Capped by [`HostConfig::max_memory_bytes`].
+    pub max_memory_bytes: u64,
+    /// The longest deadline one call may ask for (default 60 s). A request over it gets
+    /// `INVALID_ARGUMENT`.
+    pub max_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// The ceilings on what one call may ask for.
+    pub(crate) fn maximums(&self) -> Maximums {
+        Maximums {
+            memory_bytes: self.max_memory_bytes.min(self.host.max_memory_bytes),
+            timeout: self.max_timeout,
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -89,6 +106,8 @@ impl Default for NodeConfig {
             max_peers: steinadler_transport::DEFAULT_MAX_PEERS,
             peer_idle: steinadler_transport::DEFAULT_PEER_IDLE,
             fanout: DEFAULT_FANOUT,
+            max_memory_bytes: DEFAULT_MAX_MEMORY,
+            max_timeout: DEFAULT_MAX_TIMEOUT,
         }
     }
 }
@@ -227,6 +246,15 @@ impl NodeBuilder {
         self
     }
 
+    /// Caps what one call may ask for: at most `memory_bytes` of guest memory and a deadline
+    /// of at most `timeout` (defaults 256 MiB and 60 s). The default limits are lowered to
+    /// these when they are higher.
+    pub fn max_limits(mut self, memory_bytes: u64, timeout: Duration) -> Self {
+        self.config.max_memory_bytes = memory_bytes;
+        self.config.max_timeout = timeout;
+        self
+    }
+
     /// Changes any other setting.
     pub fn configure(mut self, f: impl FnOnce(&mut NodeConfig)) -> Self {
         f(&mut self.config);
@@ -240,6 +268,11 @@ impl NodeBuilder {
     /// [`NodeError`] if an address cannot be bound, the host cannot start, or no seed answers.
     pub async fn start(mut self) -> Result<Node, NodeError> {
         self.config.host.node_name = self.config.name.clone();
+        // No call runs under more than the maximums, including one that asks for nothing.
+        let max = self.config.maximums();
+        let defaults = &mut self.config.host.default_limits;
+        defaults.memory_bytes = defaults.memory_bytes.min(max.memory_bytes);
+        defaults.deadline = defaults.deadline.min(max.timeout);
         Node::start(self.config).await
     }
 }

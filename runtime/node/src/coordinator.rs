@@ -75,7 +75,11 @@ impl NodeResult {
 }
 
 /// Resolves, selects and fans out.
-pub(crate) async fn invoke_on(inner: &Inner, req: Request) -> Result<Vec<NodeResult>, Status> {
+pub(crate) async fn invoke_on(inner: &Inner, mut req: Request) -> Result<Vec<NodeResult>, Status> {
+    inner.config.maximums().check(&req.limits)?;
+    // Every node runs the guest for the same time: this node's default unless the caller chose.
+    let guest_deadline = deadline_of(inner, &req.limits);
+    req.limits.deadline_ms = u64::try_from(guest_deadline.as_millis()).unwrap_or(u64::MAX);
     let (id, origin) = resolve_module(inner, &req.module).await?;
     // One named node needs only its own entry, not the whole decoded member list.
     let members = match &req.target {
@@ -97,7 +101,8 @@ pub(crate) async fn invoke_on(inner: &Inner, req: Request) -> Result<Vec<NodeRes
             ))),
         };
     }
-    let deadline = Instant::now() + deadline_of(inner, &req.limits);
+    // Past the guest's deadline, so that a node's typed timeout can still arrive.
+    let deadline = Instant::now() + crate::limits::answer_within(guest_deadline);
     let hash = (req.args.len() >= inner.config.args_cache_threshold).then(|| args::hash(&req.args));
     let call = Call {
         request: pb::InvokeRequest {

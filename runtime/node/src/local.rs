@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use steinadler_core::InvokeError;
-use steinadler_host::{InvokeLimits, LoadedModule};
+use steinadler_host::LoadedModule;
 use steinadler_membership::{MemberEvent, MembershipError, NodeMeta};
 use steinadler_proto::v1 as pb;
 use tonic::Status;
@@ -87,6 +87,11 @@ impl Inner {
                 Err(e) => reply(pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e))),
             });
         }
+        // Checked before the fetch: a refused call costs no module transfer.
+        let limits = self
+            .config
+            .maximums()
+            .apply(req.limits.as_ref(), self.host.default_limits())?;
         let module = match crate::fetch::ensure(self, id, &req.origin).await {
             Ok(m) => m,
             Err(e) => {
@@ -95,7 +100,6 @@ impl Inner {
                 )));
             }
         };
-        let limits = self.limits(req.limits.as_ref());
         // The guest runs on this task and yields to the executor at every deadline-clock tick
         // (2 ms), so long calls do not starve the workers. Against a hop to the blocking pool
         // this saves a cross-thread wake-up each way (see the README).
@@ -107,19 +111,6 @@ impl Inner {
             Ok(value) => pb::invoke_reply::Outcome::Value(value.into()),
             Err(e) => pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e)),
         }))
-    }
-
-    fn limits(&self, wire: Option<&pb::Limits>) -> InvokeLimits {
-        let mut limits = self.host.default_limits();
-        if let Some(l) = wire {
-            if l.deadline_ms > 0 {
-                limits.deadline = Duration::from_millis(l.deadline_ms);
-            }
-            if l.memory_bytes > 0 {
-                limits.memory_bytes = l.memory_bytes.min(self.host.config().max_memory_bytes);
-            }
-        }
-        limits
     }
 
     /// A digest of the module set, advertised in gossip.

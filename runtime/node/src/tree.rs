@@ -157,6 +157,19 @@ async fn call_group(
     out
 }
 
+/// The guest deadline for the nodes behind a hop that has `budget` left: the caller's (`asked`,
+/// zero for the node's default), shortened when the budget cannot also carry the answer back
+/// ([`crate::limits::guest_within`]). Never zero, and never longer than asked.
+fn guest_deadline_ms(asked: u64, budget: Duration) -> u64 {
+    let within = u64::try_from(crate::limits::guest_within(budget).as_millis()).unwrap_or(u64::MAX);
+    let within = within.max(1);
+    if asked == 0 {
+        within
+    } else {
+        asked.min(within)
+    }
+}
+
 fn left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
@@ -219,7 +232,7 @@ async fn send_relay(
         let budget = next_hop(left(deadline));
         let mut request = request.clone();
         if let Some(limits) = request.limits.as_mut() {
-            limits.deadline_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1);
+            limits.deadline_ms = guest_deadline_ms(limits.deadline_ms, budget);
         }
         let frame = pb::RelayRequest {
             request: Some(request.clone()),
@@ -280,9 +293,7 @@ pub(crate) async fn serve_relay(
         inner.args.insert(request.args.clone());
     }
     if let Some(limits) = request.limits.as_mut() {
-        limits.deadline_ms = u64::try_from(left(deadline).as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        limits.deadline_ms = guest_deadline_ms(limits.deadline_ms, left(deadline));
     }
     let mut call = Call {
         request,
