@@ -1,0 +1,4 @@
+use super::*;
+
+mod handler;
+mod listener;
