@@ -115,14 +115,23 @@ impl EventDelegate for Events {
             return;
         }
         // memberlist reports crashes and graceful leaves alike; the state tells them apart.
-        tracing::info!(
-            local = %self.local, node = %node.id(), gossip = %node.address(),
-            state = %node.state(), "member left or failed"
-        );
+        let failed = !node.state().is_left();
+        if failed {
+            tracing::warn!(
+                local = %self.local, node = %node.id(), gossip = %node.address(),
+                state = %node.state(),
+                "member failed: declared dead after it stopped answering probes (a crash or a partition)"
+            );
+        } else {
+            tracing::info!(
+                local = %self.local, node = %node.id(), gossip = %node.address(),
+                "member left the cluster gracefully"
+            );
+        }
         self.publish(MemberEvent::Left {
             name: node.id().to_string(),
             gossip_addr: *node.address(),
-            failed: !node.state().is_left(),
+            failed,
         });
     }
 

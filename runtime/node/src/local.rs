@@ -132,8 +132,9 @@ pub(crate) async fn advertise(inner: Arc<Inner>) {
     loop {
         tokio::select! {
             event = events.recv() => {
-                if let Ok(MemberEvent::Left { name, .. }) = event {
-                    tracing::info!(peer = %name, "peer left the cluster");
+                // The membership crate logs how the peer went (a crash, or a graceful leave).
+                if let Ok(MemberEvent::Left { name, failed, .. }) = event {
+                    tracing::debug!(peer = %name, failed, "peer departed");
                 }
             }
             _ = tick.tick() => {
