@@ -103,6 +103,10 @@ pub(crate) struct InvokeArgs {
     /// The arguments as JSON: an array, or one non-array value as the only argument.
     #[arg(long, default_value = "[]")]
     args: String,
+    /// Read --args from PATH instead, or from stdin with `-`: for arguments past the
+    /// command line's length limit.
+    #[arg(long, value_name = "PATH", conflicts_with = "args")]
+    args_file: Option<PathBuf>,
     /// Where to run: all, any, node:NAME, or label:k=v,k2=v2.
     #[arg(long, default_value = "any")]
     on: String,
@@ -124,14 +128,15 @@ pub(crate) struct InvokeArgs {
 }
 
 pub(crate) async fn invoke(args: InvokeArgs) -> Result<(), Failure> {
+    let text = crate::input::json_text(&args.args, args.args_file.as_deref(), "--args-file")?;
     if args.stream {
         let source = steinadler_node::StreamSource::Function {
             module: args.module.clone(),
             function: args.function.clone(),
         };
-        return crate::stream_cmd::print(&args.node, source, &args.args, &args.on, 1024).await;
+        return crate::stream_cmd::print(&args.node, source, &text, &args.on, 1024).await;
     }
-    let call_args = crate::run::parse_args(&args.args).map_err(Failure::Usage)?;
+    let call_args = crate::run::parse_args(&text).map_err(Failure::Usage)?;
     let mut client = args.node.connect().await?;
     let results = client
         .invoke(

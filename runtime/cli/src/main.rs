@@ -16,6 +16,7 @@ mod bench_stream_apart;
 mod client_cmd;
 mod cluster_cmd;
 mod demo;
+mod input;
 mod node_cmd;
 mod parse;
 mod process_cmd;

@@ -4,6 +4,7 @@ use crate::auth::NodeAddr;
 use crate::{Failure, parse};
 use anyhow::anyhow;
 use clap::Args;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use steinadler_core::{Term, json};
 use steinadler_node::{Address, Target};
@@ -21,6 +22,12 @@ fn address(text: &str) -> Result<Address, Failure> {
     text.parse().map_err(|e| Failure::Usage(anyhow!("{e}")))
 }
 
+/// The message given inline or in `--msg-file`; clap requires one of the two.
+fn message(inline: Option<&str>, file: Option<&Path>) -> Result<Term, Failure> {
+    let text = crate::input::json_text(inline.unwrap_or_default(), file, "--msg-file")?;
+    term("the message", &text)
+}
+
 fn show(t: &Term) -> String {
     json::term_to_json(t).to_string()
 }
@@ -32,6 +39,10 @@ pub(crate) struct SpawnArgs {
     /// The init argument, one JSON value.
     #[arg(long, default_value = "null")]
     args: String,
+    /// Read --args from PATH instead, or from stdin with `-`: for arguments past the
+    /// command line's length limit.
+    #[arg(long, value_name = "PATH", conflicts_with = "args")]
+    args_file: Option<PathBuf>,
     /// Where: `any` (the least loaded node), `node:NAME`, or `label:k=v` [default: the node
     /// the CLI talks to].
     #[arg(long)]
@@ -48,7 +59,8 @@ pub(crate) struct SpawnArgs {
 }
 
 pub(crate) async fn spawn(args: SpawnArgs) -> Result<(), Failure> {
-    let init = term("--args", &args.args)?;
+    let text = crate::input::json_text(&args.args, args.args_file.as_deref(), "--args-file")?;
+    let init = term("--args", &text)?;
     let mut client = args.node.connect().await?;
     if let Some(on) = &args.on {
         let target: Target = on
@@ -99,14 +111,19 @@ pub(crate) struct SendArgs {
     /// A PID like <n1.1764150000000.7>, a name like counter@n1, or a global name.
     target: String,
     /// The message, one JSON value.
-    msg: String,
+    #[arg(required_unless_present = "msg_file")]
+    msg: Option<String>,
+    /// Read the message from PATH instead, or from stdin with `-`: for a message past the
+    /// command line's length limit.
+    #[arg(long, value_name = "PATH", conflicts_with = "msg")]
+    msg_file: Option<PathBuf>,
     #[command(flatten)]
     node: NodeAddr,
 }
 
 pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
     let to = address(&args.target)?;
-    let msg = term("the message", &args.msg)?;
+    let msg = message(args.msg.as_deref(), args.msg_file.as_deref())?;
     let mut client = args.node.connect().await?;
     client
         .send(&to, &msg)
@@ -119,7 +136,12 @@ pub(crate) struct CallArgs {
     /// A PID like <n1.1764150000000.7>, a name like counter@n1, or a global name.
     target: String,
     /// The message, one JSON value.
-    msg: String,
+    #[arg(required_unless_present = "msg_file")]
+    msg: Option<String>,
+    /// Read the message from PATH instead, or from stdin with `-`: for a message past the
+    /// command line's length limit.
+    #[arg(long, value_name = "PATH", conflicts_with = "msg")]
+    msg_file: Option<PathBuf>,
     /// How long to wait for the reply, like 5s.
     #[arg(long, default_value = "5s", value_parser = parse::duration)]
     timeout: Duration,
@@ -129,7 +151,7 @@ pub(crate) struct CallArgs {
 
 pub(crate) async fn call(args: CallArgs) -> Result<(), Failure> {
     let to = address(&args.target)?;
-    let msg = term("the message", &args.msg)?;
+    let msg = message(args.msg.as_deref(), args.msg_file.as_deref())?;
     let mut client = args.node.connect().await?;
     let reply = client
         .call(&to, &msg, args.timeout)

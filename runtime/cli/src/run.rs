@@ -18,6 +18,10 @@ pub(crate) struct RunArgs {
     /// See docs/json-mapping.md for atoms, bytes, tuples and other non-JSON types.
     #[arg(long, default_value = "[]")]
     args: String,
+    /// Read --args from PATH instead, or from stdin with `-`: for arguments past the
+    /// command line's length limit.
+    #[arg(long, value_name = "PATH", conflicts_with = "args")]
+    args_file: Option<PathBuf>,
     /// How long the call may run, like 5s or 250ms.
     #[arg(long, default_value = "5s", value_parser = parse::duration)]
     timeout: Duration,
@@ -36,7 +40,8 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
-    let call_args = parse_args(&args.args).map_err(Failure::Usage)?;
+    let text = crate::input::json_text(&args.args, args.args_file.as_deref(), "--args-file")?;
+    let call_args = parse_args(&text).map_err(Failure::Usage)?;
     let bytes = std::fs::read(&args.module).map_err(|e| {
         Failure::Usage(anyhow!(
             "cannot read module {}: {e}. Pass the path of a .wasm file",

@@ -6,6 +6,7 @@ use crate::auth::NodeAddr;
 use anyhow::anyhow;
 use clap::Args;
 use std::io::Write;
+use std::path::PathBuf;
 use steinadler_core::{Term, json};
 use steinadler_node::{Address, StreamOptions, StreamSource};
 
@@ -24,6 +25,10 @@ pub(crate) struct StreamArgs {
     /// The arguments as JSON: an array, or one non-array value as the only argument.
     #[arg(long, default_value = "[]")]
     args: String,
+    /// Read --args from PATH instead, or from stdin with `-`: for arguments past the
+    /// command line's length limit.
+    #[arg(long, value_name = "PATH", conflicts_with = "args")]
+    args_file: Option<PathBuf>,
     /// Where the producer runs: any (the node the CLI talks to) or node:NAME.
     #[arg(long, default_value = "any")]
     on: String,
@@ -44,7 +49,8 @@ pub(crate) async fn run(args: StreamArgs) -> Result<(), Failure> {
             )));
         }
     };
-    print(&args.node, source, &args.args, &args.on, args.window).await
+    let text = crate::input::json_text(&args.args, args.args_file.as_deref(), "--args-file")?;
+    print(&args.node, source, &text, &args.on, args.window).await
 }
 
 /// Opens the stream and prints every item as one JSON line, flushing as it goes.

@@ -5,6 +5,7 @@ use crate::Failure;
 use crate::auth::NodeAddr;
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
+use std::path::PathBuf;
 use steinadler_core::json;
 use steinadler_node::{Child, ChildSpec, ChildState, Placement, Restart};
 
@@ -67,6 +68,10 @@ pub(crate) struct StartArgs {
     /// The init argument, one JSON value.
     #[arg(long, default_value = "null")]
     args: String,
+    /// Read --args from PATH instead, or from stdin with `-`: for arguments past the
+    /// command line's length limit.
+    #[arg(long, value_name = "PATH", conflicts_with = "args")]
+    args_file: Option<PathBuf>,
     /// A global name the child registers each time it starts.
     #[arg(long)]
     name: Option<String>,
@@ -112,7 +117,8 @@ pub(crate) async fn run(cmd: SupCommand) -> Result<(), Failure> {
 }
 
 async fn start(args: StartArgs) -> Result<(), Failure> {
-    let init = json::parse_json(&args.args)
+    let text = crate::input::json_text(&args.args, args.args_file.as_deref(), "--args-file")?;
+    let init = json::parse_json(&text)
         .map_err(|e| Failure::Usage(anyhow!("--args: {e}. Pass one JSON value")))?;
     let restart: Restart = args
         .restart

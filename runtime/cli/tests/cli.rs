@@ -110,3 +110,48 @@ fn non_wasm_file_is_a_clear_error() {
         stderr(&o)
     );
 }
+
+#[test]
+fn arguments_past_the_argv_limit_come_from_a_file_or_stdin() {
+    use std::io::Write;
+    // One command-line argument holds at most 128 KiB on Linux; this one is 1 MiB.
+    let big = "x".repeat(1 << 20);
+    let json = format!("[\"{big}\"]");
+    let path = std::env::temp_dir().join(format!("steinadler-args-{}.json", std::process::id()));
+    std::fs::write(&path, &json).unwrap();
+    let from_file = run(&[m::ECHO, "echo", "--args-file", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(from_file.status.code(), Some(0), "{}", stderr(&from_file));
+    assert_eq!(stdout(&from_file), format!("\"{big}\""));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steinadler"))
+        .args(["run", m::ECHO, "echo", "--args-file", "-"])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(json.as_bytes()));
+    let from_stdin = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert_eq!(from_stdin.status.code(), Some(0), "{}", stderr(&from_stdin));
+    assert_eq!(stdout(&from_stdin), format!("\"{big}\""));
+
+    // Both at once is a usage error; so is a file that is not there.
+    let both = run(&[m::ECHO, "echo", "--args", "[1]", "--args-file", "-"]);
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    assert!(
+        stderr(&both).contains("cannot be used with"),
+        "{}",
+        stderr(&both)
+    );
+    let missing = run(&[m::ECHO, "echo", "--args-file", "/nonexistent/args.json"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("cannot read --args-file /nonexistent/args.json"),
+        "{}",
+        stderr(&missing)
+    );
+}

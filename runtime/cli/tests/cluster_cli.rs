@@ -69,14 +69,19 @@ fn three_processes_deploy_invoke_list_and_stop() {
             .unwrap_or_else(|| panic!("{node} missing: {out}"));
         assert!(line.contains(r#""value":"Hello, World!""#), "{line}");
     }
+    // Arguments and messages may come from a file (--args-file, --msg-file) instead of argv.
+    let b_file = std::env::temp_dir().join(format!("steinadler-b-{}.json", std::process::id()));
+    std::fs::write(&b_file, "\"B\"").unwrap();
+    let add_file = std::env::temp_dir().join(format!("steinadler-add-{}.json", std::process::id()));
+    std::fs::write(&add_file, r#"["add", 1]"#).unwrap();
     let out = ok(&cli(
         &n3,
         &[
             "invoke",
             "hello",
             "greet",
-            "--args",
-            "\"B\"",
+            "--args-file",
+            b_file.to_str().unwrap(),
             "--on",
             "label:zone=a",
             "--json",
@@ -102,7 +107,12 @@ fn three_processes_deploy_invoke_list_and_stop() {
     let pid = pid.trim();
     assert!(pid.starts_with("<n2."), "{pid}");
     ok(&cli(&n3, &["send", "c@n2", "\"inc\""]));
-    let sum = ok(&cli(&n1, &["call", "c@n2", r#"["add", 1]"#]));
+    let sum = ok(&cli(
+        &n1,
+        &["call", "c@n2", "--msg-file", add_file.to_str().unwrap()],
+    ));
+    let _ = std::fs::remove_file(&b_file);
+    let _ = std::fs::remove_file(&add_file);
     assert_eq!(sum.trim(), "7");
     assert_eq!(ok(&cli(&n3, &["call", pid, "\"get\""])).trim(), "7");
     let ps = ok(&cli(&n1, &["ps"]));
