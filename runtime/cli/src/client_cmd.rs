@@ -138,8 +138,8 @@ pub(crate) async fn invoke(args: InvokeArgs) -> Result<(), Failure> {
     }
     let call_args = crate::run::parse_args(&text).map_err(Failure::Usage)?;
     let mut client = args.node.connect().await?;
-    let results = client
-        .invoke(
+    let mut results = client
+        .invoke_streaming(
             &args.on,
             &args.module,
             &args.function,
@@ -149,39 +149,99 @@ pub(crate) async fn invoke(args: InvokeArgs) -> Result<(), Failure> {
         )
         .await
         .map_err(|e| Failure::Runtime(anyhow!("invoke failed: {e}")))?;
+    // Each node's line is printed as its result arrives; past 2 s a progress line on stderr
+    // (a terminal only) counts them.
+    let mut progress = Progress::new(results.selected());
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut failed = 0;
-    for r in &results {
-        let (value, error) = outcome(r);
+    loop {
+        let r = tokio::select! {
+            r = results.next() => r,
+            _ = tick.tick() => {
+                progress.show(results.received());
+                continue;
+            }
+        };
+        let Some(r) = r else { break };
+        let r = r.map_err(|e| Failure::Runtime(anyhow!("invoke failed: {e}")))?;
+        let (value, error) = outcome(&r);
         failed += usize::from(error.is_some());
-        if args.json {
-            let line = serde_json::json!({
+        let line = if args.json {
+            serde_json::json!({
                 "node": r.node,
                 "ok": error.is_none(),
                 "value": value,
                 "error": error,
                 "elapsed_us": r.elapsed.as_micros() as u64,
-            });
-            println!("{line}");
+            })
+            .to_string()
         } else {
             let shown = match (&value, &error) {
                 (Some(v), _) => v.to_string(),
                 (None, Some(e)) => format!("error: {e}"),
                 (None, None) => String::new(),
             };
-            println!(
+            format!(
                 "{:<12} {:>9}  {shown}",
                 r.node,
                 format!("{:.1?}", r.elapsed)
-            );
+            )
+        };
+        progress.clear();
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
         }
+        progress.show(results.received());
     }
+    progress.clear();
     if failed > 0 {
         return Err(Failure::Runtime(anyhow!(
             "{failed} of {} nodes failed",
-            results.len()
+            results.received()
         )));
     }
     Ok(())
+}
+
+/// `results 57/200` on stderr, rewritten in place, once a call has taken 2 s; only when stderr
+/// is a terminal, so that logs and pipes stay clean.
+struct Progress {
+    total: usize,
+    started: std::time::Instant,
+    terminal: bool,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            total,
+            started: std::time::Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, received: usize) {
+        if self.terminal
+            && received < self.total
+            && self.started.elapsed() >= Duration::from_secs(2)
+        {
+            eprint!("\rresults {received}/{}", self.total);
+            self.shown = true;
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
 }
 
 fn outcome(r: &NodeResult) -> (Option<serde_json::Value>, Option<String>) {

@@ -1,6 +1,7 @@
 //! [`Client`]: talks to one node, for the CLI and any Rust program.
 
 use crate::coordinator::NodeResult;
+use crate::invoke_results::InvokeResults;
 use crate::wire;
 use std::sync::Arc;
 use steinadler_core::ModuleId;
@@ -193,11 +194,13 @@ impl Client {
         Ok(self.inner.spread(request).await?.into_inner())
     }
 
-    /// Runs a function on the nodes `target` selects (see [`Target`](crate::Target)).
+    /// Runs a function on the nodes `target` selects (see [`Target`](crate::Target)); the
+    /// results in node-name order, once all have arrived.
     ///
     /// # Errors
     ///
-    /// The coordinating node's refusal: an unknown module, a bad target, or no matching node.
+    /// The coordinating node's refusal: an unknown module, a bad target, limits over its
+    /// maximums, or no matching node.
     pub async fn invoke(
         &mut self,
         target: &str,
@@ -207,27 +210,46 @@ impl Client {
         deadline: std::time::Duration,
         idempotent: bool,
     ) -> Result<Vec<NodeResult>, ClientError> {
-        let mut request = tonic::Request::new(pb::InvokeOnRequest {
-            target: target.to_owned(),
-            module: module.to_owned(),
-            function: function.to_owned(),
-            args: args.into(),
-            limits: Some(pb::Limits {
-                deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
-                memory_bytes: 0,
-            }),
-            idempotent,
-        });
-        // As long as the coordinator waits for its nodes, plus slack for the network.
-        request.set_timeout(
-            crate::limits::answer_within(deadline) + std::time::Duration::from_secs(2),
-        );
+        let request = invoke_request(target, module, function, args, deadline, idempotent);
         let reply = self.inner.invoke_on(request).await?.into_inner();
         Ok(reply
             .results
             .into_iter()
             .map(NodeResult::from_reply)
             .collect())
+    }
+
+    /// Like [`invoke`](Self::invoke), but each node's result is given as it arrives.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(mut client: steinadler_node::Client) -> Result<(), steinadler_node::ClientError> {
+    /// let mut results = client
+    ///     .invoke_streaming("all", "hello", "greet", vec![0x90], std::time::Duration::from_secs(5), false)
+    ///     .await?;
+    /// println!("{} nodes", results.selected());
+    /// while let Some(result) = results.next().await {
+    ///     println!("{}: {:?}", result?.node, results.received());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`invoke`](Self::invoke), before any result.
+    pub async fn invoke_streaming(
+        &mut self,
+        target: &str,
+        module: &str,
+        function: &str,
+        args: Vec<u8>,
+        deadline: std::time::Duration,
+        idempotent: bool,
+    ) -> Result<InvokeResults, ClientError> {
+        let request = invoke_request(target, module, function, args, deadline, idempotent);
+        let stream = self.inner.invoke_on_stream(request).await?.into_inner();
+        InvokeResults::start(stream).await
     }
 
     /// Echoes `payload` through the node: a bare gRPC round trip.
@@ -374,4 +396,29 @@ impl Client {
             .await?
             .into_inner())
     }
+}
+
+/// An `InvokeOn` request with the caller's deadline, and a gRPC timeout as long as the
+/// coordinator waits for its nodes, plus slack for the network.
+fn invoke_request(
+    target: &str,
+    module: &str,
+    function: &str,
+    args: Vec<u8>,
+    deadline: std::time::Duration,
+    idempotent: bool,
+) -> tonic::Request<pb::InvokeOnRequest> {
+    let mut request = tonic::Request::new(pb::InvokeOnRequest {
+        target: target.to_owned(),
+        module: module.to_owned(),
+        function: function.to_owned(),
+        args: args.into(),
+        limits: Some(pb::Limits {
+            deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+            memory_bytes: 0,
+        }),
+        idempotent,
+    });
+    request.set_timeout(crate::limits::answer_within(deadline) + std::time::Duration::from_secs(2));
+    request
 }

@@ -13,6 +13,9 @@ use crate::target::Target;
 use crate::tree::{self, Call, Peer};
 use crate::wire::{self, RemoteError};
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use rand::Rng;
 use std::time::{Duration, Instant};
 use steinadler_core::{InvokeError, ModuleId};
@@ -74,8 +77,30 @@ impl NodeResult {
     }
 }
 
-/// Resolves, selects and fans out.
-pub(crate) async fn invoke_on(inner: &Inner, mut req: Request) -> Result<Vec<NodeResult>, Status> {
+/// Resolves, selects and fans out; the results in node-name order.
+pub(crate) async fn invoke_on(inner: &Inner, req: Request) -> Result<Vec<NodeResult>, Status> {
+    let mut results = Vec::new();
+    invoke_on_each(inner, req, |_| {}, |r| results.push(r)).await?;
+    if results.len() > 1 {
+        results.sort_by(|a, b| a.node.cmp(&b.node));
+    }
+    Ok(results)
+}
+
+/// Resolves, selects and fans out, handing each node's result to `each` as it arrives (a
+/// relay's group arrives together), after telling `selected` how many results will come.
+///
+/// # Errors
+///
+/// `INVALID_ARGUMENT` for limits past this node's maximums, `NOT_FOUND` for an unknown module,
+/// `FAILED_PRECONDITION` when no live node matches the target. Past that, every failure is one
+/// node's result.
+pub(crate) async fn invoke_on_each(
+    inner: &Inner,
+    mut req: Request,
+    selected: impl FnOnce(usize),
+    mut each: impl FnMut(NodeResult),
+) -> Result<(), Status> {
     inner.config.maximums().check(&req.limits)?;
     // Every node runs the guest for the same time: this node's default unless the caller chose.
     let guest_deadline = deadline_of(inner, &req.limits);
@@ -86,21 +111,26 @@ pub(crate) async fn invoke_on(inner: &Inner, mut req: Request) -> Result<Vec<Nod
         Target::Node(name) => inner.membership.member(name).await.into_iter().collect(),
         _ => inner.membership.members().await,
     };
-    let selected = req.target.select(&members);
-    if selected.is_empty() {
+    let targets = req.target.select(&members);
+    if targets.is_empty() {
         return match &req.target {
-            Target::Node(name) => Ok(vec![NodeResult {
-                node: name.clone(),
-                outcome: Err(RemoteError::Unavailable(format!(
-                    "node {name} is not a live member of the cluster"
-                ))),
-                elapsed: Duration::ZERO,
-            }]),
+            Target::Node(name) => {
+                selected(1);
+                each(NodeResult {
+                    node: name.clone(),
+                    outcome: Err(RemoteError::Unavailable(format!(
+                        "node {name} is not a live member of the cluster"
+                    ))),
+                    elapsed: Duration::ZERO,
+                });
+                Ok(())
+            }
             other => Err(Status::failed_precondition(format!(
                 "no live node matches the target {other}"
             ))),
         };
     }
+    selected(targets.len());
     // Past the guest's deadline, so that a node's typed timeout can still arrive.
     let deadline = Instant::now() + crate::limits::answer_within(guest_deadline);
     let hash = (req.args.len() >= inner.config.args_cache_threshold).then(|| args::hash(&req.args));
@@ -117,34 +147,43 @@ pub(crate) async fn invoke_on(inner: &Inner, mut req: Request) -> Result<Vec<Nod
         idempotent: req.idempotent,
         fanout: inner.config.fanout.max(1),
     };
-    if let [member] = selected.as_slice() {
-        // One node: no vector of futures to allocate.
-        let one = call_peer(inner, &member.name, &member.meta.grpc_addr, &call, deadline);
-        return Ok(vec![one.await]);
+    let call = &call;
+    if let [member] = targets.as_slice() {
+        // One node: no set of futures to allocate.
+        each(call_peer(inner, &member.name, &member.meta.grpc_addr, call, deadline).await);
+        return Ok(());
     }
-    if selected.len() <= call.fanout {
-        let calls = selected
+    if targets.len() <= call.fanout {
+        let mut calls: FuturesUnordered<_> = targets
             .iter()
-            .map(|m| call_peer(inner, &m.name, &m.meta.grpc_addr, &call, deadline));
-        return Ok(futures::future::join_all(calls).await);
+            .map(|m| call_peer(inner, &m.name, &m.meta.grpc_addr, call, deadline))
+            .collect();
+        while let Some(result) = calls.next().await {
+            each(result);
+        }
+        return Ok(());
     }
-    // A tree: this node's own call here, the others through relays.
-    let (here, others): (Vec<_>, Vec<_>) = selected
+    // A tree: this node's own call here, the others through relays, each group as it reports.
+    let (here, others): (Vec<_>, Vec<_>) = targets
         .into_iter()
         .map(|m| Peer {
             name: m.name.clone(),
             addr: m.meta.grpc_addr.clone(),
         })
         .partition(|p| p.addr == inner.advertised_addr);
-    let mine = here
-        .iter()
-        .map(|p| call_peer(inner, &p.name, &p.addr, &call, deadline));
-    let (mut results, theirs) = futures::join!(
-        futures::future::join_all(mine),
-        tree::fan_out(inner, &call, others, deadline)
-    );
-    results.extend(theirs);
-    Ok(results)
+    let mut calls: FuturesUnordered<BoxFuture<'_, Vec<NodeResult>>> = FuturesUnordered::new();
+    for p in &here {
+        calls.push(Box::pin(async move {
+            vec![call_peer(inner, &p.name, &p.addr, call, deadline).await]
+        }));
+    }
+    for group in tree::groups(others, call.fanout) {
+        calls.push(Box::pin(tree::call_group(inner, call, group, deadline)));
+    }
+    while let Some(batch) = calls.next().await {
+        batch.into_iter().for_each(&mut each);
+    }
+    Ok(())
 }
 
 fn deadline_of(inner: &Inner, limits: &pb::Limits) -> Duration {

@@ -273,6 +273,11 @@ impl Node {
         self.inner.membership.gossip_addr()
     }
 
+    /// How many invocations run on this node now: the load it advertises to its peers.
+    pub fn load(&self) -> u32 {
+        self.inner.admission.load()
+    }
+
     /// This node's traffic counters.
     pub fn stats(&self) -> &Stats {
         &self.inner.stats

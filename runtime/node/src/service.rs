@@ -231,29 +231,54 @@ impl NodeApi for Service {
         request: Request<pb::InvokeOnRequest>,
     ) -> Result<Response<pb::InvokeOnReply>, Status> {
         self.authorize(&request, "/steinadler.v1.Node/InvokeOn", Access::Client)?;
-        let req = request.into_inner();
-        let target: Target = req
-            .target
-            .parse()
-            .map_err(|e: crate::TargetError| Status::invalid_argument(e.to_string()))?;
-        let results = coordinator::invoke_on(
-            &self.inner,
-            coordinator::Request {
-                target,
-                module: req.module,
-                function: req.function,
-                args: req.args,
-                limits: req.limits.unwrap_or_default(),
-                idempotent: req.idempotent,
-            },
-        )
-        .await?;
+        let results =
+            coordinator::invoke_on(&self.inner, invoke_request(request.into_inner())?).await?;
         Ok(Response::new(pb::InvokeOnReply {
             results: results
                 .into_iter()
                 .map(coordinator::NodeResult::into_wire)
                 .collect(),
         }))
+    }
+
+    type InvokeOnStreamStream =
+        Pin<Box<dyn Stream<Item = Result<pb::InvokeOnEvent, Status>> + Send>>;
+
+    async fn invoke_on_stream(
+        &self,
+        request: Request<pb::InvokeOnRequest>,
+    ) -> Result<Response<Self::InvokeOnStreamStream>, Status> {
+        self.authorize(
+            &request,
+            "/steinadler.v1.Node/InvokeOnStream",
+            Access::Client,
+        )?;
+        let call = invoke_request(request.into_inner())?;
+        // At most one event per selected node and one more: the channel is bounded by the
+        // selection. The call runs to its end even if the caller stops listening.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            use pb::invoke_on_event::Event;
+            let event = |e| Ok(pb::InvokeOnEvent { event: Some(e) });
+            let outcome = coordinator::invoke_on_each(
+                &inner,
+                call,
+                |n| {
+                    let _ = tx.send(event(Event::Selected(u32::try_from(n).unwrap_or(u32::MAX))));
+                },
+                |r| {
+                    let _ = tx.send(event(Event::Result(r.into_wire())));
+                },
+            )
+            .await;
+            if let Err(status) = outcome {
+                let _ = tx.send(Err(status));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        )))
     }
 
     async fn list_members(
@@ -426,4 +451,20 @@ impl NodeApi for Service {
             request.into_inner(),
         )))
     }
+}
+
+/// A client's `InvokeOn` request as the coordinator takes it.
+fn invoke_request(req: pb::InvokeOnRequest) -> Result<coordinator::Request, Status> {
+    let target: Target = req
+        .target
+        .parse()
+        .map_err(|e: crate::TargetError| Status::invalid_argument(e.to_string()))?;
+    Ok(coordinator::Request {
+        target,
+        module: req.module,
+        function: req.function,
+        args: req.args,
+        limits: req.limits.unwrap_or_default(),
+        idempotent: req.idempotent,
+    })
 }

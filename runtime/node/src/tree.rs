@@ -86,7 +86,7 @@ pub(crate) async fn fan_out(
 }
 
 /// One group through its relay: on failure before sending, the next member relays.
-async fn call_group(
+pub(crate) async fn call_group(
     inner: &Inner,
     call: &Call,
     mut group: Vec<Peer>,

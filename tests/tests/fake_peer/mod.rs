@@ -40,6 +40,14 @@ impl NodeApi for Liar {
     ) -> Result<Response<pb::InvokeOnReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    type InvokeOnStreamStream =
+        Pin<Box<dyn Stream<Item = Result<pb::InvokeOnEvent, Status>> + Send>>;
+    async fn invoke_on_stream(
+        &self,
+        _: Request<pb::InvokeOnRequest>,
+    ) -> Result<Response<Self::InvokeOnStreamStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     type SpreadStream = Pin<Box<dyn Stream<Item = Result<pb::SpreadProgress, Status>> + Send>>;
     async fn spread(
         &self,
