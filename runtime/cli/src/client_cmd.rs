@@ -4,6 +4,7 @@ use crate::auth::NodeAddr;
 use crate::{Failure, parse};
 use anyhow::anyhow;
 use clap::Args;
+use futures::StreamExt;
 use std::path::PathBuf;
 use std::time::Duration;
 use steinadler_core::{Term, json};
@@ -267,33 +268,49 @@ pub(crate) struct NodesArgs {
     node: NodeAddr,
 }
 
+/// How long `nodes` waits for one node's module list.
+const NODE_PROBE: Duration = Duration::from_secs(1);
+
 pub(crate) async fn nodes(args: NodesArgs) -> Result<(), Failure> {
     let mut client = args.node.connect().await?;
     let reply = client
         .members()
         .await
         .map_err(|e| Failure::Runtime(anyhow!("listing members failed: {e}")))?;
-    let status = if reply.insecure { "insecure" } else { "alive" };
+    let alive = if reply.insecure { "insecure" } else { "alive" };
+    // The module index travels over gRPC, not gossip: ask every node at once, each for at most
+    // NODE_PROBE, so that a node not yet known to be unreachable (a partition, a stopped
+    // process) costs the listing that long, not a connect timeout per node.
+    let probes = futures::stream::iter(reply.members.iter().map(|m| async {
+        let ask = async {
+            let mut c = args.node.connect_to(&m.grpc_addr).await.ok()?;
+            c.modules().await.ok()
+        };
+        tokio::time::timeout(NODE_PROBE, ask).await.ok().flatten()
+    }))
+    .buffered(64)
+    .collect::<Vec<_>>()
+    .await;
     let mut rows = Vec::new();
-    for m in &reply.members {
-        // The module index travels over gRPC, not gossip: ask each node.
-        let modules = match args.node.connect_to(&m.grpc_addr).await {
-            Ok(mut c) => match c.modules().await {
-                Ok(reply) => reply
+    for (m, answer) in reply.members.iter().zip(probes) {
+        let (status, modules) = match answer {
+            Some(reply) => (
+                alive,
+                reply
                     .modules
                     .iter()
                     .flat_map(|i| i.names.clone())
                     .collect::<Vec<_>>()
                     .join(","),
-                Err(_) => "?".to_owned(),
-            },
-            Err(_) => "?".to_owned(),
+            ),
+            None => ("no answer", "?".to_owned()),
         };
         let mut labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         labels.sort();
         rows.push((
             m.name.clone(),
             m.grpc_addr.clone(),
+            status,
             labels.join(","),
             modules,
         ));
@@ -301,18 +318,18 @@ pub(crate) async fn nodes(args: NodesArgs) -> Result<(), Failure> {
     if args.json {
         let list: Vec<_> = rows
             .iter()
-            .map(|(name, addr, labels, modules)| {
+            .map(|(name, addr, status, labels, modules)| {
                 serde_json::json!({"name": name, "address": addr, "status": status, "labels": labels, "modules": modules})
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else {
         println!(
-            "{:<12} {:<22} {:<8} {:<20} MODULES",
+            "{:<12} {:<22} {:<9} {:<20} MODULES",
             "NAME", "ADDRESS", "STATUS", "LABELS"
         );
-        for (name, addr, labels, modules) in rows {
-            println!("{name:<12} {addr:<22} {status:<8} {labels:<20} {modules}");
+        for (name, addr, status, labels, modules) in rows {
+            println!("{name:<12} {addr:<22} {status:<9} {labels:<20} {modules}");
         }
     }
     Ok(())

@@ -458,3 +458,43 @@ fn streams_print_and_a_supervised_child_survives_kill_9_of_its_node() {
     drop(survivor);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn nodes_does_not_wait_on_a_member_that_stopped_answering() {
+    let s1 = start_with("s1", &["--insecure"], false);
+    let s2 = start_with("s2", &["--insecure", "--join", &s1.grpc], false);
+    let s3 = start_with("s3", &["--insecure", "--join", &s1.grpc], false);
+    wait_members(&s1, &["--insecure"], 3);
+    // Stopped, s2 keeps its ports and stays a member until gossip declares it dead, but
+    // answers nothing: as a node behind a partition not yet detected.
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &s2.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let out = cli(&s1, &["nodes", "--json", "--insecure"]);
+    signal("-CONT");
+    let list: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    eprintln!("nodes with s2 stopped: {list}");
+    let status = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status("s1").as_deref(), Some("insecure"), "{list}");
+    assert_eq!(status("s3").as_deref(), Some("insecure"), "{list}");
+    // Listed (not yet declared dead) but not answering, or already gone: never shown as live.
+    assert!(
+        matches!(status("s2").as_deref(), None | Some("no answer")),
+        "{list}"
+    );
+    drop(s3);
+    drop(s2);
+}
