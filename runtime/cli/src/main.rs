@@ -17,6 +17,7 @@ mod client_cmd;
 mod cluster_cmd;
 mod demo;
 mod input;
+mod log_limit;
 mod node_cmd;
 mod parse;
 mod process_cmd;
@@ -167,7 +168,12 @@ fn init_tracing(default_filter: &str) {
                 .with_writer(std::io::stderr)
                 .with_target(false)
                 .compact()
-                .with_filter(filter.and(not_closing)),
+                // memberlist's repeated lines (a failed send per packet under loss) are limited.
+                .with_filter(
+                    filter
+                        .and(not_closing)
+                        .and(log_limit::RateLimit::new("memberlist")),
+                ),
         )
         .init();
 }
