@@ -1,0 +1,290 @@
+//! Test hosts in network namespaces for the fault suite: `N` hosts on a bridge of their own,
+//! each running a real `steinadler node start` process, with faults injected the way a network
+//! fails: a host's link cut, or a share of its outgoing packets dropped by nftables (the kernel
+//! here has no netem).
+//!
+//! Each [`Hosts`] has its own bridge, namespaces and subnet (`10.N.0.0/24`, N from the process
+//! id and a counter), so that tests run in parallel, and removes all of them when dropped, on
+//! a failed assertion too. [`Hosts::up`] returns `None`, after saying why, where the machine
+//! cannot make hosts: not root, or no `ip` or `nft`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_steinadler");
+
+/// The gRPC port of every node; gossip is the next one.
+const GRPC_PORT: u16 = 7100;
+
+/// A set of test hosts; dropping it kills their nodes and removes the hosts.
+pub(crate) struct Hosts {
+    tag: String,
+    subnet: u32,
+    n: usize,
+    nodes: Vec<Option<Child>>,
+    pub(crate) dir: PathBuf,
+}
+
+fn run(cmd: &[&str]) -> Result<Output, String> {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "{}: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn must(cmd: &[&str]) {
+    if let Err(e) = run(cmd) {
+        panic!("{e}");
+    }
+}
+
+impl Hosts {
+    /// Makes `n` hosts, or says why it cannot and returns `None`.
+    pub(crate) fn up(n: usize) -> Option<Self> {
+        // SAFETY: geteuid has no preconditions and no memory effects.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping the fault suite: it needs root to make network namespaces");
+            return None;
+        }
+        for tool in [["ip", "-V"], ["nft", "--version"]] {
+            if run(&tool).is_err() {
+                eprintln!(
+                    "skipping the fault suite: `{}` is missing (apt-get install iproute2 nftables)",
+                    tool[0]
+                );
+                return None;
+            }
+        }
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        // A subnet whose bridge does not exist yet: another test binary may hold one.
+        let mut subnet = 100 + (std::process::id() * 7 + k * 37) % 150;
+        while run(&["ip", "link", "show", &format!("sf{subnet}br")]).is_ok() {
+            subnet = 100 + (subnet - 100 + 1) % 150;
+        }
+        let tag = format!("sf{subnet}");
+        let dir = std::env::temp_dir().join(format!("steinadler-faults-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = Self {
+            tag,
+            subnet,
+            n,
+            nodes: (0..n).map(|_| None).collect(),
+            dir,
+        };
+        hosts.clean();
+        let br = hosts.bridge();
+        must(&["ip", "link", "add", &br, "type", "bridge"]);
+        must(&["ip", "link", "set", &br, "up"]);
+        for i in 1..=n {
+            let (ns, veth) = (hosts.ns(i), hosts.veth(i));
+            must(&["ip", "netns", "add", &ns]);
+            must(&[
+                "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
+            must(&["ip", "link", "set", &veth, "master", &br, "up"]);
+            let addr = format!("{}/24", hosts.ip(i));
+            must(&[
+                "ip", "netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", "eth0",
+            ]);
+            must(&[
+                "ip", "netns", "exec", &ns, "ip", "link", "set", "eth0", "up",
+            ]);
+            must(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        }
+        Some(hosts)
+    }
+
+    fn bridge(&self) -> String {
+        format!("{}br", self.tag)
+    }
+
+    fn ns(&self, i: usize) -> String {
+        format!("{}h{i}", self.tag)
+    }
+
+    fn veth(&self, i: usize) -> String {
+        format!("{}v{i}", self.tag)
+    }
+
+    /// Host `i`'s address.
+    pub(crate) fn ip(&self, i: usize) -> String {
+        format!("10.{}.0.{i}", self.subnet)
+    }
+
+    /// Host `i`'s node's gRPC address.
+    pub(crate) fn grpc(&self, i: usize) -> String {
+        format!("{}:{GRPC_PORT}", self.ip(i))
+    }
+
+    /// Host `i`'s node's log (its stderr).
+    pub(crate) fn log(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{i}.log"))
+    }
+
+    /// Every node's log, concatenated.
+    pub(crate) fn logs(&self) -> String {
+        (1..=self.n)
+            .map(|i| std::fs::read_to_string(self.log(i)).unwrap_or_default())
+            .collect()
+    }
+
+    /// Starts node `n{i}` on host `i` (plaintext), joining through host 1 unless it is host 1.
+    /// Its data dir is kept across restarts.
+    pub(crate) fn start(&mut self, i: usize) {
+        assert!(self.nodes[i - 1].is_none(), "n{i} already runs");
+        let listen = self.grpc(i);
+        let gossip = format!("{}:{}", self.ip(i), GRPC_PORT + 1);
+        let data = self.dir.join(format!("n{i}"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(i), BIN, "node", "start"])
+            .args(["--name", &format!("n{i}"), "--insecure"])
+            .args(["--listen", &listen, "--gossip", &gossip])
+            .arg("--data-dir")
+            .arg(&data);
+        if i != 1 {
+            cmd.args(["--join", &self.grpc(1)]);
+        }
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a node");
+        self.nodes[i - 1] = Some(child);
+    }
+
+    /// Kills node `i` with SIGKILL.
+    pub(crate) fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i - 1].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The process id of node `i`'s `ip netns exec` (which execs the node itself).
+    pub(crate) fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i - 1].as_ref().map(Child::id)
+    }
+
+    /// Runs the CLI on host `i` against its own node.
+    pub(crate) fn cli(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(i), BIN])
+            .args(args)
+            .args(["--insecure", "--node", &self.grpc(i)])
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run the CLI")
+    }
+
+    /// The names of the live members node `i` lists, or `None` if it does not answer.
+    pub(crate) fn members(&self, i: usize) -> Option<Vec<String>> {
+        let out = self.cli(i, &["nodes", "--json"]);
+        if !out.status.success() {
+            return None;
+        }
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let mut names: Vec<String> = list
+            .as_array()?
+            .iter()
+            .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Some(names)
+    }
+
+    /// Waits until node `i` lists exactly `names` as live members.
+    pub(crate) fn wait_members(&self, i: usize, names: &[&str], within: Duration) -> Duration {
+        let started = Instant::now();
+        let want: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        loop {
+            let seen = self.members(i);
+            if seen.as_ref() == Some(&want) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "n{i} lists {seen:?}, not {want:?}, after {within:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Cuts host `i`'s link.
+    pub(crate) fn cut(&self, i: usize) {
+        must(&["ip", "link", "set", &self.veth(i), "down"]);
+    }
+
+    /// Restores host `i`'s link.
+    pub(crate) fn heal(&self, i: usize) {
+        must(&["ip", "link", "set", &self.veth(i), "up"]);
+    }
+
+    /// Drops `pct` % of host `i`'s outgoing packets at random; 0 stops dropping.
+    pub(crate) fn loss(&self, i: usize, pct: u32) {
+        let ns = self.ns(i);
+        let _ = run(&[
+            "ip", "netns", "exec", &ns, "nft", "delete", "table", "inet", "sfloss",
+        ]);
+        if pct > 0 {
+            must(&[
+                "ip", "netns", "exec", &ns, "nft", "add", "table", "inet", "sfloss",
+            ]);
+            must(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                "sfloss",
+                "out",
+                "{ type filter hook output priority 0; }",
+            ]);
+            let rule = format!("numgen random mod 100 < {pct} drop");
+            must(&[
+                "ip", "netns", "exec", &ns, "nft", "add", "rule", "inet", "sfloss", "out", &rule,
+            ]);
+        }
+    }
+
+    /// Removes whatever an earlier run with this tag left.
+    fn clean(&self) {
+        for i in 1..=self.n {
+            // Deleting the namespace deletes the veth pair too, but not at once: delete it first.
+            let _ = run(&["ip", "link", "del", &self.veth(i)]);
+            let _ = run(&["ip", "netns", "del", &self.ns(i)]);
+        }
+        let _ = run(&["ip", "link", "del", &self.bridge()]);
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for i in 1..=self.n {
+            self.kill(i);
+        }
+        self.clean();
+    }
+}
