@@ -208,3 +208,90 @@ fn nodes_killed_and_restarted_leave_no_panic_and_bounded_memory() {
         assert!(rss_kb < 200 * 1024, "n{i} holds {rss_kb} kB");
     }
 }
+
+/// `call NAME MSG` through node `i`: the reply, or the error.
+fn call(h: &Hosts, i: usize, name: &str, msg: &str) -> Result<String, String> {
+    let out = h.cli(i, &["call", name, msg]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn the_smaller_side_of_a_partition_restarts_no_child_and_the_majoritys_state_survives() {
+    let Some((h, _one)) = cluster() else { return };
+    for i in 1..=3 {
+        ok(&h.cli(i, &["deploy", steinadler_test_modules::COUNTER]));
+    }
+    let out = ok(&h.cli(
+        1,
+        &[
+            "sup",
+            "start",
+            "counter",
+            "--args",
+            "0",
+            "--name",
+            "c",
+            "--place",
+            "key:users",
+        ],
+    ));
+    // `ID PID`, the PID like <n2.1764150000000.7>.
+    let pid = out.split_whitespace().nth(1).unwrap().to_owned();
+    let runs_on: usize = pid
+        .trim_start_matches("<n")
+        .split('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a PID: {out}"));
+    // Cut off a node that does not run the child: it then believes the child's node died.
+    let cut = if runs_on == 3 { 2 } else { 3 };
+    let others: Vec<usize> = (1..=3).filter(|i| *i != cut).collect();
+    let names = |is: &[usize]| is.iter().map(|i| format!("n{i}")).collect::<Vec<_>>();
+    for i in 1..=3 {
+        eventually("every node reaches c", || {
+            call(&h, i, "c", "\"get\"").as_deref() == Ok("0")
+        });
+    }
+    assert_eq!(
+        call(&h, others[0], "c", "[\"add\", 110]").as_deref(),
+        Ok("110")
+    );
+
+    h.cut(cut);
+    h.wait_members(cut, &[format!("n{cut}").as_str()], PATIENCE);
+    let majority = names(&others);
+    let majority: Vec<&str> = majority.iter().map(String::as_str).collect();
+    for &i in &others {
+        h.wait_members(i, &majority, PATIENCE);
+    }
+    // The cut-off node sees one of three: it must not start its own copy.
+    eventually("the cut-off node declines to restart c", || {
+        std::fs::read_to_string(h.log(cut))
+            .unwrap_or_default()
+            .contains("not restarting a child")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let cut_log = std::fs::read_to_string(h.log(cut)).unwrap();
+    assert!(!cut_log.contains("its node died"), "{cut_log}");
+    // The majority keeps counting.
+    assert_eq!(call(&h, others[0], "c", "\"inc\"").as_deref(), Ok("null"));
+
+    h.heal(cut);
+    for i in 1..=3 {
+        h.wait_members(i, &ALL, PATIENCE);
+    }
+    for i in 1..=3 {
+        eventually("every node reaches the majority's c", || {
+            call(&h, i, "c", "\"get\"").as_deref() == Ok("111")
+        });
+    }
+    let runs_log = std::fs::read_to_string(h.log(runs_on)).unwrap();
+    assert!(
+        !runs_log.contains("another node runs this child too"),
+        "{runs_log}"
+    );
+}

@@ -58,6 +58,7 @@ mod mux_h2;
 mod node;
 mod process_api;
 mod processes;
+mod quorum;
 mod reconnect;
 mod registry;
 mod rotate;

@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     pub(crate) processes: crate::processes::Processes,
     pub(crate) registry: crate::registry::Registry,
     pub(crate) supervisor: crate::supervisor::Supervisor,
+    /// The members this node knows, for the majority rule of restarts.
+    pub(crate) quorum: crate::quorum::Quorum,
     pub(crate) admission: Admission,
     pub(crate) args: ArgsCache,
     pub(crate) sent: SentArgs,
@@ -167,6 +169,7 @@ impl Node {
             security,
             registry: crate::registry::Registry::new(&config.name, processes.incarnation),
             supervisor: crate::supervisor::Supervisor::new(&config.name),
+            quorum: crate::quorum::Quorum::new(&config.name),
             processes,
             admission: Admission::new(config.max_concurrent, config.max_queued),
             args: ArgsCache::new(config.args_cache_bytes, config.args_cache_ttl),

@@ -280,8 +280,14 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 interval = super::SYNC_INTERVAL;
                 next = next.min(tokio::time::Instant::now() + interval);
                 match event {
-                    Ok(MemberEvent::Joined(m)) => inner.registry.member_up(&m.name),
-                    Ok(MemberEvent::Left { name, .. }) => inner.registry.member_down(&name),
+                    Ok(MemberEvent::Joined(m)) => {
+                        inner.quorum.joined(&m.name);
+                        inner.registry.member_up(&m.name);
+                    }
+                    Ok(MemberEvent::Left { name, failed, .. }) => {
+                        inner.quorum.left(&name, failed);
+                        inner.registry.member_down(&name);
+                    }
                     Ok(MemberEvent::Updated(_)) => continue,
                     Err(_) => {}
                 }

@@ -20,6 +20,9 @@
 //! - **Node death.** When membership declares a node dead, each survivor reconciles at once:
 //!   the children that ran there start on the node that placement picks, and re-register their
 //!   global names.
+//!   Only while the survivor sees a majority of the members it knows ([`crate::quorum`]): the
+//!   smaller side of a partition restarts nothing, so after heal the majority's copy is the
+//!   only restarted one.
 //! - **Duplicates.** If two nodes started the same child (their views of the membership
 //!   differed for a moment), the record keeps one PID and the other node stops its copy.
 

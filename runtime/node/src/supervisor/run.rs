@@ -230,6 +230,10 @@ async fn reconcile(inner: &Arc<Inner>) {
     let members = inner.membership.members().await;
     let live = |node: &str| members.iter().any(|m| m.name == node);
     let me = inner.config.name.as_str();
+    // A dead node's children restart only on the side of a partition that sees a majority.
+    let majority = inner
+        .quorum
+        .has_majority(members.iter().map(|m| m.name.as_str()));
     for record in inner.supervisor.all() {
         let mine = inner
             .supervisor
@@ -274,10 +278,23 @@ async fn reconcile(inner: &Arc<Inner>) {
                 }
             }
             // Pending, or its node is dead.
-            _ => {
-                if mine.is_none() && place(&record, &members).as_deref() == Some(me) {
-                    start_here(inner, &record.id, "its node died").await;
+            orphaned => {
+                if mine.is_some() || place(&record, &members).as_deref() != Some(me) {
+                    continue;
                 }
+                if orphaned.is_some() && !majority {
+                    if inner.quorum.decline(&record.id) {
+                        tracing::warn!(
+                            child = %record.id,
+                            live = members.len(),
+                            known = inner.quorum.known(),
+                            "not restarting a child whose node this node declared dead: it sees \
+                             no majority of the cluster (a partition's smaller side waits for heal)"
+                        );
+                    }
+                    continue;
+                }
+                start_here(inner, &record.id, "its node died").await;
             }
         }
     }

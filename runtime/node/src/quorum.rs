@@ -1,0 +1,145 @@
+//! The majority rule for taking over a dead node's work (issue 23 §2): a node restarts the
+//! children of a node it declared dead only while it sees a majority of the members it knows.
+//!
+//! *Known* members are every member this node has seen join, itself included, less those that
+//! left gracefully. A member declared dead, by a crash or by a partition, stays known: from
+//! inside a partition the two cannot be told apart. So when a partition splits the cluster,
+//! only the side with more than half of the known members restarts what ran on the other side,
+//! and the smaller side keeps its hands off; after heal the majority's copies are the only
+//! restarted ones, and its records win (see [`crate::supervisor`]).
+//!
+//! The trade-off: a cluster that lost half or more of its members to crashes restarts nothing
+//! until enough of them come back, as a Raft or Consul cluster without quorum does. A member
+//! that leaves gracefully (shutdown, SIGTERM) is forgotten at once and costs no quorum.
+//!
+//! The registry's anti-entropy loop feeds membership events in ([`Quorum::joined`],
+//! [`Quorum::left`]) before it wakes the supervisor, which asks [`Quorum::has_majority`].
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+/// The members this node knows, for the majority rule.
+#[derive(Debug)]
+pub(crate) struct Quorum {
+    known: Mutex<BTreeSet<String>>,
+    /// Children whose restart this node declined for want of a majority, logged once each.
+    declined: Mutex<BTreeSet<String>>,
+}
+
+impl Quorum {
+    /// A node that knows only itself.
+    pub(crate) fn new(me: &str) -> Self {
+        Self {
+            known: Mutex::new(BTreeSet::from([me.to_owned()])),
+            declined: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A member joined, or came back.
+    pub(crate) fn joined(&self, name: &str) {
+        self.lock().insert(name.to_owned());
+    }
+
+    /// A member left gracefully (`failed` false: it is forgotten) or was declared dead
+    /// (`failed` true: it stays known).
+    pub(crate) fn left(&self, name: &str, failed: bool) {
+        if !failed {
+            self.lock().remove(name);
+        }
+    }
+
+    /// Whether `live` (the members this node sees alive, itself included) are more than half
+    /// of the known members. The live members become known, if a join event was missed.
+    pub(crate) fn has_majority<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut known = self.lock();
+        let mut seen = 0;
+        for n in live {
+            known.insert(n.to_owned());
+            seen += 1;
+        }
+        let majority = seen * 2 > known.len();
+        if majority {
+            self.declined
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        majority
+    }
+
+    /// Records that the restart of child `id` was declined; true the first time since this
+    /// node last had a majority, so that it is logged once.
+    pub(crate) fn decline(&self, id: &str) -> bool {
+        self.declined
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned())
+    }
+
+    /// How many members this node knows.
+    pub(crate) fn known(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quorum(names: &[&str]) -> Quorum {
+        let q = Quorum::new(names[0]);
+        for n in &names[1..] {
+            q.joined(n);
+        }
+        q
+    }
+
+    #[test]
+    fn the_larger_side_of_a_partition_has_the_majority_and_the_smaller_does_not() {
+        let q = quorum(&["n1", "n2", "n3"]);
+        assert!(q.has_majority(["n1", "n2"]));
+        assert!(!q.has_majority(["n3"]));
+        let five = quorum(&["a", "b", "c", "d", "e"]);
+        assert!(five.has_majority(["a", "b", "c"]));
+        assert!(!five.has_majority(["d", "e"]));
+        // Half is not a majority: with four, a 2/2 split restarts nothing on either side.
+        let four = quorum(&["a", "b", "c", "d"]);
+        assert!(!four.has_majority(["a", "b"]));
+        assert!(!four.has_majority(["c", "d"]));
+    }
+
+    #[test]
+    fn a_dead_member_stays_known_and_a_graceful_leave_is_forgotten() {
+        let q = quorum(&["n1", "n2", "n3"]);
+        q.left("n3", true);
+        assert_eq!(q.known(), 3);
+        assert!(q.has_majority(["n1", "n2"]));
+        q.left("n2", true);
+        assert!(!q.has_majority(["n1"]));
+        // n2 left for good, gracefully: n1 and n3 are the cluster, and n1 alone is half.
+        q.left("n2", false);
+        assert_eq!(q.known(), 2);
+        assert!(!q.has_majority(["n1"]));
+        q.left("n3", false);
+        assert!(q.has_majority(["n1"]));
+        // Live members it missed the join of become known.
+        let q = quorum(&["n1", "n2", "n3"]);
+        assert!(q.has_majority(["x", "y", "n1"]));
+        assert_eq!(q.known(), 5);
+        assert!(!q.has_majority(["n1", "n2"]));
+    }
+
+    #[test]
+    fn a_declined_restart_is_logged_once_per_loss_of_the_majority() {
+        let q = quorum(&["n1", "n2", "n3"]);
+        assert!(!q.has_majority(["n3"]));
+        assert!(q.decline("c1"));
+        assert!(!q.decline("c1"));
+        assert!(q.has_majority(["n1", "n2", "n3"]));
+        assert!(q.decline("c1"));
+    }
+}
