@@ -1,7 +1,7 @@
 //! The connection layer's pool, with real nodes over mutual TLS: one connection to a peer for
-//! gRPC and the invoke stream alike, at most `max_peers` peers open, the least recently used
-//! closed first, idle peers closed and reopened on the next call, and opens to peers that do
-//! not answer holding up nobody else.
+//! gRPC and the invoke stream alike, used by both nodes whichever dialed it, at most
+//! `max_peers` peers open, the least recently used closed first, idle peers closed and
+//! reopened on the next call, and opens to peers that do not answer holding up nobody else.
 
 use std::time::Duration;
 use steinadler_core::Term;
@@ -46,15 +46,39 @@ async fn join(
     .unwrap_or_else(|e| panic!("starting {name}: {e}"))
 }
 
-/// Connections from n1 that `peer` still serves (peers also connect to each other, for the
-/// registry's anti-entropy).
-fn from_n1(peer: &Node) -> usize {
-    peer.inbound_peers().iter().filter(|p| *p == "n1").count()
+/// Links between `a` and `b`, whichever opened them (peers also connect to each other, for
+/// the registry's anti-entropy).
+fn links(a: &Node, b: &Node) -> usize {
+    let from = |to: &Node, by: &Node| {
+        to.inbound_peers()
+            .iter()
+            .filter(|p| *p == by.name())
+            .count()
+    };
+    from(a, b) + from(b, a)
 }
 
-/// Connections from n1 that the peers still serve, summed over `peers`.
-fn inbound(peers: &[&Node]) -> usize {
-    peers.iter().map(|p| from_n1(p)).sum()
+/// Links between n1 and the peers, summed over `peers`.
+fn links_of(n1: &Node, peers: &[&Node]) -> usize {
+    peers.iter().map(|p| links(n1, p)).sum()
+}
+
+/// n1, and n2 joined to it, both seeing both.
+async fn two_nodes() -> (Node, Node) {
+    let n1 = Node::builder().name("n1").start().await.unwrap();
+    let n2 = join("n2", &n1, |b| b).await;
+    wait_for_members(&[&n1, &n2], 2).await;
+    (n1, n2)
+}
+
+/// The port of `node`'s gRPC address.
+fn port(node: &Node) -> u16 {
+    node.grpc_addr()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Established TCP connections to `port` on 127.0.0.1, from the kernel's table: the sockets
@@ -74,9 +98,7 @@ fn connections_to(port: u16) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_to_a_peer_carries_grpc_and_the_invoke_stream() {
-    let n1 = Node::builder().name("n1").start().await.unwrap();
-    let n2 = join("n2", &n1, |b| b).await;
-    wait_for_members(&[&n1, &n2], 2).await;
+    let (n1, n2) = two_nodes().await;
     n2.deploy("hello", &std::fs::read(m::HELLO).unwrap())
         .await
         .unwrap();
@@ -99,17 +121,60 @@ async fn one_connection_to_a_peer_carries_grpc_and_the_invoke_stream() {
             >= 1
     );
     hello_ok(&call(&n1, "n2").await, "n2");
-    // Both went over one connection: n1 holds one socket to n2's port, where before this
-    // layer it held two (an HTTP/2 channel and the framed stream).
-    let port: u16 = n2.grpc_addr().rsplit(':').next().unwrap().parse().unwrap();
+    // Both went over one connection, where before this layer n1 held two (an HTTP/2 channel
+    // and the framed stream). Which node dialed it depends on which called first (n2's
+    // anti-entropy may have).
     eventually(
         Duration::from_secs(20),
-        "one connection from n1 to n2",
-        || async { connections_to(port) == 1 },
+        "one connection between n1 and n2",
+        || async { connections_to(port(&n1)) + connections_to(port(&n2)) == 1 },
     )
     .await;
     assert_eq!(n1.peer_pool().open_peers, 1);
-    assert_eq!(n2.inbound_peers(), ["n1"]);
+    assert_eq!(links(&n1, &n2), 1);
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_that_call_each_other_share_one_connection() {
+    let (n1, n2) = two_nodes().await;
+    n1.deploy("hello", &std::fs::read(m::HELLO).unwrap())
+        .await
+        .unwrap();
+    // Each node calls the other on the invoke stream, and n2 pulls the module from n1 over
+    // gRPC (FetchModule) to run it itself: both kinds of traffic, both ways.
+    hello_ok(&call(&n1, "n2").await, "n2");
+    hello_ok(&call(&n2, "n1").await, "n1");
+    eventually(Duration::from_secs(60), "n2 runs hello itself", || async {
+        n2.invoke(&Target::Node("n2".into()), "hello", "greet", &greet())
+            .await
+            .is_ok_and(|r| r.len() == 1 && r[0].outcome.is_ok())
+    })
+    .await;
+    hello_ok(&call(&n2, "n1").await, "n1");
+    hello_ok(&call(&n1, "n2").await, "n2");
+    // One socket between them, where a connection per direction made two.
+    eventually(
+        Duration::from_secs(20),
+        "one connection between n1 and n2",
+        || async { connections_to(port(&n1)) + connections_to(port(&n2)) == 1 },
+    )
+    .await;
+    assert_eq!(links(&n1, &n2), 1);
+    let (p1, p2) = (n1.peer_pool(), n2.peer_pool());
+    assert_eq!((p1.open_peers, p2.open_peers), (1, 1), "{p1:?} {p2:?}");
+    assert_eq!(
+        p1.reverse_peers + p2.reverse_peers,
+        1,
+        "one of them calls over the link the other opened: {p1:?} {p2:?}"
+    );
+    // The link keeps working both ways.
+    for _ in 0..3 {
+        hello_ok(&call(&n1, "n2").await, "n2");
+        hello_ok(&call(&n2, "n1").await, "n1");
+    }
+    assert_eq!(connections_to(port(&n1)) + connections_to(port(&n2)), 1);
     n1.shutdown().await;
     n2.shutdown().await;
 }
@@ -122,9 +187,11 @@ async fn the_pool_holds_at_most_max_peers_and_closes_the_least_recently_used() {
         .start()
         .await
         .unwrap();
+    // The peers let their side of a link go soon after they stop using it, so that a link
+    // n1 let go closes (a link stays open while either end uses it).
     let mut peers = Vec::new();
     for name in ["n2", "n3", "n4", "n5"] {
-        peers.push(join(name, &n1, |b| b).await);
+        peers.push(join(name, &n1, |b| b.peer_idle(Duration::from_secs(2))).await);
     }
     let all: Vec<&Node> = std::iter::once(&n1).chain(peers.iter()).collect();
     wait_for_members(&all, 5).await;
@@ -147,21 +214,19 @@ async fn the_pool_holds_at_most_max_peers_and_closes_the_least_recently_used() {
         }
     }
     assert_eq!(n1.peer_pool().open_peers, 2);
-    // The closed peers' sockets really close: the peers stop serving n1's streams.
-    eventually(
-        Duration::from_secs(10),
-        "evicted streams end on the peers",
-        || async { inbound(&peer_refs) <= 2 },
-    )
+    // The closed peers' sockets really close, once the peers let go too.
+    eventually(Duration::from_secs(20), "evicted links close", || async {
+        links_of(&n1, &peer_refs) <= 2
+    })
     .await;
 
-    // The two most recently used stay open: calling them opens nothing new on the peers.
+    // The two most recently used stay open: calling them opens nothing new.
     let (n4, n5) = (&peers[2], &peers[3]);
-    let before = (from_n1(n4), from_n1(n5));
+    let before = (links(&n1, n4), links(&n1, n5));
     assert_eq!(before, (1, 1), "n4 and n5 were the last two called");
     hello_ok(&call(&n1, "n4").await, "n4");
     hello_ok(&call(&n1, "n5").await, "n5");
-    assert_eq!((from_n1(n4), from_n1(n5)), (1, 1));
+    assert_eq!((links(&n1, n4), links(&n1, n5)), (1, 1));
     for node in all {
         node.shutdown().await;
     }
@@ -175,7 +240,8 @@ async fn an_idle_peer_is_closed_and_reopened_by_the_next_call() {
         .start()
         .await
         .unwrap();
-    let n2 = join("n2", &n1, |b| b).await;
+    // A link stays open while either end uses it: n2 lets go of its side as soon too.
+    let n2 = join("n2", &n1, |b| b.peer_idle(Duration::from_secs(2))).await;
     wait_for_members(&[&n1, &n2], 2).await;
     n1.deploy("hello", &std::fs::read(m::HELLO).unwrap())
         .await
@@ -183,17 +249,17 @@ async fn an_idle_peer_is_closed_and_reopened_by_the_next_call() {
     // The first call pulls and compiles the module on n2, which on a loaded machine may take
     // longer than the idle time: the link may have closed by its end.
     hello_ok(&call(&n1, "n2").await, "n2");
-    // Anti-entropy may reopen the link to n2 meanwhile (using it does not keep it open), but
-    // no call does: the link closes, on both ends.
-    eventually(Duration::from_secs(10), "the idle peer closes", || async {
-        from_n1(&n2) == 0
+    // Anti-entropy may reopen a link meanwhile (using it does not keep it open), but no call
+    // does: the link closes, on both ends.
+    eventually(Duration::from_secs(20), "the idle peer closes", || async {
+        links(&n1, &n2) == 0
     })
     .await;
     assert!(n1.peer_pool().open_peers <= 1);
     // The next call reconnects.
     hello_ok(&call(&n1, "n2").await, "n2");
     assert_eq!(n1.peer_pool().open_peers, 1);
-    assert_eq!(from_n1(&n2), 1);
+    assert_eq!(links(&n1, &n2), 1);
     n2.shutdown().await;
     n1.shutdown().await;
 }
@@ -218,6 +284,17 @@ async fn opens_to_peers_that_do_not_answer_hold_up_no_other_peer() {
     n1.deploy("hello", &hello).await.unwrap();
     // n2 holds the module already, so calling it needs only the connection.
     n2.deploy("hello", &hello).await.unwrap();
+    // The stuck members crash: gossip still lists them for a while, and their own links to
+    // n1 (which n1 would call them on) are gone, so n1 must dial their address.
+    for node in &stuck {
+        node.kill().await;
+    }
+    eventually(
+        Duration::from_secs(20),
+        "the crashed members' links close",
+        || async { stuck.iter().all(|s| links(&n1, s) == 0) },
+    )
+    .await;
 
     let n1 = std::sync::Arc::new(n1);
     let pending: Vec<_> = ["s1", "s2", "s3"]
@@ -245,9 +322,6 @@ async fn opens_to_peers_that_do_not_answer_hold_up_no_other_peer() {
         assert!(err.to_string().contains("invoke stream"), "{err}");
     }
     drop(hole);
-    for node in stuck {
-        node.shutdown().await;
-    }
     n2.shutdown().await;
     n1.shutdown().await;
 }

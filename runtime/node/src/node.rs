@@ -153,6 +153,7 @@ impl Node {
         let security = Arc::new(setup.security);
         let peers = Transport::new(
             TransportConfig {
+                name: config.name.clone(),
                 max_frame_bytes: config.max_message_bytes,
                 max_peers: config.max_peers,
                 peer_idle: config.peer_idle,

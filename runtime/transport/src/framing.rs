@@ -27,14 +27,28 @@ pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// What a frame carries, from the header's top three bits.
+///
+/// A link is used both ways ([`crate::end`]): the node that dialed it (the dialer) calls the
+/// node that accepted it (the acceptor) with [`Kind::Invoke`] frames and runs an HTTP/2 client
+/// on [`Kind::H2`]; the acceptor calls back with [`Kind::Reverse`] frames and runs its own
+/// HTTP/2 client on [`Kind::ReverseH2`]. A kind names one exchange, whose two directions carry
+/// the calls and their results, or the client's and the server's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// One protobuf message: an invoke frame to the side that serves, a result back.
+    /// The dialer's calls: an invoke frame to the acceptor, a result back.
     Invoke,
-    /// Bytes of the link's HTTP/2 connection.
+    /// Bytes of the dialer's HTTP/2 connection (its client, the acceptor's server).
     H2,
-    /// The sender's HTTP/2 side is done writing (its half-close).
+    /// The sender's side of the dialer's HTTP/2 connection is done writing (its half-close).
     H2End,
+    /// The acceptor's calls: an invoke frame to the dialer, a result back.
+    Reverse,
+    /// Bytes of the acceptor's HTTP/2 connection (its client, the dialer's server).
+    ReverseH2,
+    /// The sender's side of the acceptor's HTTP/2 connection is done writing.
+    ReverseH2End,
+    /// The sender will start no more calls on the link: its pool and its callers let it go.
+    Done,
     /// A kind this version does not know.
     Unknown(u8),
 }
@@ -48,6 +62,10 @@ impl Kind {
             0 => Kind::Invoke,
             1 => Kind::H2,
             2 => Kind::H2End,
+            3 => Kind::Reverse,
+            4 => Kind::ReverseH2,
+            5 => Kind::ReverseH2End,
+            6 => Kind::Done,
             other => Kind::Unknown(other),
         }
     }
@@ -57,6 +75,10 @@ impl Kind {
             Kind::Invoke => 0,
             Kind::H2 => 1,
             Kind::H2End => 2,
+            Kind::Reverse => 3,
+            Kind::ReverseH2 => 4,
+            Kind::ReverseH2End => 5,
+            Kind::Done => 6,
             Kind::Unknown(b) => u32::from(b & 7),
         }
     }
@@ -182,9 +204,14 @@ impl FrameReader {
 
 /// Encodes `message` as one frame of [`Kind::Invoke`].
 pub(crate) fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
+    encode_as(Kind::Invoke, message)
+}
+
+/// Encodes `message` as one frame of `kind`.
+pub(crate) fn encode_as<M: prost::Message>(kind: Kind, message: &M) -> Vec<u8> {
     let len = message.encoded_len();
     let mut out = Vec::with_capacity(4 + len);
-    out.extend_from_slice(&header(Kind::Invoke, len));
+    out.extend_from_slice(&header(kind, len));
     // Cannot fail: the buffer has room for the message.
     let _ = message.encode(&mut out);
     out

@@ -7,13 +7,14 @@
 //!   client's dialers, for tonic channels ([`connect`]) and raw byte streams ([`dial`]);
 //! - **frames** ([`framing`]): length-prefixed protobuf frames with a writer that needs no
 //!   writer task in the common case;
-//! - **the link** ([`link`](crate::Transport::channel)): the one connection a node opens to a
-//!   peer, carrying the invoke stream and an HTTP/2 connection for every gRPC service side by
-//!   side;
+//! - **the link** ([`link`](crate::Transport::channel)): the one connection between two nodes,
+//!   opened by either and used by both, carrying the invoke stream and an HTTP/2 connection for
+//!   every gRPC service side by side, each once per direction; each end reads it with one task
+//!   (`end`);
 //! - **the invoke stream** ([`Mux`], and its serving side): invocations, process sends and
 //!   calls between nodes, multiplexed on the link and matched by id;
-//! - **the peer pool** ([`Transport`]): one link per peer, reused by every call and reopened
-//!   after it breaks; at most
+//! - **the peer pool** ([`Transport`]): one link per peer, the one this node dialed or the
+//!   one the peer dialed, reused by every call and reopened after it breaks; at most
 //!   [`max_peers`](TransportConfig::max_peers) peers open, the least recently used closed
 //!   first, and idle peers closed after [`peer_idle`](TransportConfig::peer_idle).
 //!
@@ -37,11 +38,13 @@
 //! ```
 
 mod admit;
+mod end;
 pub mod framing;
 mod link;
 mod mux;
 mod pool;
 mod server;
+mod table;
 mod tls;
 
 pub use mux::{Body, Mux, NOT_SENT};

@@ -1,24 +1,28 @@
-//! A link: the one connection between two nodes, carrying both the invoke stream and HTTP/2.
+//! A link: the one connection between two nodes, carrying both the invoke stream and HTTP/2,
+//! both ways.
 //!
-//! A node opens one link per peer (on the peer's gRPC port, with the same mutual TLS). After
-//! the opening ([`crate::server`]), frames of two kinds share the socket ([`Kind`]):
-//! invoke frames, answered by id ([`crate::Mux`] on the calling side, [`crate::server`] on the
-//! serving side), and chunks of one HTTP/2 connection, in which the calling side is the client
-//! (a tonic [`Channel`](tonic::transport::Channel)) and the serving side tonic's server. So
-//! every gRPC call between two nodes (registry sync, module fetch, streams, the supervisor's
-//! calls) and every invoke frame go over one TCP connection and one TLS session.
+//! One node opens the link (on the peer's gRPC port, with the same mutual TLS; the opening is
+//! in [`crate::server`]), and then both nodes use it: either one calls the other on it, so a
+//! pair of nodes needs one connection, whoever spoke first. Each end has a calling side (a
+//! [`Mux`] for invoke frames, answered by id, and an HTTP/2 client, a tonic
+//! [`Channel`](tonic::transport::Channel)) and a serving side (the node's handler for invoke
+//! frames, tonic's server for HTTP/2). So every gRPC call between two nodes (registry sync,
+//! module fetch, streams, the supervisor's calls) and every invoke frame go over one TCP
+//! connection and one TLS session. The frames' [`Kind`] says which end's exchange they belong
+//! to; [`crate::end`] reads them.
 //!
-//! The HTTP/2 side is an [`H2Pipe`] at each end: a byte stream whose writes become
-//! [`Kind::H2`] frames on the link's writer, and whose reads are the peer's [`Kind::H2`]
-//! frames, handed over by the link's reader task. HTTP/2's own flow control bounds what the
-//! reader holds for it; the writer holds a pipe's writes back while the socket is backed up
+//! Each HTTP/2 connection is an [`H2Pipe`] at each end: a byte stream whose writes become
+//! frames on the link's writer, and whose reads are the peer's frames of that connection,
+//! handed over by the end's reader task. HTTP/2's own flow control bounds what the reader
+//! holds for it; the writer holds a pipe's writes back while the socket is backed up
 //! ([`FrameWriter::poll_room`]), so a bulk transfer cannot queue without bound. A pipe's
-//! shutdown sends [`Kind::H2End`], which the other end reads as the end of the stream.
+//! shutdown sends its end frame, which the other end reads as the end of the stream.
 //!
-//! On the calling side, the socket closes once both of its users are done: the [`Mux`] (when
-//! the pool and every call dropped it) and the HTTP/2 client (when every clone of the channel
-//! is dropped and its streams have finished). Streams that hold a channel therefore finish on
-//! their link after the pool let it go.
+//! An end is done calling once both of its users are ([`Users`]): the [`Mux`] (when the pool
+//! and every call dropped it) and the HTTP/2 client (when every clone of the channel is
+//! dropped and its streams have finished). It says so to the peer ([`Kind::Done`]), and the
+//! socket closes when both ends are done and neither has anything left to answer. Streams
+//! that hold a channel therefore finish on their link after the pool let it go.
 //!
 //! [`Mux`]: crate::Mux
 
@@ -32,6 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// The largest chunk of HTTP/2 bytes in one frame.
 const CHUNK: usize = 64 << 10;
@@ -45,6 +50,8 @@ pub(crate) struct H2Pipe {
     incoming: mpsc::UnboundedReceiver<Bytes>,
     current: Bytes,
     writer: Arc<FrameWriter>,
+    /// The kinds its bytes and its end are sent as.
+    kinds: (Kind, Kind),
     /// Dropped when this end is done writing: what it holds tells the link so.
     ended: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -56,10 +63,11 @@ impl std::fmt::Debug for H2Pipe {
 }
 
 impl H2Pipe {
-    /// A pipe writing to `writer`, and the sender its reads come from. `ended` is dropped
-    /// when the pipe is shut down or dropped.
+    /// A pipe writing to `writer` as frames of `kinds` (its bytes, its end), and the sender
+    /// its reads come from. `ended` is dropped when the pipe is shut down or dropped.
     pub(crate) fn new(
         writer: Arc<FrameWriter>,
+        kinds: (Kind, Kind),
         ended: Box<dyn std::any::Any + Send + Sync>,
     ) -> (Self, H2Sender) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -67,6 +75,7 @@ impl H2Pipe {
             incoming: rx,
             current: Bytes::new(),
             writer,
+            kinds,
             ended: Some(ended),
         };
         (pipe, tx)
@@ -75,7 +84,7 @@ impl H2Pipe {
     /// Sends the end of this side's bytes, once.
     fn end(&mut self) {
         if let Some(ended) = self.ended.take() {
-            let _ = self.writer.push_frame(Kind::H2End, &[]);
+            let _ = self.writer.push_frame(self.kinds.1, &[]);
             self.writer.flush_now();
             drop(ended);
         }
@@ -119,7 +128,7 @@ impl AsyncWrite for H2Pipe {
         ready!(self.writer.poll_room(cx));
         let n = buf.len().min(CHUNK);
         self.writer
-            .push_frame(Kind::H2, &buf[..n])
+            .push_frame(self.kinds.0, &buf[..n])
             .map_err(|why| io::Error::new(io::ErrorKind::BrokenPipe, why))?;
         self.writer.flush_now();
         Poll::Ready(Ok(n))
@@ -136,12 +145,15 @@ impl AsyncWrite for H2Pipe {
     }
 }
 
-/// The calling side's users of a link's writer (the mux and the HTTP/2 client): the last one
-/// to let go closes the socket.
+/// One end's users of a link (its mux and its HTTP/2 client): when the last one lets go, the
+/// end tells the peer it starts no more calls ([`Kind::Done`]) and its reader task learns so
+/// through `done`; the link closes once both ends are done and nothing is left to answer
+/// ([`crate::end`]).
 #[derive(Debug)]
 pub(crate) struct Users {
     writer: Arc<FrameWriter>,
     count: AtomicUsize,
+    done: CancellationToken,
 }
 
 /// One user's hold on a link; dropping it lets go.
@@ -149,11 +161,12 @@ pub(crate) struct Users {
 pub(crate) struct Hold(Arc<Users>);
 
 impl Users {
-    /// Two holds on `writer`, which closes when both are dropped.
-    pub(crate) fn pair(writer: Arc<FrameWriter>) -> (Hold, Hold) {
+    /// Two holds on `writer`; `done` is cancelled when both are dropped.
+    pub(crate) fn pair(writer: Arc<FrameWriter>, done: CancellationToken) -> (Hold, Hold) {
         let users = Arc::new(Self {
             writer,
             count: AtomicUsize::new(2),
+            done,
         });
         (Hold(users.clone()), Hold(users))
     }
@@ -162,7 +175,9 @@ impl Users {
 impl Drop for Hold {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.writer.close();
+            let _ = self.0.writer.push_frame(Kind::Done, &[]);
+            self.0.writer.flush_now();
+            self.0.done.cancel();
         }
     }
 }
@@ -213,7 +228,7 @@ mod tests {
         let (writer, flusher) = FrameWriter::new(Box::new(wa));
         tokio::spawn(flusher);
         let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
-        let (mut pipe, feed) = H2Pipe::new(writer, Box::new(ended_tx));
+        let (mut pipe, feed) = H2Pipe::new(writer, (Kind::H2, Kind::H2End), Box::new(ended_tx));
         // Far more than the duplex holds: the backlog and the flusher carry it.
         let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
         let send = {

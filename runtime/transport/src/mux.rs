@@ -1,27 +1,31 @@
 //! Invocations (and process sends and calls) between nodes, multiplexed on one long-lived
-//! stream per peer.
+//! link per pair of nodes.
 //!
-//! The stream is the invoke side of the link to the peer ([`crate::link`]): a connection to the
+//! The stream is the invoke side of one end of the link ([`crate::link`]): a connection to the
 //! peer's gRPC port, with the same mutual TLS, that carries length-prefixed protobuf frames
-//! beside the link's HTTP/2 bytes ([`crate::framing`]; the receiving side and the opening are
-//! in [`crate::server`]). A unary gRPC call costs headers both ways and
-//! trailers; an HTTP/2 stream costs two extra task hops per message on each side. Here the
-//! caller writes its frame to the socket itself, and one reader task hands each result to its
-//! caller, matched by id. If the stream breaks, every waiting caller gets `UNAVAILABLE` (the
-//! call may have run), and the next call opens a new stream.
+//! beside the link's HTTP/2 bytes ([`crate::framing`]; the opening is here and in
+//! [`crate::server`], the reading in [`crate::end`]). A unary gRPC call costs headers both
+//! ways and trailers; an HTTP/2 stream costs two extra task hops per message on each side.
+//! Here the caller writes its frame to the socket itself, and the end's reader task hands each
+//! result to its caller, matched by id. Either end has a [`Mux`]: the node that dialed the
+//! link ([`Mux::open`]) and the node that accepted it ([`start`]). If the link breaks, every
+//! waiting caller gets `UNAVAILABLE` (the call may have run), and the next call opens a new
+//! one.
 
 use crate::Credentials;
+use crate::end::{self, Reading, Role, Serve, Waiting};
 use crate::framing::{self, FrameReader, FrameWriter, Kind};
-use crate::link::{H2Pipe, H2Sender, Hold, Users};
+use crate::link::{H2Pipe, Hold, Users};
 use crate::server::MAGIC;
-use std::collections::HashMap;
+use crate::tls::PeerInfo;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use steinadler_proto::v1 as pb;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::oneshot;
-use tonic::{Code, Status};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
 
 /// How an error message starts when the request cannot have reached the peer, so that the
 /// caller may retry it even when it is not idempotent.
@@ -29,8 +33,6 @@ pub const NOT_SENT: &str = "not sent: ";
 
 /// How long opening a stream may take, connecting included.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
-
-type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<pb::InvokeResult, Status>>>>>;
 
 /// What one frame carries.
 #[derive(Debug)]
@@ -45,10 +47,12 @@ pub enum Body {
     Relay(pb::RelayRequest),
 }
 
-/// The calling side of one peer's stream.
+/// The calling side of one end of a link to a peer.
 #[derive(Debug)]
 pub struct Mux {
     writer: Arc<FrameWriter>,
+    /// The kind this end's calls go out as.
+    kind: Kind,
     waiting: Waiting,
     next: AtomicU64,
     alive: Arc<AtomicBool>,
@@ -72,77 +76,150 @@ impl Drop for H2Hold {
     }
 }
 
+/// An opened link, before its end starts.
+pub(crate) struct Opened {
+    pub(crate) reader: FrameReader,
+    pub(crate) writer: Arc<FrameWriter>,
+    pub(crate) role: Role,
+    pub(crate) peer: PeerInfo,
+    pub(crate) name: String,
+}
+
+/// Starts one end of `link`: gives its calling side (the mux, and the pipe for its HTTP/2
+/// client) and the end's reading, which [`end::read`] runs until the link closes.
+pub(crate) fn start(
+    link: Opened,
+    serve: Option<Serve>,
+    crashed: watch::Receiver<bool>,
+) -> (Mux, H2Pipe, Reading) {
+    let Opened {
+        reader,
+        writer,
+        role,
+        peer,
+        name,
+    } = link;
+    let kinds = role.kinds();
+    let done = CancellationToken::new();
+    let (hold, hold_h2) = Users::pair(writer.clone(), done.clone());
+    let h2_alive = Arc::new(AtomicBool::new(true));
+    let h2_hold = H2Hold {
+        _hold: hold_h2,
+        alive: h2_alive.clone(),
+    };
+    let (pipe, client) = H2Pipe::new(writer.clone(), kinds.client, Box::new(h2_hold));
+    let waiting: Waiting = Arc::default();
+    let alive = Arc::new(AtomicBool::new(true));
+    let token = serve.as_ref().map(|s| s.serving.tracker.token());
+    let reading = Reading {
+        reader,
+        writer: writer.clone(),
+        kinds,
+        peer,
+        name,
+        waiting: waiting.clone(),
+        alive: alive.clone(),
+        client,
+        done,
+        serve,
+        crashed,
+        token,
+    };
+    let mux = Mux {
+        writer,
+        kind: kinds.calls,
+        waiting,
+        next: AtomicU64::new(1),
+        alive,
+        _hold: hold,
+        h2_alive,
+        used: AtomicBool::new(false),
+    };
+    (mux, pipe, reading)
+}
+
 impl Mux {
-    /// Connects to the peer `peer` at `addr` and opens the link, signed for `peer`; frames
-    /// from it may be up to `max_frame` bytes. Gives the invoke side and the HTTP/2 side.
+    /// Connects to the peer `peer` at `addr` and opens a link, signed for `peer`, as the node
+    /// `me`; frames from it may be up to `max_frame` bytes. Gives the invoke side and the
+    /// HTTP/2 side; the end's reader runs on its own task, serving the peer's calls with
+    /// `serve` (refusing them without).
     pub(crate) async fn open(
         creds: &dyn Credentials,
-        addr: &str,
-        peer: &str,
+        me: &str,
+        (addr, peer): (&str, &str),
         max_frame: usize,
+        serve: Option<Serve>,
+        crashed: watch::Receiver<bool>,
     ) -> Result<(Self, H2Pipe), Status> {
-        tokio::time::timeout(OPEN_TIMEOUT, Self::open_now(creds, addr, peer, max_frame))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Status::unavailable(format!(
-                    "no answer to the opening within {OPEN_TIMEOUT:?}"
-                )))
-            })
+        let opened = tokio::time::timeout(
+            OPEN_TIMEOUT,
+            Self::open_now(creds, me, addr, peer, max_frame, serve.as_ref()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Status::unavailable(format!(
+                "no answer to the opening within {OPEN_TIMEOUT:?}"
+            )))
+        })?;
+        let (mux, pipe, reading) = start(opened, serve, crashed);
+        tokio::spawn(end::read(reading));
+        Ok((mux, pipe))
     }
 
     async fn open_now(
         creds: &dyn Credentials,
+        me: &str,
         addr: &str,
         peer: &str,
         max_frame: usize,
-    ) -> Result<(Self, H2Pipe), Status> {
+        serve: Option<&Serve>,
+    ) -> Result<Opened, Status> {
         let unavailable = |e: std::io::Error| Status::unavailable(e.to_string());
-        let mut io = crate::tls::dial(addr, creds.client_tls(peer))
+        let (mut io, info) = crate::tls::dial_peer(addr, creds.client_tls(peer))
             .await
             .map_err(unavailable)?;
-        let cookie = creds.opening_cookie(peer);
         let mut opening = MAGIC.to_vec();
-        opening.extend_from_slice(&u32::try_from(cookie.len()).unwrap_or(0).to_be_bytes());
-        opening.extend_from_slice(&cookie);
+        for raw in [creds.opening_cookie(peer), me.as_bytes().to_vec()] {
+            opening.extend_from_slice(&u32::try_from(raw.len()).unwrap_or(0).to_be_bytes());
+            opening.extend_from_slice(&raw);
+        }
         io.write_all(&opening).await.map_err(unavailable)?;
         io.flush().await.map_err(unavailable)?;
         let (read, write) = tokio::io::split(io);
-        let mut results = FrameReader::new(Box::new(read), max_frame);
-        let answer: pb::InvokeResult = results
+        let mut reader = FrameReader::new(Box::new(read), max_frame);
+        let answer: pb::InvokeResult = reader
             .next()
             .await
             .map_err(unavailable)?
             .ok_or_else(|| Status::unavailable("the peer closed the stream at its opening"))?;
-        from_result(answer)?;
+        end::from_result(answer)?;
+        // The peer's cookie, for the calls it makes on this link.
+        let cookie = reader
+            .next_raw()
+            .await
+            .map_err(unavailable)?
+            .unwrap_or_default();
+        if let Some(serve) = serve {
+            let request = crate::server::opening_request(&cookie, &info)?;
+            serve.handler.authorize_opening(&request).map_err(|s| {
+                Status::new(
+                    s.code(),
+                    format!(
+                        "{peer} answered with an opening this node refuses: {}",
+                        s.message()
+                    ),
+                )
+            })?;
+        }
         let (writer, flusher) = FrameWriter::new(Box::new(write));
         tokio::spawn(flusher);
-        let waiting: Waiting = Arc::default();
-        let alive = Arc::new(AtomicBool::new(true));
-        let (hold, hold_h2) = Users::pair(writer.clone());
-        let h2_alive = Arc::new(AtomicBool::new(true));
-        let h2_hold = H2Hold {
-            _hold: hold_h2,
-            alive: h2_alive.clone(),
-        };
-        let (pipe, h2) = H2Pipe::new(writer.clone(), Box::new(h2_hold));
-        tokio::spawn(read_results(
-            results,
-            waiting.clone(),
-            alive.clone(),
-            writer.clone(),
-            h2,
-            peer.to_owned(),
-        ));
-        let mux = Self {
+        Ok(Opened {
+            reader,
             writer,
-            waiting,
-            next: AtomicU64::new(1),
-            alive,
-            _hold: hold,
-            h2_alive,
-            used: AtomicBool::new(false),
-        };
-        Ok((mux, pipe))
+            role: Role::Dialer,
+            peer: info,
+            name: peer.to_owned(),
+        })
     }
 
     /// Whether the stream still works; a broken one is replaced on the next call.
@@ -234,6 +311,14 @@ impl Mux {
             waiting.insert(id, tx);
             waiting.len() == 1
         };
+        // The end stops reading before it fails the callers waiting: one that came after that
+        // sees it here, before its frame leaves.
+        if !self.is_alive() {
+            self.forget(id);
+            return Err(Status::unavailable(format!(
+                "{NOT_SENT}the stream is closed"
+            )));
+        }
         let mut frame = pb::InvokeFrame {
             id,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
@@ -246,7 +331,7 @@ impl Mux {
             Body::Relay(r) => frame.relay = Some(r),
         }
         // A lone call goes out at once; among many, the frames that are ready share a syscall.
-        let encoded = framing::encode(&frame);
+        let encoded = framing::encode_as(self.kind, &frame);
         let written = if alone {
             self.writer.write(&encoded)
         } else {
@@ -277,70 +362,5 @@ impl Mux {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
-    }
-}
-
-/// Hands each result to its caller, and the HTTP/2 bytes to the link's client, until the link
-/// ends; then fails the callers still waiting.
-async fn read_results(
-    mut results: FrameReader,
-    waiting: Waiting,
-    alive: Arc<AtomicBool>,
-    writer: Arc<FrameWriter>,
-    h2: H2Sender,
-    peer: String,
-) {
-    let mut h2 = Some(h2);
-    let why = loop {
-        match results.next_frame().await {
-            Ok(Some((Kind::Invoke, body))) => {
-                let result = match <pb::InvokeResult as prost::Message>::decode(body) {
-                    Ok(result) => result,
-                    Err(e) => break format!("a result that does not decode: {e}"),
-                };
-                let caller = waiting
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&result.id);
-                if let Some(caller) = caller {
-                    let _ = caller.send(from_result(result));
-                }
-            }
-            Ok(Some((Kind::H2, chunk))) => {
-                if let Some(h2) = &h2 {
-                    // The client may be gone while its last bytes arrive.
-                    let _ = h2.send(chunk);
-                }
-            }
-            Ok(Some((Kind::H2End, _))) => h2 = None,
-            Ok(Some((Kind::Unknown(k), _))) => break format!("a frame of unknown kind {k}"),
-            Ok(None) => break "the peer closed it".to_owned(),
-            Err(e) => break e.to_string(),
-        }
-    };
-    drop(h2);
-    alive.store(false, Ordering::Release);
-    writer.close();
-    tracing::debug!(peer = %peer, "invoke stream ended: {why}");
-    let callers: Vec<_> = waiting
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain()
-        .collect();
-    for (_, caller) in callers {
-        let _ = caller.send(Err(Status::unavailable(format!(
-            "the stream to {peer} broke ({why}); the call may have run"
-        ))));
-    }
-}
-
-fn from_result(result: pb::InvokeResult) -> Result<pb::InvokeResult, Status> {
-    if result.status_code == 0 {
-        Ok(result)
-    } else {
-        Err(Status::new(
-            Code::from(result.status_code),
-            result.status_message,
-        ))
     }
 }

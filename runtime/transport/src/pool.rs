@@ -2,18 +2,21 @@
 //!
 //! The pool holds, per peer name, at most one link ([`crate::link`]): one connection that
 //! carries the invoke stream ([`Mux`]) and an HTTP/2 channel for the gRPC services, reused by
-//! every call and reopened after it breaks. It is bounded:
-//! - at most [`TransportConfig::max_peers`] peers have open connections; opening one more
-//!   first closes the least recently used peer's (a call to a named node always opens, and
+//! every call and reopened after it breaks. The link may be one this node dialed, or one the
+//! peer dialed: either end calls on it, so two nodes that call each other hold one connection
+//! ([`crate::table`]). It is bounded:
+//! - at most [`TransportConfig::max_peers`] peers have links in use; opening one more
+//!   first lets go of the least recently used peer's (a call to a named node always opens, and
 //!   then counts toward the bound);
-//! - a peer unused for [`TransportConfig::peer_idle`] is closed by [`Transport::maintain`].
+//! - a peer unused for [`TransportConfig::peer_idle`] is let go by [`Transport::maintain`].
 //!
 //! Background traffic (anti-entropy) uses [`Transport::background_channel`]: using a
 //! connection does not keep it open, and it opens one only while the pool has room, so it
 //! never closes a connection that calls use.
 //!
-//! Closing a peer drops the pool's handles only: calls in flight, and streams that hold their
-//! own channel, finish on the old connection, which closes after them.
+//! Letting a peer go drops the pool's handles only: calls in flight, and streams that hold
+//! their own channel, finish on the old connection, which closes after them, once the peer is
+//! done with it too.
 //!
 //! Opening waits only on opens to the same peer: each peer has its own lock, so a dial to a
 //! peer that does not answer never holds up calls to the others.
@@ -22,22 +25,26 @@
 //! [`crate::connect`].
 
 use crate::Credentials;
+use crate::end::{Answering, Serve};
+use crate::link::H2Pipe;
 use crate::lock;
 use crate::mux::Mux;
 use crate::server::Handler;
+use crate::table::{Link, Table};
 use crate::tls::{self, TlsConn};
-use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 /// Settings of the connection layer.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
+    /// This node's name, which its openings claim (insecure clusters know a peer by it).
+    pub name: String,
     /// The largest frame read from an invoke stream, in bytes.
     pub max_frame_bytes: usize,
     /// At most this many peers have open connections from this node.
@@ -54,6 +61,7 @@ pub const DEFAULT_PEER_IDLE: Duration = Duration::from_secs(30);
 impl Default for TransportConfig {
     fn default() -> Self {
         Self {
+            name: String::new(),
             max_frame_bytes: 64 << 20,
             max_peers: DEFAULT_MAX_PEERS,
             peer_idle: DEFAULT_PEER_IDLE,
@@ -68,56 +76,16 @@ impl Default for TransportConfig {
 pub struct Transport {
     config: TransportConfig,
     creds: Arc<dyn Credentials>,
-    /// By peer name. Looked up on every remote call without an allocation or an await.
-    peers: Mutex<HashMap<String, Peer>>,
-    /// Wakes [`Transport::maintain`] when a peer is added.
-    added: Notify,
+    /// The links in use, by peer name.
+    table: Arc<Table>,
     /// The invoke streams peers opened to this node, drained on shutdown.
     served: tokio_util::task::TaskTracker,
     /// Turns true on [`Transport::crash`]: served streams end at once, their calls dropped.
     crashed: watch::Sender<bool>,
     /// The links peers opened to this node and that it serves, by peer.
     links: Arc<crate::link::Served>,
-}
-
-/// One peer's connection: its two sides.
-#[derive(Debug, Clone)]
-struct Link {
-    mux: Arc<Mux>,
-    channel: Channel,
-}
-
-/// One peer's entry.
-#[derive(Debug)]
-struct Peer {
-    addr: String,
-    link: Option<Link>,
-    last_used: Instant,
-    /// Held while a connection to this peer is opened, so that concurrent callers open one,
-    /// not one each, and nobody else waits.
-    opening: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl Peer {
-    fn new(addr: &str) -> Self {
-        Self {
-            addr: addr.to_owned(),
-            link: None,
-            last_used: Instant::now(),
-            opening: Arc::default(),
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        self.live().is_some()
-    }
-
-    /// The link, if it still works.
-    fn live(&self) -> Option<&Link> {
-        self.link
-            .as_ref()
-            .filter(|l| l.mux.is_alive() && l.mux.h2_alive())
-    }
+    /// How links serve the peer's calls, once the node serves ([`Transport::incoming_tls`]).
+    serve: OnceLock<Serve>,
 }
 
 /// Who uses a connection, which decides whether it counts as used.
@@ -144,8 +112,10 @@ pub struct ConnectError {
 /// What [`Transport::pool`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
-    /// Peers with an open connection from this node.
+    /// Peers with a link this node uses: one it opened, or one the peer opened.
     pub open_peers: usize,
+    /// Of those, the peers reached over a link they opened.
+    pub reverse_peers: usize,
     /// The bound on them.
     pub max_peers: usize,
     /// Links that peers opened to this node and that are still served.
@@ -158,13 +128,13 @@ impl Transport {
     /// A connection layer that dials with `creds`.
     pub fn new(config: TransportConfig, creds: Arc<dyn Credentials>) -> Self {
         Self {
+            table: Arc::new(Table::new(config.max_peers)),
             config,
             creds,
-            peers: Mutex::new(HashMap::new()),
-            added: Notify::new(),
             served: tokio_util::task::TaskTracker::new(),
             crashed: watch::Sender::new(false),
             links: Arc::default(),
+            serve: OnceLock::new(),
         }
     }
 
@@ -206,7 +176,7 @@ impl Transport {
 
     async fn channel_for(&self, addr: &str, name: &str, how: Use) -> Result<Channel, ConnectError> {
         let touch = how == Use::Call;
-        if let Some(channel) = self.lookup(addr, name, touch, |l| l.channel.clone()) {
+        if let Some(channel) = self.table.lookup(addr, name, touch, |l| l.channel.clone()) {
             return Ok(channel);
         }
         if how == Use::Once {
@@ -219,12 +189,12 @@ impl Transport {
     async fn link(&self, addr: &str, name: &str, touch: bool) -> Result<Link, ConnectError> {
         // Boxed: every call's future would otherwise carry room for a TLS dial.
         Box::pin(async {
-            let _opening = self.opening(addr, name).await;
-            if let Some(link) = self.lookup(addr, name, touch, Link::clone) {
+            let _opening = self.table.opening(addr, name).await;
+            if let Some(link) = self.table.lookup(addr, name, touch, Link::clone) {
                 return Ok(link);
             }
             let link = self.open_link(addr, name).await?;
-            self.keep(addr, name, |p| p.link = Some(link.clone()));
+            self.table.keep(addr, name, link.clone());
             Ok(link)
         })
         .await
@@ -236,24 +206,17 @@ impl Transport {
             addr: addr.to_owned(),
             detail,
         };
-        let (mux, pipe) = Mux::open(&*self.creds, addr, name, self.config.max_frame_bytes)
-            .await
-            .map_err(|s| failed(s.message().to_owned()))?;
-        let pipe = Arc::new(Mutex::new(Some(pipe)));
-        let connector = tower::service_fn(move |_: http::Uri| {
-            let pipe = lock(&pipe).take();
-            async move {
-                pipe.map(hyper_util::rt::TokioIo::new).ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::NotConnected,
-                        "the link closed; the next call opens a new one",
-                    )
-                })
-            }
-        });
-        let channel = endpoint(addr)
-            .map_err(|e| failed(tls::error_chain(&e)))?
-            .connect_with_connector(connector)
+        let (mux, pipe) = Mux::open(
+            &*self.creds,
+            &self.config.name,
+            (addr, name),
+            self.config.max_frame_bytes,
+            self.serve.get().cloned(),
+            self.crashed.subscribe(),
+        )
+        .await
+        .map_err(|s| failed(s.message().to_owned()))?;
+        let channel = channel_over(addr, pipe)
             .await
             .map_err(|e| failed(tls::error_chain(&e)))?;
         Ok(Link {
@@ -272,19 +235,14 @@ impl Transport {
         self.channel_for(addr, name, Use::Once).await
     }
 
-    /// The names of the peers with open connections from this node.
+    /// The names of the peers with links this node uses.
     pub fn connected(&self) -> Vec<String> {
-        lock(&self.peers)
-            .iter()
-            .filter(|(_, p)| p.is_open())
-            .map(|(n, _)| n.clone())
-            .collect()
+        self.table.connected()
     }
 
     /// Whether one more peer can be opened without closing another's connections.
     pub fn has_room(&self) -> bool {
-        let peers = lock(&self.peers);
-        peers.values().filter(|p| p.is_open()).count() < self.config.max_peers
+        self.table.has_room()
     }
 
     /// The invocation stream to the peer `name` at `addr`, opened on first use and again after
@@ -296,7 +254,7 @@ impl Transport {
     pub async fn mux(&self, addr: &str, name: &str) -> Result<Arc<Mux>, String> {
         // Only the mux: cloning the channel too costs an allocation and two atomic updates
         // shared by every caller, on every call.
-        if let Some(mux) = self.lookup(addr, name, true, |l| l.mux.clone()) {
+        if let Some(mux) = self.table.lookup(addr, name, true, |l| l.mux.clone()) {
             return Ok(mux);
         }
         self.link(addr, name, true)
@@ -305,88 +263,10 @@ impl Transport {
             .map_err(|e| format!("cannot open the invoke stream to {name}: {}", e.detail))
     }
 
-    /// `get` of the live link to the peer `name` at `addr`; marks it used when `touch`.
-    fn lookup<T>(
-        &self,
-        addr: &str,
-        name: &str,
-        touch: bool,
-        get: impl FnOnce(&Link) -> T,
-    ) -> Option<T> {
-        let mut peers = lock(&self.peers);
-        let peer = peers.get_mut(name).filter(|p| p.addr == addr)?;
-        let found = get(peer.live()?);
-        if touch {
-            peer.last_used = Instant::now();
-        }
-        Some(found)
-    }
-
-    /// The lock on opening connections to `name`, taken. A peer that moved to a new address
-    /// starts afresh.
-    async fn opening(&self, addr: &str, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut peers = lock(&self.peers);
-            let peer = peers
-                .entry(name.to_owned())
-                .or_insert_with(|| Peer::new(addr));
-            if peer.addr != addr {
-                *peer = Peer::new(addr);
-            }
-            peer.opening.clone()
-        };
-        lock.lock_owned().await
-    }
-
-    /// Records a new connection to `name`, and closes the least recently used peers' while
-    /// more than the bound are open.
-    fn keep(&self, addr: &str, name: &str, set: impl FnOnce(&mut Peer)) {
-        let mut peers = lock(&self.peers);
-        let peer = peers
-            .entry(name.to_owned())
-            .or_insert_with(|| Peer::new(addr));
-        if peer.addr != addr {
-            *peer = Peer::new(addr);
-        }
-        set(peer);
-        peer.last_used = Instant::now();
-        let mut open = peers.values().filter(|p| p.is_open()).count();
-        while open > self.config.max_peers.max(1) {
-            let Some(lru) = peers
-                .iter()
-                .filter(|(n, p)| *n != name && p.is_open())
-                .min_by_key(|(_, p)| p.last_used)
-                .map(|(n, _)| n.clone())
-            else {
-                break;
-            };
-            tracing::debug!(peer = %lru, "closing the least recently used peer connection: the pool is full");
-            close(&mut peers, &lru);
-            open -= 1;
-        }
-        drop(peers);
-        self.added.notify_one();
-    }
-
-    /// Closes the connections of peers unused for the idle time; returns when the next one
+    /// Lets go of the links of peers unused for the idle time; returns when the next one
     /// would be due, or `None` if no peer is open.
     pub fn close_idle(&self) -> Option<Instant> {
-        let mut peers = lock(&self.peers);
-        let idle = self.config.peer_idle;
-        let stale: Vec<String> = peers
-            .iter()
-            .filter(|(_, p)| p.last_used.elapsed() >= idle)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in stale {
-            if peers.get(&name).is_some_and(Peer::is_open) {
-                tracing::debug!(peer = %name, "closing an idle peer connection");
-            }
-            close(&mut peers, &name);
-        }
-        // An entry kept for an open under way may be due already: look again soon, not at once.
-        let soon = Instant::now() + (idle / 10).max(Duration::from_millis(100));
-        peers.values().map(|p| (p.last_used + idle).max(soon)).min()
+        self.table.close_idle(self.config.peer_idle)
     }
 
     /// Closes idle peers' connections as they fall due, until `stopping` turns true. Sleeps
@@ -397,7 +277,7 @@ impl Transport {
             let wait = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => self.added.notified().await,
+                    None => self.table.added.notified().await,
                 }
             };
             tokio::select! {
@@ -409,22 +289,19 @@ impl Transport {
 
     /// The pool's occupancy now.
     pub fn pool(&self) -> PoolStats {
-        let peers = lock(&self.peers);
+        let counts = self.table.counts();
         PoolStats {
-            open_peers: peers.values().filter(|p| p.is_open()).count(),
+            open_peers: counts.open,
+            reverse_peers: counts.inbound,
             max_peers: self.config.max_peers,
             inbound_streams: self.served.len(),
-            open_streams: peers
-                .values()
-                .filter_map(Peer::live)
-                .filter(|l| l.mux.was_used())
-                .count(),
+            open_streams: counts.used_streams,
         }
     }
 
     /// Forgets every channel and stream, so the next calls connect with fresh certificates.
     pub fn clear(&self) {
-        lock(&self.peers).clear();
+        self.table.clear();
     }
 
     /// Accepts connections on `listener` and runs their TLS handshakes until `stopped`:
@@ -435,7 +312,7 @@ impl Transport {
         listener: TcpListener,
         stopped: watch::Receiver<bool>,
     ) -> ReceiverStream<io::Result<TlsConn>> {
-        let (serve, conns) = self.serving(stopped.clone());
+        let (serve, conns) = self.serving(handler.clone(), stopped.clone());
         tls::incoming(handler, listener, stopped, serve);
         conns
     }
@@ -447,25 +324,34 @@ impl Transport {
         listener: TcpListener,
         stopped: watch::Receiver<bool>,
     ) -> ReceiverStream<io::Result<TlsConn>> {
-        let (serve, conns) = self.serving(stopped.clone());
-        tls::plain_incoming(handler, listener, stopped, serve);
+        let (serve, conns) = self.serving(handler, stopped.clone());
+        tls::plain_incoming(listener, stopped, serve);
         conns
     }
 
-    /// What served links share, and the stream of HTTP/2 connections for tonic.
-    fn serving(
+    /// What served links share, and the stream of HTTP/2 connections for tonic. Links this
+    /// node dials from now on serve the peer's calls with it too.
+    fn serving<H: Handler>(
         &self,
+        handler: Arc<H>,
         stopping: watch::Receiver<bool>,
-    ) -> (crate::server::Serving, ReceiverStream<io::Result<TlsConn>>) {
+    ) -> (Serve, ReceiverStream<io::Result<TlsConn>>) {
         let (h2, conns) = tokio::sync::mpsc::channel(64);
-        let serve = crate::server::Serving {
+        let serving = crate::server::Serving {
             tracker: self.served.clone(),
             stopping,
             crashed: self.crashed.subscribe(),
             max_frame: self.config.max_frame_bytes,
             h2,
             served: self.links.clone(),
+            table: self.table.clone(),
+            creds: self.creds.clone(),
         };
+        let serve = Serve {
+            handler: Arc::new(Answering(handler)),
+            serving,
+        };
+        let _ = self.serve.set(serve.clone());
         (serve, ReceiverStream::new(conns))
     }
 
@@ -484,17 +370,25 @@ impl Transport {
     }
 }
 
-/// Drops the pool's handles on `name`'s connections; keeps the entry while an open is under
-/// way, so that its lock stays the one every caller waits on.
-fn close(peers: &mut HashMap<String, Peer>, name: &str) {
-    let Some(peer) = peers.get_mut(name) else {
-        return;
-    };
-    if Arc::strong_count(&peer.opening) > 1 {
-        peer.link = None;
-    } else {
-        peers.remove(name);
-    }
+/// A tonic channel whose one connection is `pipe`, a link's HTTP/2 client side; `addr` names
+/// the peer in the channel's URIs.
+pub(crate) async fn channel_over(
+    addr: &str,
+    pipe: H2Pipe,
+) -> Result<Channel, tonic::transport::Error> {
+    let pipe = Arc::new(Mutex::new(Some(pipe)));
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let pipe = lock(&pipe).take();
+        async move {
+            pipe.map(hyper_util::rt::TokioIo::new).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the link closed; the next call opens a new one",
+                )
+            })
+        }
+    });
+    endpoint(addr)?.connect_with_connector(connector).await
 }
 
 /// The one place a connection is configured.

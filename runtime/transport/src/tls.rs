@@ -12,7 +12,8 @@
 //! starts a link from a peer node, served by [`crate::server`] (which hands the link's HTTP/2
 //! side to tonic in turn); anything else (a client's) goes to tonic as HTTP/2.
 
-use crate::server::{Handler, MAGIC, Serving};
+use crate::end::Serve;
+use crate::server::{Handler, MAGIC};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use std::io;
@@ -149,9 +150,9 @@ pub(crate) fn incoming<H: Handler>(
     handler: Arc<H>,
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
-    serve: Serving,
+    serve: Serve,
 ) {
-    let tx = serve.h2.clone();
+    let tx = serve.serving.h2.clone();
     tokio::spawn(async move {
         let waiting = Arc::new(Handshakes::new(MAX_WAITING, WAITING_PER_SOURCE));
         let handshakes = Arc::new(Handshakes::new(MAX_HANDSHAKES, PER_SOURCE));
@@ -231,13 +232,13 @@ pub(crate) fn incoming<H: Handler>(
                 first.truncate(n);
                 let (prefix, info) = (Bytes::from(first), PeerInfo { remote, identity });
                 if prefix[0] == MAGIC[0] {
-                    let tracker = serve.tracker.clone();
-                    tracker.spawn(crate::server::serve_conn(
-                        handler,
+                    let token = serve.serving.tracker.token();
+                    tokio::spawn(crate::server::serve_conn(
                         Box::new(io),
                         prefix,
                         info,
                         serve,
+                        token,
                     ));
                 } else {
                     let _ = tx.send(Ok(TlsConn::new(Box::new(io), info, prefix))).await;
@@ -254,13 +255,12 @@ fn refuse<H: Handler>(handler: &H, log: &RefusalLog, peer: impl std::fmt::Displa
 }
 
 /// As [`incoming`], in plaintext.
-pub(crate) fn plain_incoming<H: Handler>(
-    handler: Arc<H>,
+pub(crate) fn plain_incoming(
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
-    serve: Serving,
+    serve: Serve,
 ) {
-    let tx = serve.h2.clone();
+    let tx = serve.serving.h2.clone();
     tokio::spawn(async move {
         loop {
             let Some((tcp, remote)) = accept(&listener, &mut stopped).await else {
@@ -268,7 +268,7 @@ pub(crate) fn plain_incoming<H: Handler>(
             };
             // Without TCP_NODELAY, replies stalled for 40 ms (Nagle against delayed ACK).
             let _ = tcp.set_nodelay(true);
-            let (handler, tx, serve) = (handler.clone(), tx.clone(), serve.clone());
+            let (tx, serve) = (tx.clone(), serve.clone());
             tokio::spawn(async move {
                 let mut first = [0u8; 1];
                 let info = PeerInfo {
@@ -277,13 +277,13 @@ pub(crate) fn plain_incoming<H: Handler>(
                 };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
                     Ok(Ok(1)) if first[0] == MAGIC[0] => {
-                        let tracker = serve.tracker.clone();
-                        tracker.spawn(crate::server::serve_conn(
-                            handler,
+                        let token = serve.serving.tracker.token();
+                        tokio::spawn(crate::server::serve_conn(
                             Box::new(tcp),
                             Bytes::new(),
                             info,
                             serve,
+                            token,
                         ));
                     }
                     Ok(Ok(1)) => {
@@ -359,6 +359,42 @@ pub async fn dial(addr: &str, tls: ClientTls) -> io::Result<Box<dyn Conn>> {
             config,
             server_name,
         } => Ok(Box::new(dial_tls(addr, config, &server_name).await?)),
+    }
+}
+
+/// As [`dial`], with the peer as what this node serves on the stream sees it: its address,
+/// and with TLS the identity its server certificate names.
+pub(crate) async fn dial_peer(addr: &str, tls: ClientTls) -> io::Result<(Box<dyn Conn>, PeerInfo)> {
+    match tls {
+        ClientTls::Off => {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            let info = PeerInfo {
+                remote: tcp.peer_addr()?,
+                identity: None,
+            };
+            Ok((Box::new(tcp), info))
+        }
+        ClientTls::On {
+            config,
+            server_name,
+        } => {
+            let io = dial_tls(addr, config, &server_name).await?;
+            let identity = match io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                None => None,
+                Some(cert) => Some(steinadler_security::identity_of(cert).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("unusable server certificate: {e}"),
+                    )
+                })?),
+            };
+            let info = PeerInfo {
+                remote: io.get_ref().0.peer_addr()?,
+                identity,
+            };
+            Ok((Box::new(io), info))
+        }
     }
 }
 
