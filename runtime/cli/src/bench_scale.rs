@@ -98,7 +98,13 @@ async fn scale(cluster: &mut Cluster, n: usize, rounds: usize) -> anyhow::Result
         samples.push(t.elapsed());
         if let Err(e) = outcome {
             bad += 1;
-            println!("  warm call {}: {e:#}", i + 1);
+            // A call that went wrong is worth reading the nodes' logs for.
+            cluster.keep_logs = true;
+            println!(
+                "  warm call {}: {e:#} (the nodes' logs will be kept in {})",
+                i + 1,
+                cluster.dir.join("logs").display()
+            );
         }
         if shown.elapsed() > Duration::from_secs(2) {
             println!("  warm --on all: {}/{calls} calls", i + 1);

@@ -152,9 +152,10 @@ impl FrameReader {
         }
     }
 
-    /// Whether a whole frame is already buffered, so that `next` returns without reading.
-    pub(crate) fn has_frame(&self) -> bool {
-        self.len_at(0).is_some_and(|len| self.buf.len() >= 4 + len)
+    /// The kind of the next frame, if all of it is buffered.
+    pub(crate) fn next_kind(&self) -> Option<Kind> {
+        let (kind, len) = self.head_at(0)?;
+        (self.buf.len() >= 4 + len).then_some(kind)
     }
 
     /// How many whole frames are buffered, ready for `next` without reading.
