@@ -221,10 +221,20 @@ async fn resources(cluster: &Cluster) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec
         .zip(&after)
         .map(|(b, a)| a.saturating_sub(*b) as f64 / per_second / window * 100.0)
         .collect();
-    let rss = pids
-        .iter()
-        .map(|&p| procfs::rss_bytes(p).map(|b| b as f64 / 1e6))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let megabytes = |read: fn(u32) -> anyhow::Result<u64>| {
+        pids.iter()
+            .map(|&p| read(p).map(|b| b as f64 / 1e6))
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    let (rss, anon) = (
+        megabytes(procfs::rss_bytes)?,
+        megabytes(procfs::rss_anon_bytes)?,
+    );
+    println!(
+        "  RSS/node {}, of which anonymous (the node's own heap and stacks) {}; the rest is the binary's pages, one copy for every node on the machine",
+        spread(&rss, " MB", 1, 1),
+        spread(&anon, " MB", 1, 1)
+    );
     let table = TcpTable::read()?;
     let harness = table.local_endpoints(std::process::id())?;
     let idle_conns = cluster

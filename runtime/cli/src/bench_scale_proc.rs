@@ -402,14 +402,25 @@ fn socket_inodes(pid: u32) -> anyhow::Result<Vec<u64>> {
 
 /// Process `pid`'s resident memory (`VmRSS` in `/proc/PID/status`), in bytes.
 pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// Process `pid`'s resident anonymous memory (`RssAnon`), in bytes: its own heap and stacks,
+/// without the pages of its binary, which every node on the machine shares.
+pub(crate) fn rss_anon_bytes(pid: u32) -> anyhow::Result<u64> {
+    status_bytes(pid, "RssAnon:")
+}
+
+/// The size after `key` in `/proc/PID/status`, in bytes.
+fn status_bytes(pid: u32, key: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     let kb = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| anyhow!("{path} has no VmRSS line"))?;
+        .ok_or_else(|| anyhow!("{path} has no {key} line"))?;
     Ok(kb * 1024)
 }
 
