@@ -140,12 +140,13 @@ pub(crate) fn start(
 
 impl Mux {
     /// Connects to the peer `peer` at `addr` and opens a link, signed for `peer`, as the node
-    /// `me`; frames from it may be up to `max_frame` bytes. Gives the invoke side and the
+    /// `me`, saying whether the peer may keep it for its own calls (`offer`); frames from it
+    /// may be up to `max_frame` bytes. Gives the invoke side and the
     /// HTTP/2 side; the end's reader runs on its own task, serving the peer's calls with
     /// `serve` (refusing them without).
     pub(crate) async fn open(
         creds: &dyn Credentials,
-        me: &str,
+        (me, offer): (&str, bool),
         (addr, peer): (&str, &str),
         max_frame: usize,
         serve: Option<Serve>,
@@ -153,7 +154,7 @@ impl Mux {
     ) -> Result<(Self, H2Pipe), Status> {
         let opened = tokio::time::timeout(
             OPEN_TIMEOUT,
-            Self::open_now(creds, me, addr, peer, max_frame, serve.as_ref()),
+            Self::open_now(creds, (me, offer), addr, peer, max_frame, serve.as_ref()),
         )
         .await
         .unwrap_or_else(|_| {
@@ -168,7 +169,7 @@ impl Mux {
 
     async fn open_now(
         creds: &dyn Credentials,
-        me: &str,
+        (me, offer): (&str, bool),
         addr: &str,
         peer: &str,
         max_frame: usize,
@@ -179,7 +180,8 @@ impl Mux {
             .await
             .map_err(unavailable)?;
         let mut opening = MAGIC.to_vec();
-        for raw in [creds.opening_cookie(peer), me.as_bytes().to_vec()] {
+        let flags = vec![u8::from(offer)];
+        for raw in [creds.opening_cookie(peer), me.as_bytes().to_vec(), flags] {
             opening.extend_from_slice(&u32::try_from(raw.len()).unwrap_or(0).to_be_bytes());
             opening.extend_from_slice(&raw);
         }

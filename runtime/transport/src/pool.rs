@@ -180,7 +180,7 @@ impl Transport {
             return Ok(channel);
         }
         if how == Use::Once {
-            return Ok(self.open_link(addr, name).await?.channel);
+            return Ok(self.open_link(addr, name, false).await?.channel);
         }
         Ok(self.link(addr, name, touch).await?.channel)
     }
@@ -193,22 +193,24 @@ impl Transport {
             if let Some(link) = self.table.lookup(addr, name, touch, Link::clone) {
                 return Ok(link);
             }
-            let link = self.open_link(addr, name).await?;
+            let link = self.open_link(addr, name, true).await?;
             self.table.keep(addr, name, link.clone());
             Ok(link)
         })
         .await
     }
 
-    /// Dials `name` at `addr` and opens a link: the invoke stream, then HTTP/2 on it.
-    async fn open_link(&self, addr: &str, name: &str) -> Result<Link, ConnectError> {
+    /// Dials `name` at `addr` and opens a link: the invoke stream, then HTTP/2 on it. `kept`
+    /// says whether this node keeps it in its pool, and so whether the peer may keep it in
+    /// its own: a link for one call closes once that call is done.
+    async fn open_link(&self, addr: &str, name: &str, kept: bool) -> Result<Link, ConnectError> {
         let failed = |detail: String| ConnectError {
             addr: addr.to_owned(),
             detail,
         };
         let (mux, pipe) = Mux::open(
             &*self.creds,
-            &self.config.name,
+            (&self.config.name, kept),
             (addr, name),
             self.config.max_frame_bytes,
             self.serve.get().cloned(),
@@ -399,3 +401,7 @@ pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> 
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5)))
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;

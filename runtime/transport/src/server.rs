@@ -5,8 +5,9 @@
 //! ([`crate::tls`]) hands the connection here rather than to tonic. Next comes the opening:
 //! the cluster cookie, signed for [`INVOKE_STREAM`] exactly as the gRPC stream was, which the
 //! node's [`Handler::authorize_opening`] checks with the same rules (node certificate, cookie,
-//! anti-replay), and the name the peer claims (what an insecure cluster knows it by; with TLS
-//! its certificate's name counts). The answer is an [`pb::InvokeResult`] of id 0: status 0,
+//! anti-replay), the name the peer claims (what an insecure cluster knows it by; with TLS its
+//! certificate's name counts), and whether the peer keeps the link in its pool (a link opened
+//! for one call, a probe, is not offered back, so that it closes after that call). The answer is an [`pb::InvokeResult`] of id 0: status 0,
 //! or the refusal; after a 0 comes this node's own cookie, for the calls it makes back.
 //!
 //! Then the link runs both ways ([`crate::end`]): the peer's calls are answered here, and the
@@ -105,8 +106,8 @@ pub(crate) async fn serve_conn(
                 "no opening within the time limit",
             ))
         });
-    let claimed = match opened {
-        Ok(claimed) => claimed,
+    let (claimed, offered) = match opened {
+        Ok(opening) => opening,
         Err(status) => {
             let _ = writer.write(&framing::encode(&result_of(0, Err(status.clone()))));
             tracing::debug!(peer = %peer.remote, "refused an invoke stream: {}", status.message());
@@ -133,7 +134,7 @@ pub(crate) async fn serve_conn(
     let (mux, pipe, reading) = crate::mux::start(link, Some(serve), serving.crashed.clone());
     drop(token);
     let offer = async {
-        if name.is_empty() || !serving.table.wants_inbound(&name) {
+        if !offered || name.is_empty() || !serving.table.wants_inbound(&name) {
             return;
         }
         match crate::pool::channel_over(&remote, pipe).await {
@@ -152,12 +153,13 @@ pub(crate) async fn serve_conn(
     tokio::join!(crate::end::read(reading), offer);
 }
 
-/// Reads and checks the opening; gives the name the peer claims.
+/// Reads and checks the opening; gives the name the peer claims, and whether it offers the
+/// link for this node's calls too (not when it opened it for one call).
 async fn open(
     handler: &dyn Answer,
     reader: &mut FrameReader,
     peer: &PeerInfo,
-) -> Result<String, Status> {
+) -> Result<(String, bool), Status> {
     let bad = |e: std::io::Error| Status::invalid_argument(format!("a bad opening: {e}"));
     if reader.take(MAGIC.len()).await.map_err(bad)?[..] != MAGIC[..] {
         return Err(Status::invalid_argument(
@@ -167,9 +169,11 @@ async fn open(
     }
     let cookie = reader.next_raw().await.map_err(bad)?.unwrap_or_default();
     let claimed = reader.next_raw().await.map_err(bad)?.unwrap_or_default();
+    let flags = reader.next_raw().await.map_err(bad)?.unwrap_or_default();
     handler.authorize_opening(&opening_request(&cookie, peer)?)?;
-    String::from_utf8(claimed.to_vec())
-        .map_err(|_| Status::invalid_argument("the opening's node name is not UTF-8"))
+    let claimed = String::from_utf8(claimed.to_vec())
+        .map_err(|_| Status::invalid_argument("the opening's node name is not UTF-8"))?;
+    Ok((claimed, flags.first() == Some(&1)))
 }
 
 /// The request an opening's `cookie` is checked as, from `peer`.
