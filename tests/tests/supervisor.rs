@@ -319,3 +319,45 @@ async fn rebalancing_is_off_by_default_and_moves_children_to_a_new_node_when_on(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_whose_node_died_is_listed_as_node_down_not_running() {
+    let n1 = common::start("n1", "a", None).await;
+    let n2 = common::start("n2", "a", Some(&n1)).await;
+    let n3 = common::start("n3", "c", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2, &n3], 3).await;
+    n1.deploy("counter", m::COUNTER_WASM).await.unwrap();
+    // Placed by label on n3 alone: once n3 dies, no other node may restart it.
+    let spec = ChildSpec {
+        placement: "label:zone=c".parse().unwrap(),
+        ..ChildSpec::new("counter", Term::Int(0))
+    };
+    let child = n1.start_child(spec).await.unwrap();
+    let pid = running(&child);
+    assert_eq!(pid.node, "n3");
+    common::eventually(Duration::from_secs(20), "n2 sees the child run", || async {
+        known_on(&n2, &child.id).is_some_and(|c| c.state == ChildState::Running(pid.clone()))
+    })
+    .await;
+
+    n3.kill().await;
+    // Once membership declares n3 dead, neither survivor lists the child as running: it is
+    // "node down", with the PID it had, here and through the client API (`sup ls`).
+    let down = ChildState::NodeDown(pid.clone());
+    common::eventually(
+        Duration::from_secs(30),
+        "both survivors list it as node down",
+        || async {
+            [&n1, &n2]
+                .iter()
+                .all(|n| child_on(n, &child.id).state == down)
+        },
+    )
+    .await;
+    let listed = common::client(&n2).await.children().await.unwrap();
+    let seen = listed.iter().find(|c| c.id == child.id).unwrap();
+    assert_eq!(seen.state, down);
+    assert_eq!(seen.state.to_string(), "node down");
+    n2.shutdown().await;
+    n1.shutdown().await;
+}

@@ -147,7 +147,7 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
 
 fn pid_of(child: &Child) -> String {
     match &child.state {
-        ChildState::Running(pid) => pid.to_string(),
+        ChildState::Running(pid) | ChildState::NodeDown(pid) => pid.to_string(),
         _ => "-".into(),
     }
 }
@@ -167,6 +167,7 @@ async fn ls(args: LsArgs) -> Result<(), Failure> {
     for c in children {
         let reason = match &c.state {
             ChildState::Done(why) | ChildState::GaveUp(why) => why.as_str(),
+            ChildState::NodeDown(_) => "its node was declared dead; not restarted yet",
             _ => "",
         };
         if args.json {

@@ -12,6 +12,9 @@
 //! until enough of them come back, as a Raft or Consul cluster without quorum does. A member
 //! that leaves gracefully (shutdown, SIGTERM) is forgotten at once and costs no quorum.
 //!
+//! The same events say which members are departed (declared dead, or gone) until they join
+//! again, which listings of supervised children report ([`Quorum::is_departed`]).
+//!
 //! The registry's anti-entropy loop feeds membership events in ([`Quorum::joined`],
 //! [`Quorum::left`]) before it wakes the supervisor, which asks [`Quorum::has_majority`].
 
@@ -22,6 +25,9 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub(crate) struct Quorum {
     known: Mutex<BTreeSet<String>>,
+    /// Members declared dead or gone, until they join again: what listings say of the
+    /// children they ran.
+    departed: Mutex<BTreeSet<String>>,
     /// Children whose restart this node declined for want of a majority, logged once each.
     declined: Mutex<BTreeSet<String>>,
 }
@@ -31,6 +37,7 @@ impl Quorum {
     pub(crate) fn new(me: &str) -> Self {
         Self {
             known: Mutex::new(BTreeSet::from([me.to_owned()])),
+            departed: Mutex::new(BTreeSet::new()),
             declined: Mutex::new(BTreeSet::new()),
         }
     }
@@ -42,6 +49,16 @@ impl Quorum {
     /// A member joined, or came back.
     pub(crate) fn joined(&self, name: &str) {
         self.lock().insert(name.to_owned());
+        self.departed().remove(name);
+    }
+
+    fn departed(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.departed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `name` was declared dead or left, and has not joined again since.
+    pub(crate) fn is_departed(&self, name: &str) -> bool {
+        self.departed().contains(name)
     }
 
     /// A member left gracefully (`failed` false: it is forgotten) or was declared dead
@@ -50,6 +67,7 @@ impl Quorum {
         if !failed {
             self.lock().remove(name);
         }
+        self.departed().insert(name.to_owned());
     }
 
     /// Whether `live` (the members this node sees alive, itself included) are more than half
@@ -131,6 +149,18 @@ mod tests {
         assert!(q.has_majority(["x", "y", "n1"]));
         assert_eq!(q.known(), 5);
         assert!(!q.has_majority(["n1", "n2"]));
+    }
+
+    #[test]
+    fn a_member_is_departed_from_its_death_or_leave_until_it_joins_again() {
+        let q = quorum(&["n1", "n2", "n3"]);
+        assert!(!q.is_departed("n2"));
+        q.left("n2", true);
+        assert!(q.is_departed("n2"));
+        q.joined("n2");
+        assert!(!q.is_departed("n2"));
+        q.left("n3", false);
+        assert!(q.is_departed("n3"));
     }
 
     #[test]

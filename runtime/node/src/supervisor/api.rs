@@ -189,6 +189,10 @@ pub enum ChildState {
     Done(String),
     /// Restarted too often; the reason says why.
     GaveUp(String),
+    /// Last seen running as this process, on a node that membership has since declared dead
+    /// (or seen leave): it is not running there, and has not been restarted yet. A node that
+    /// sees no majority of the cluster leaves it so until the partition heals.
+    NodeDown(Pid),
 }
 
 impl fmt::Display for ChildState {
@@ -199,6 +203,7 @@ impl fmt::Display for ChildState {
             Self::Stopped => f.write_str("stopped"),
             Self::Done(_) => f.write_str("done"),
             Self::GaveUp(_) => f.write_str("gave up"),
+            Self::NodeDown(_) => f.write_str("node down"),
         }
     }
 }
@@ -221,6 +226,9 @@ impl Child {
         let spec = ChildSpec::from_wire(r.spec.as_ref().unwrap_or(&pb::ChildSpec::default()))?;
         let state = match State::try_from(r.state) {
             Ok(State::Pending) => ChildState::Pending,
+            Ok(State::Running) if r.node_down => {
+                ChildState::NodeDown(crate::messaging::decode_pid(&r.pid)?)
+            }
             Ok(State::Running) => ChildState::Running(crate::messaging::decode_pid(&r.pid)?),
             Ok(State::Stopped) => ChildState::Stopped,
             Ok(State::Done) => ChildState::Done(r.reason.clone()),
@@ -261,11 +269,10 @@ impl Node {
         Child::from_wire(&record).map_err(request_err)
     }
 
-    /// Every child this node knows of, by id.
+    /// Every child this node knows of, by id. A child whose record says it runs on a node
+    /// this node's membership declared dead is [`ChildState::NodeDown`].
     pub fn children(&self) -> Vec<Child> {
-        self.inner
-            .supervisor
-            .all()
+        listed(&self.inner)
             .iter()
             .filter_map(|r| Child::from_wire(r).ok())
             .collect()
@@ -369,6 +376,15 @@ pub(crate) async fn stop(inner: &Arc<Inner>, id: &str) -> Result<pb::ChildRecord
 pub(crate) fn list(inner: &Inner) -> pb::ListChildrenReply {
     pb::ListChildrenReply {
         node: inner.config.name.clone(),
-        children: inner.supervisor.all(),
+        children: listed(inner),
     }
+}
+
+/// Every record, each running one marked `node_down` when its node is departed.
+fn listed(inner: &Inner) -> Vec<pb::ChildRecord> {
+    let mut records = inner.supervisor.all();
+    for r in &mut records {
+        r.node_down = super::running_pid(r).is_some_and(|p| inner.quorum.is_departed(&p.node));
+    }
+    records
 }
