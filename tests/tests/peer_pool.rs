@@ -71,6 +71,16 @@ async fn two_nodes() -> (Node, Node) {
     (n1, n2)
 }
 
+/// Waits until `a` and `b` hold one socket between them, in the kernel's table, and one link.
+async fn one_connection_between(a: &Node, b: &Node) {
+    eventually(
+        Duration::from_secs(20),
+        "one connection between the two nodes",
+        || async { connections_to(port(a)) + connections_to(port(b)) == 1 && links(a, b) == 1 },
+    )
+    .await;
+}
+
 /// The port of `node`'s gRPC address.
 fn port(node: &Node) -> u16 {
     node.grpc_addr()
@@ -124,14 +134,7 @@ async fn one_connection_to_a_peer_carries_grpc_and_the_invoke_stream() {
     // Both went over one connection, where before this layer n1 held two (an HTTP/2 channel
     // and the framed stream). Which node dialed it depends on which called first (n2's
     // anti-entropy may have).
-    eventually(
-        Duration::from_secs(20),
-        "one connection between n1 and n2",
-        || async {
-            connections_to(port(&n1)) + connections_to(port(&n2)) == 1 && links(&n1, &n2) == 1
-        },
-    )
-    .await;
+    one_connection_between(&n1, &n2).await;
     assert_eq!(n1.peer_pool().open_peers, 1);
     n1.shutdown().await;
     n2.shutdown().await;
@@ -156,14 +159,7 @@ async fn two_nodes_that_call_each_other_share_one_connection() {
     hello_ok(&call(&n2, "n1").await, "n1");
     hello_ok(&call(&n1, "n2").await, "n2");
     // One socket between them, where a connection per direction made two.
-    eventually(
-        Duration::from_secs(20),
-        "one connection between n1 and n2",
-        || async {
-            connections_to(port(&n1)) + connections_to(port(&n2)) == 1 && links(&n1, &n2) == 1
-        },
-    )
-    .await;
+    one_connection_between(&n1, &n2).await;
     let (p1, p2) = (n1.peer_pool(), n2.peer_pool());
     assert_eq!((p1.open_peers, p2.open_peers), (1, 1), "{p1:?} {p2:?}");
     assert_eq!(

@@ -203,6 +203,13 @@ impl FrameReader {
     }
 }
 
+/// Appends `bytes` to `out` as one unframed chunk, length first, as [`FrameReader::next_raw`]
+/// reads it: the fields of a link's opening.
+pub(crate) fn put_raw(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
 /// Encodes `message` as one frame of [`Kind::Invoke`].
 pub(crate) fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
     encode_as(Kind::Invoke, message)

@@ -180,11 +180,9 @@ impl Mux {
             .await
             .map_err(unavailable)?;
         let mut opening = MAGIC.to_vec();
-        let flags = vec![u8::from(offer)];
-        for raw in [creds.opening_cookie(peer), me.as_bytes().to_vec(), flags] {
-            opening.extend_from_slice(&u32::try_from(raw.len()).unwrap_or(0).to_be_bytes());
-            opening.extend_from_slice(&raw);
-        }
+        framing::put_raw(&mut opening, &creds.opening_cookie(peer));
+        framing::put_raw(&mut opening, me.as_bytes());
+        framing::put_raw(&mut opening, &[u8::from(offer)]);
         io.write_all(&opening).await.map_err(unavailable)?;
         io.flush().await.map_err(unavailable)?;
         let (read, write) = tokio::io::split(io);

@@ -118,9 +118,7 @@ pub(crate) async fn serve_conn(
     // With TLS, the certificate says who the peer is.
     let name = peer.identity.as_ref().map_or(claimed, |i| i.name.clone());
     let mut answer = framing::encode(&pb::InvokeResult::default());
-    let cookie = serving.creds.opening_cookie(&name);
-    answer.extend_from_slice(&u32::try_from(cookie.len()).unwrap_or(0).to_be_bytes());
-    answer.extend_from_slice(&cookie);
+    framing::put_raw(&mut answer, &serving.creds.opening_cookie(&name));
     let _ = writer.write(&answer);
     let _served = serving.served.add(name.clone());
     let remote = peer.remote.to_string();

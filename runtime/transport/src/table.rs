@@ -146,18 +146,19 @@ impl Table {
 
     /// Whether a link that the peer `name` opened would be kept ([`Table::offer_inbound`]).
     pub(crate) fn wants_inbound(&self, name: &str) -> bool {
-        let peers = lock(&self.peers);
-        let open = peers.values().filter(|p| p.is_open()).count();
-        open < self.max_peers && !peers.get(name).is_some_and(Peer::is_open)
+        self.room_for_inbound(&lock(&self.peers), name)
+    }
+
+    /// Whether the pool has room and no working link to `name`.
+    fn room_for_inbound(&self, peers: &HashMap<String, Peer>, name: &str) -> bool {
+        open_count(peers) < self.max_peers && !peers.get(name).is_some_and(Peer::is_open)
     }
 
     /// Offers a link that the peer `name` opened: kept if this node has no working link to it
     /// and the pool has room, so that calls to the peer use it. Gives it back if not.
     pub(crate) fn offer_inbound(&self, name: &str, link: Link) -> Option<Link> {
         let mut peers = lock(&self.peers);
-        let open = peers.values().filter(|p| p.is_open()).count();
-        let taken = peers.get(name).is_some_and(Peer::is_open);
-        if taken || open >= self.max_peers {
+        if !self.room_for_inbound(&peers, name) {
             return Some(link);
         }
         let peer = peers
@@ -175,7 +176,7 @@ impl Table {
     /// Closes the least recently used peers other than `name` while more than the bound are
     /// open.
     fn trim(&self, peers: &mut HashMap<String, Peer>, name: &str) {
-        let mut open = peers.values().filter(|p| p.is_open()).count();
+        let mut open = open_count(peers);
         while open > self.max_peers.max(1) {
             let Some(lru) = peers
                 .iter()
@@ -222,7 +223,7 @@ impl Table {
 
     /// Whether one more peer can be opened without closing another's link.
     pub(crate) fn has_room(&self) -> bool {
-        self.counts().open < self.max_peers
+        open_count(&lock(&self.peers)) < self.max_peers
     }
 
     pub(crate) fn counts(&self) -> Counts {
@@ -243,6 +244,11 @@ impl Table {
     pub(crate) fn clear(&self) {
         lock(&self.peers).clear();
     }
+}
+
+/// How many of `peers` have working links.
+fn open_count(peers: &HashMap<String, Peer>) -> usize {
+    peers.values().filter(|p| p.is_open()).count()
 }
 
 /// Drops the table's handles on `name`'s link; keeps the entry while an open is under way, so

@@ -212,15 +212,12 @@ pub(crate) fn incoming<H: Handler>(
                         return refuse(&*handler, &log, remote, &why);
                     }
                 };
-                let identity = match io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-                    None => None,
-                    Some(cert) => match steinadler_security::identity_of(cert) {
-                        Ok(identity) => Some(identity),
-                        Err(e) => {
-                            let why = format!("unusable client certificate: {e}");
-                            return refuse(&*handler, &log, remote, &why);
-                        }
-                    },
+                let identity = match identity_in(io.get_ref().1.peer_certificates()) {
+                    Ok(identity) => identity,
+                    Err(e) => {
+                        let why = format!("unusable client certificate: {e}");
+                        return refuse(&*handler, &log, remote, &why);
+                    }
                 };
                 tracing::debug!(peer = %remote, identity = ?identity, "TLS connection accepted");
                 let mut io = io;
@@ -349,17 +346,7 @@ pub async fn connect(
 ///
 /// The connect or handshake error.
 pub async fn dial(addr: &str, tls: ClientTls) -> io::Result<Box<dyn Conn>> {
-    match tls {
-        ClientTls::Off => {
-            let tcp = TcpStream::connect(addr).await?;
-            tcp.set_nodelay(true)?;
-            Ok(Box::new(tcp))
-        }
-        ClientTls::On {
-            config,
-            server_name,
-        } => Ok(Box::new(dial_tls(addr, config, &server_name).await?)),
-    }
+    Ok(dial_peer(addr, tls).await?.0)
 }
 
 /// As [`dial`], with the peer as what this node serves on the stream sees it: its address,
@@ -380,15 +367,12 @@ pub(crate) async fn dial_peer(addr: &str, tls: ClientTls) -> io::Result<(Box<dyn
             server_name,
         } => {
             let io = dial_tls(addr, config, &server_name).await?;
-            let identity = match io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-                None => None,
-                Some(cert) => Some(steinadler_security::identity_of(cert).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("unusable server certificate: {e}"),
-                    )
-                })?),
-            };
+            let identity = identity_in(io.get_ref().1.peer_certificates()).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unusable server certificate: {e}"),
+                )
+            })?;
             let info = PeerInfo {
                 remote: io.get_ref().0.peer_addr()?,
                 identity,
@@ -396,6 +380,16 @@ pub(crate) async fn dial_peer(addr: &str, tls: ClientTls) -> io::Result<(Box<dyn
             Ok((Box::new(io), info))
         }
     }
+}
+
+/// The identity the first of a peer's `certs` names; `None` without a certificate.
+fn identity_in(
+    certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+) -> Result<Option<steinadler_security::Identity>, String> {
+    certs
+        .and_then(|c| c.first())
+        .map(|cert| steinadler_security::identity_of(cert).map_err(|e| e.to_string()))
+        .transpose()
 }
 
 async fn dial_tls(
