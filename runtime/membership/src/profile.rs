@@ -32,11 +32,16 @@ pub enum Profile {
     ///
     /// Timings: probe every [`LOCAL_PROBE_INTERVAL`], ping timeout [`LOCAL_PROBE_TIMEOUT`],
     /// `suspicion_mult` [`LOCAL_SUSPICION_MULT`] (so a suspect is declared dead after
-    /// 2 × the probe interval, with no confirmations needed), gossip every
+    /// 3 × the probe interval × `log10(n)` once one other node has suspected it too, and after
+    /// six times that without a confirmation), gossip every
     /// [`LOCAL_GOSSIP_INTERVAL`], each broadcast retransmitted 4 times, push/pull every 5 s, TCP
-    /// timeout 1 s (so an unreachable seed fails a join within about a second). Don't use it for
-    /// large clusters: the suspicion timeout has no room for confirmations, and at 100 nodes
-    /// memberlist's `local()` base was measured to leave nodes missing members for tens of seconds.
+    /// timeout 1 s (so an unreachable seed fails a join within about a second).
+    ///
+    /// The suspicion timeout scales with the cluster (memberlist multiplies it by `log10(n)`
+    /// from ten nodes on), and from three nodes on it waits for one independent confirmation:
+    /// one node's missed ack (a starved process on a loaded machine) is not enough to declare a
+    /// live node dead. With `suspicion_mult` 2 it needed none, and the 200-node scale harness saw
+    /// live nodes declared dead under load.
     Local,
     /// memberlist's LAN defaults: probe every 500 ms, ping timeout 1 s, `suspicion_mult` 4,
     /// gossip every 200 ms, TCP timeout 10 s. A crash is noticed in a few seconds (about 3 s at
@@ -49,8 +54,13 @@ pub enum Profile {
 pub const LOCAL_PROBE_INTERVAL: Duration = Duration::from_millis(400);
 /// [`Profile::Local`]: how long a direct UDP ping waits for its ack before indirect probes start.
 pub const LOCAL_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
-/// [`Profile::Local`]: the suspicion timeout is this many probe intervals (below ten nodes).
-pub const LOCAL_SUSPICION_MULT: usize = 2;
+/// [`Profile::Local`]: the suspicion timeout is this many probe intervals (below ten nodes), and
+/// memberlist expects `LOCAL_SUSPICION_MULT - 2` = 1 confirmation from another node before it.
+pub const LOCAL_SUSPICION_MULT: usize = 3;
+/// [`Profile::Local`]: how many peers are asked to ping a node that missed a direct ping, before
+/// it is suspected. `Options::local()` asks one; a node that is itself starved on a loaded
+/// machine then makes its target look dead. memberlist's LAN default is 3.
+const LOCAL_INDIRECT_CHECKS: usize = 3;
 /// [`Profile::Local`]: how often queued broadcasts (suspect, dead, alive) are gossiped.
 pub const LOCAL_GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -85,6 +95,7 @@ impl Profile {
                 .with_probe_interval(LOCAL_PROBE_INTERVAL)
                 .with_probe_timeout(LOCAL_PROBE_TIMEOUT)
                 .with_suspicion_mult(LOCAL_SUSPICION_MULT)
+                .with_indirect_checks(LOCAL_INDIRECT_CHECKS)
                 .with_gossip_interval(LOCAL_GOSSIP_INTERVAL)
                 .with_retransmit_mult(LOCAL_RETRANSMIT_MULT)
                 .with_push_pull_interval(LOCAL_PUSH_PULL_INTERVAL)

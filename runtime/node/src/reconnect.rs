@@ -4,7 +4,8 @@
 //!
 //! Every [`INTERVAL`] the node tries to join up to [`PER_ROUND`] random members that failed
 //! (not those that left gracefully) in the last [`GIVE_UP_AFTER`]. A join to a node that is
-//! really gone fails fast and costs one connection attempt.
+//! really gone fails fast and costs one connection attempt. With no failed member to retry, the
+//! task sleeps until a membership event arrives: an idle healthy node does not wake for it.
 
 use crate::node::Inner;
 use rand::seq::IteratorRandom;
@@ -31,6 +32,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         tokio::select! {
             event = events.recv() => match event {
                 Ok(MemberEvent::Left { name, gossip_addr, failed: true }) => {
+                    if failed.is_empty() {
+                        // The first retry waits a whole interval, as before the quiet spell.
+                        tick.reset();
+                    }
                     failed.insert(name, (gossip_addr, Instant::now()));
                 }
                 Ok(MemberEvent::Left { name, .. }) => {
@@ -41,7 +46,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
                 _ => {}
             },
-            _ = tick.tick() => {
+            _ = tick.tick(), if !failed.is_empty() => {
                 failed.retain(|_, (_, since)| since.elapsed() < GIVE_UP_AFTER);
                 let picked: Vec<(String, SocketAddr)> = failed
                     .iter()
