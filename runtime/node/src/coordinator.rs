@@ -208,28 +208,75 @@ pub(crate) async fn resolve_module(
 }
 
 /// Finds `module` on a live peer, by name or id: its id and the peer's address.
+///
+/// A peer that could not be asked (its link was being replaced, say, or it had just left) is
+/// not an answer: while any could not, the search is tried again after each of
+/// [`RESOLVE_PAUSES_MS`] before the module is called unknown.
 async fn resolve_remote(inner: &Inner, module: &str) -> Result<(ModuleId, String), Status> {
+    let mut pauses = RESOLVE_PAUSES_MS.iter();
+    let mut unasked = Vec::new();
+    loop {
+        unasked.clear();
+        if let Some(found) = ask_peers(inner, module, &mut unasked).await? {
+            return Ok(found);
+        }
+        match pauses.next() {
+            Some(&ms) if !unasked.is_empty() => tokio::time::sleep(Duration::from_millis(ms)).await,
+            _ => break,
+        }
+    }
+    let unasked = if unasked.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} could not be asked: {})",
+            unasked.len(),
+            unasked.join(", ")
+        )
+    };
+    Err(Status::not_found(format!(
+        "no live node holds a module named {module:?}{unasked}; deploy it first with `steinadler deploy`"
+    )))
+}
+
+/// The pauses between searches for a module while some peer could not be asked.
+const RESOLVE_PAUSES_MS: [u64; 3] = [100, 300, 600];
+
+/// Asks each live peer for its modules, once: the first that holds `module`, or none, with the
+/// names of the peers that could not be asked pushed to `unasked`.
+async fn ask_peers(
+    inner: &Inner,
+    module: &str,
+    unasked: &mut Vec<String>,
+) -> Result<Option<(ModuleId, String)>, Status> {
     let by_id = module.parse::<ModuleId>().ok();
     for member in inner.membership.members().await {
         if member.meta.grpc_addr == inner.advertised_addr {
             continue;
         }
-        let Ok(mut client) = inner.peer(&member.meta.grpc_addr, &member.name).await else {
-            continue;
+        let listed = match inner.peer(&member.meta.grpc_addr, &member.name).await {
+            Ok(mut client) => client
+                .list_modules(pb::ListModulesRequest {})
+                .await
+                .map_err(|s| s.message().to_owned()),
+            Err(e) => Err(e.to_string()),
         };
-        let Ok(reply) = client.list_modules(pb::ListModulesRequest {}).await else {
-            continue;
+        let modules = match listed {
+            Ok(reply) => reply.into_inner().modules,
+            Err(why) => {
+                tracing::debug!(peer = %member.name, %why, "could not ask a peer for its modules");
+                unasked.push(member.name);
+                continue;
+            }
         };
-        for m in reply.into_inner().modules {
+        for m in modules {
             let id = wire::module_id(&m.id)?;
             if by_id == Some(id) || m.names.iter().any(|n| n == module) {
-                return Ok((id, member.meta.grpc_addr));
+                return Ok(Some((id, member.meta.grpc_addr)));
             }
         }
     }
-    Err(Status::not_found(format!(
-        "no live node holds a module named {module:?}; deploy it first with `steinadler deploy`"
-    )))
+    Ok(None)
 }
 
 /// Runs `call` on the node `name` at `addr` (here, if that is this node), retrying what cannot
