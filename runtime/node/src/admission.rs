@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
 #[derive(Debug)]
@@ -11,6 +11,8 @@ pub(crate) struct Admission {
     admitted: Arc<Semaphore>,
     running: Arc<Semaphore>,
     in_flight: Arc<AtomicU32>,
+    /// Told each time the load changes, so the advertiser need not poll it.
+    changed: Arc<Notify>,
 }
 
 /// Held while an invocation runs; frees its slot on drop.
@@ -19,20 +21,25 @@ pub(crate) struct Ticket {
     _admitted: OwnedSemaphorePermit,
     _running: OwnedSemaphorePermit,
     in_flight: Arc<AtomicU32>,
+    changed: Arc<Notify>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 }
 
 impl Admission {
-    pub(crate) fn new(max_concurrent: usize, max_queued: usize) -> Self {
+    /// Admission for `max_concurrent` running and `max_queued` waiting calls; `changed` is told
+    /// whenever the load changes.
+    pub(crate) fn new(max_concurrent: usize, max_queued: usize, changed: Arc<Notify>) -> Self {
         Self {
             admitted: Arc::new(Semaphore::new(max_concurrent + max_queued)),
             running: Arc::new(Semaphore::new(max_concurrent)),
             in_flight: Arc::new(AtomicU32::new(0)),
+            changed,
         }
     }
 
@@ -48,10 +55,12 @@ impl Admission {
             .await
             .map_err(|_| Status::unavailable("the node is shutting down"))?;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
         Ok(Ticket {
             _admitted: admitted,
             _running: running,
             in_flight: self.in_flight.clone(),
+            changed: self.changed.clone(),
         })
     }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use steinadler_core::InvokeError;
 use steinadler_host::LoadedModule;
-use steinadler_membership::{MemberEvent, MembershipError, NodeMeta};
+use steinadler_membership::{MembershipError, NodeMeta};
 use steinadler_proto::v1 as pb;
 use tonic::Status;
 
@@ -30,6 +30,7 @@ impl Inner {
             size: module.size(),
             functions: module.functions().map(str::to_owned).collect(),
         });
+        self.meta_changed.notify_one();
         Ok(module)
     }
 
@@ -124,37 +125,33 @@ impl Inner {
     }
 }
 
-/// Re-advertises the load and module digest when they change, and forgets departed peers.
+/// At most one metadata update per this long: the changes in between go out together.
+const ADVERTISE_EVERY: Duration = Duration::from_millis(500);
+
+/// Re-advertises the load and module digest when they change. It sleeps until the admission
+/// or the module index says something changed (an idle node does not wake), then waits
+/// [`ADVERTISE_EVERY`] so that a burst of calls costs one gossiped update, not one per call.
 pub(crate) async fn advertise(inner: Arc<Inner>) {
-    let mut events = inner.membership.subscribe();
     let mut last = (0u32, 0u64);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
-        tokio::select! {
-            event = events.recv() => {
-                // The membership crate logs how the peer went (a crash, or a graceful leave).
-                if let Ok(MemberEvent::Left { name, failed, .. }) = event {
-                    tracing::debug!(peer = %name, failed, "peer departed");
-                }
-            }
-            _ = tick.tick() => {
-                let now = (inner.admission.load(), inner.modules_digest());
-                if now != last {
-                    last = now;
-                    let meta = NodeMeta {
-                        grpc_addr: inner.advertised_addr.clone(),
-                        labels: inner.config.labels.clone(),
-                        modules_digest: now.1,
-                        load: now.0,
-                    };
-                    match inner.membership.update_meta(meta).await {
-                        Ok(()) => {}
-                        // The node is leaving or stopped: nothing more to advertise.
-                        Err(MembershipError::NotRunning) => return,
-                        Err(e) => tracing::warn!("cannot advertise node metadata: {e}"),
-                    }
-                }
-            }
+        inner.meta_changed.notified().await;
+        tokio::time::sleep(ADVERTISE_EVERY).await;
+        let now = (inner.admission.load(), inner.modules_digest());
+        if now == last {
+            continue;
+        }
+        last = now;
+        let meta = NodeMeta {
+            grpc_addr: inner.advertised_addr.clone(),
+            labels: inner.config.labels.clone(),
+            modules_digest: now.1,
+            load: now.0,
+        };
+        match inner.membership.update_meta(meta).await {
+            Ok(()) => {}
+            // The node is leaving or stopped: nothing more to advertise.
+            Err(MembershipError::NotRunning) => return,
+            Err(e) => tracing::warn!("cannot advertise node metadata: {e}"),
         }
     }
 }

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     /// The members this node knows, for the majority rule of restarts.
     pub(crate) quorum: crate::quorum::Quorum,
     pub(crate) admission: Admission,
+    /// Told when what this node advertises in gossip (its load, its modules) may have changed.
+    pub(crate) meta_changed: Arc<tokio::sync::Notify>,
     pub(crate) args: ArgsCache,
     pub(crate) sent: SentArgs,
     pub(crate) fetches: moka::future::Cache<ModuleId, Arc<LoadedModule>>,
@@ -161,6 +163,7 @@ impl Node {
             security.clone(),
         );
         let processes = crate::processes::Processes::new();
+        let meta_changed = Arc::new(tokio::sync::Notify::new());
         let inner = Arc::new(Inner {
             advertised_addr: grpc_addr,
             listen_addr,
@@ -172,7 +175,12 @@ impl Node {
             supervisor: crate::supervisor::Supervisor::new(&config.name),
             quorum: crate::quorum::Quorum::new(&config.name),
             processes,
-            admission: Admission::new(config.max_concurrent, config.max_queued),
+            admission: Admission::new(
+                config.max_concurrent,
+                config.max_queued,
+                meta_changed.clone(),
+            ),
+            meta_changed,
             args: ArgsCache::new(config.args_cache_bytes, config.args_cache_ttl),
             sent: SentArgs::new(config.args_cache_ttl / 2),
             fetches: moka::future::Cache::builder()

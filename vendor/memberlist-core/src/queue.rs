@@ -93,6 +93,9 @@ pub struct TransmitLimitedQueue<B: Broadcast, N> {
   /// number of retransmissions attempted.
   retransmit_mult: usize,
   inner: Mutex<Inner<B>>,
+  /// Steinadler patch: a token is put here (if none is there yet) each time a broadcast is
+  /// queued, so that the gossip loop can sleep while the queue is empty; see `wait_queued`.
+  queued: (async_channel::Sender<()>, async_channel::Receiver<()>),
 }
 
 impl<B: Broadcast, N: NodeCalculator> TransmitLimitedQueue<B, N> {
@@ -119,7 +122,23 @@ impl<B: Broadcast, N: NodeCalculator> TransmitLimitedQueue<B, N> {
         m: HashMap::new(),
         id_gen: 0,
       }),
+      queued: async_channel::bounded(1),
     }
+  }
+
+  /// Steinadler patch: returns once the queue holds a broadcast (at once if it does now).
+  /// A token left from a broadcast that was sent since is harmless: the queue is checked again.
+  pub(crate) async fn wait_queued(&self) {
+    while self.inner.lock().await.q.is_empty() {
+      self.wait_next().await;
+    }
+  }
+
+  /// Steinadler patch: returns when a broadcast is queued from now on, or at once if one was
+  /// queued since this was last called.
+  pub(crate) async fn wait_next(&self) {
+    // The sender lives in `self`: the channel never closes while this waits.
+    let _ = self.queued.1.recv().await;
   }
 
   /// Returns the number of messages queued.
@@ -255,6 +274,8 @@ impl<B: Broadcast, N: NodeCalculator> TransmitLimitedQueue<B, N> {
 
     // Append to the relevant queue.
     inner.insert(lb);
+    // Steinadler patch: wake a gossip loop that sleeps on an empty queue.
+    let _ = self.queued.0.try_send(());
   }
 
   /// Clears all the queued messages.

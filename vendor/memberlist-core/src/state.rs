@@ -786,7 +786,71 @@ where
 
   bail_trigger!(probe);
 
-  bail_trigger!(gossip);
+  /// Steinadler patch: the gossip loop of `bail_trigger!`, except that it sleeps while a round
+  /// would send nothing: while the broadcast queue is empty, or no other node is known. An idle cluster then has no
+  /// gossip wake-ups at all; a broadcast queued while it sleeps goes out at once, and the rounds
+  /// that follow keep the interval until the queue is empty again. Correct only while the
+  /// delegate queues no broadcasts of its own (Steinadler's is a `VoidDelegate` for those): a
+  /// delegate's broadcasts do not wake the loop.
+  async fn trigger_gossip(
+    &self,
+    stagger: Duration,
+    interval: Duration,
+    stop_rx: async_channel::Receiver<()>,
+  ) -> <<T::Runtime as RuntimeLite>::Spawner as AsyncSpawner>::JoinHandle<()> {
+    let this = self.clone();
+    let rand_stagger = random_stagger(stagger);
+    <T::Runtime as RuntimeLite>::spawn(async move {
+      futures::select! {
+        _ = <T::Runtime as RuntimeLite>::sleep(rand_stagger).fuse() => {},
+        _ = stop_rx.recv().fuse() => {
+          tracing::debug!("memberlist.state: gossip trigger exits");
+          return;
+        },
+      }
+      let mut timer = <T::Runtime as RuntimeLite>::interval(interval);
+      'outer: loop {
+        // Nothing to send, or nobody to send it to (a lone node's own alive message stays
+        // queued until a peer appears, and learning of one queues a broadcast).
+        let alone = this.estimate_num_nodes() <= 1;
+        if alone || this.inner.broadcast.num_queued().await == 0 {
+          let queued = async {
+            if alone {
+              this.inner.broadcast.wait_next().await
+            } else {
+              this.inner.broadcast.wait_queued().await
+            }
+          };
+          futures::select_biased! {
+            _ = stop_rx.recv().fuse() => break 'outer,
+            _ = queued.fuse() => {},
+          }
+          if this.inner.shutdown_tx.is_closed() {
+            break 'outer;
+          }
+          this.gossip(&stop_rx).await;
+          // Ticks missed while asleep must not come in a burst.
+          timer = <T::Runtime as RuntimeLite>::interval(interval);
+          continue;
+        }
+        futures::select_biased! {
+          _ = stop_rx.recv().fuse() => break 'outer,
+          _ = futures::StreamExt::next(&mut timer).fuse() => {
+            if this.inner.shutdown_tx.is_closed() {
+              break 'outer;
+            }
+            this.gossip(&stop_rx).await;
+            match stop_rx.try_recv() {
+              Ok(_) => return,
+              Err(async_channel::TryRecvError::Empty) => {}
+              Err(async_channel::TryRecvError::Closed) => return,
+            }
+          }
+        }
+      }
+      tracing::debug!("memberlist.state: gossip trigger exits");
+    })
+  }
 
   async fn trigger_push_pull(
     &self,

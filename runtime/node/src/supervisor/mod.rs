@@ -95,6 +95,11 @@ impl Supervisor {
         self.records().get(id).cloned()
     }
 
+    /// Whether some child is not finished: only then has the reconcile loop a reason to tick.
+    pub(crate) fn has_unfinished(&self) -> bool {
+        self.records().values().any(|r| !terminal(r.state))
+    }
+
     /// Every record, by id.
     pub(crate) fn all(&self) -> Vec<pb::ChildRecord> {
         self.records().values().cloned().collect()
@@ -109,6 +114,7 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(record.id.clone(), Instant::now());
+        self.wake.notify_one();
         record
     }
 

@@ -12,7 +12,9 @@ use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::child_record::State;
 use tokio::sync::mpsc;
 
-/// How often the loop reconciles even when nothing woke it.
+/// How often the loop reconciles even when nothing woke it, while there is a child to watch
+/// (one not finished in the records, or one running here). Without one it only wakes when
+/// records change, so an idle node's supervisor costs nothing.
 const TICK: Duration = Duration::from_millis(500);
 
 /// The children running on this node.
@@ -34,6 +36,11 @@ struct LocalState {
 impl Local {
     fn lock(&self) -> std::sync::MutexGuard<'_, LocalState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether no child runs here.
+    fn is_empty(&self) -> bool {
+        self.lock().running.is_empty()
     }
 }
 
@@ -354,10 +361,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = inner.stopping.clone();
     loop {
+        let watching = inner.supervisor.has_unfinished() || !inner.supervisor.local.is_empty();
         tokio::select! {
             Some((id, pid, reason)) = exits.recv() => exited(&inner, id, pid, reason).await,
             () = inner.supervisor.wake.notified() => reconcile(&inner).await,
-            _ = tick.tick() => reconcile(&inner).await,
+            _ = tick.tick(), if watching => reconcile(&inner).await,
             _ = async { stopping.wait_for(|s| *s).await.is_ok() } => return,
         }
     }
