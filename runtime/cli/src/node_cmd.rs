@@ -18,8 +18,9 @@ pub(crate) enum NodeCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {
-    /// A TOML file with the same settings (name, listen, gossip, join, labels, data_dir,
-    /// max_peers, peer_idle, fanout, max_memory, max_timeout); flags override it.
+    /// A TOML file with the same settings (name, listen, advertise, gossip, advertise_gossip,
+    /// join, labels, data_dir, max_peers, peer_idle, fanout, max_memory, max_timeout); flags
+    /// override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The node's name, unique in the cluster.
@@ -28,9 +29,19 @@ pub(crate) struct StartArgs {
     /// The gRPC listen address [default: 127.0.0.1:7100].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// The gRPC address other nodes and clients reach this node at, HOST:PORT, when it differs
+    /// from --listen: a port-forward, NAT, a container, a load balancer [default: the --listen
+    /// address; for 0.0.0.0 or [::], the machine's first non-loopback address].
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
     /// The gossip address [default: 127.0.0.1:7101].
     #[arg(long)]
     gossip: Option<SocketAddr>,
+    /// The gossip address (UDP and TCP) other nodes reach this node at, IP:PORT, when it
+    /// differs from --gossip [default: the --gossip address; for 0.0.0.0 or [::], the
+    /// machine's first non-loopback address].
+    #[arg(long, value_name = "IP:PORT")]
+    advertise_gossip: Option<SocketAddr>,
     /// The gRPC address of a running member to join through, repeatable. `dns:NAME:PORT` tries
     /// every A/AAAA record of NAME (a Kubernetes headless service, for example).
     #[arg(long)]
@@ -82,7 +93,9 @@ pub(crate) struct StartArgs {
 struct FileConfig {
     name: Option<String>,
     listen: Option<SocketAddr>,
+    advertise: Option<String>,
     gossip: Option<SocketAddr>,
+    advertise_gossip: Option<SocketAddr>,
     #[serde(default)]
     join: Vec<String>,
     #[serde(default)]
@@ -116,8 +129,13 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
         .start()
         .await
         .map_err(|e| Failure::Runtime(anyhow!(e).context(format!("cannot start node {name}"))))?;
+    let advertised = if node.advertised_addr() == node.grpc_addr() {
+        String::new()
+    } else {
+        format!(" (advertised as {})", node.advertised_addr())
+    };
     let mut banner = format!(
-        "node {} serving gRPC on {} and gossip on {}{}\n",
+        "node {} serving gRPC on {}{advertised} and gossip on {}{}\n",
         node.name(),
         node.grpc_addr(),
         node.gossip_addr(),
@@ -134,7 +152,7 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
             "created a new cluster. Join token (keep it secret):\n  {token}\n\
              add a node:    steinadler node start --name NAME --join {addr} --token {token}\n\
              log in a user: steinadler login --node {addr} --token {token}\n",
-            addr = node.grpc_addr()
+            addr = node.advertised_addr()
         ));
     }
     // One write, and no panic if whoever started the node stopped reading its output.
@@ -174,6 +192,8 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
             .gossip
             .or(file.gossip)
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7101))),
+        advertise: args.advertise.or(file.advertise),
+        gossip_advertise: args.advertise_gossip.or(file.advertise_gossip),
         ..NodeConfig::default()
     };
     config.labels = file.labels;

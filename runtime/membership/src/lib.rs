@@ -74,6 +74,7 @@
 //! let node = Membership::start(MembershipConfig {
 //!     name: "node-a".to_owned(),
 //!     gossip_addr: "127.0.0.1:0".parse().unwrap(),
+//!     gossip_advertise: None,
 //!     seeds: vec!["127.0.0.1:7946".parse().unwrap()],
 //!     meta: NodeMeta { grpc_addr: "127.0.0.1:50051".to_owned(), ..NodeMeta::default() },
 //!     profile: Profile::Local,
@@ -114,6 +115,10 @@ pub struct MembershipConfig {
     /// Where to bind gossip (UDP and TCP on the same port). Port 0 picks a free port; read it back
     /// with [`Membership::gossip_addr`].
     pub gossip_addr: SocketAddr,
+    /// The gossip address other nodes reach this one at, when it differs from the bound one (a
+    /// port-forward, NAT, a container). `None` advertises the bound address, or for an
+    /// unspecified IP (`0.0.0.0`) memberlist's pick, the machine's first private address.
+    pub gossip_advertise: Option<SocketAddr>,
     /// Gossip addresses of existing members to join through; empty starts a new cluster.
     pub seeds: Vec<SocketAddr>,
     /// What this node advertises.

@@ -102,6 +102,9 @@ impl Membership {
         let mut transport =
             NetTransportOptions::<SmolStr, TokioSocketAddrResolver, TokioTcp>::new(id.clone());
         transport.add_bind_address(config.gossip_addr);
+        if let Some(addr) = config.gossip_advertise {
+            transport = transport.with_advertise_address(addr);
+        }
         let options = options(&config);
 
         let ml = Inner::with_delegate(delegate, transport, options)

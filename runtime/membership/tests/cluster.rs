@@ -198,3 +198,47 @@ async fn encrypted_cluster_admits_only_key_holders() {
     assert_eq!(common::names(&a).await, ["enc-a", "enc-b"]);
     stop(&[a, b]).await;
 }
+
+/// A free port on every IPv4 address, for UDP and TCP both (gossip binds the two on one port).
+fn free_gossip_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_advertised_gossip_address_is_the_one_members_see_and_probe() {
+    // Bound to every address, advertised as another loopback address (all of 127/8 reaches
+    // the socket), as a node behind a port-forward advertises the router's address.
+    let port = free_gossip_port();
+    let advertised: std::net::SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+    let mut a = config("adv-a", &[]);
+    a.gossip_addr = format!("0.0.0.0:{port}").parse().unwrap();
+    a.gossip_advertise = Some(advertised);
+    let a = Membership::start(a).await.unwrap();
+    assert_eq!(a.gossip_addr(), advertised);
+
+    let b = Membership::start(config(
+        "adv-b",
+        &[format!("127.0.0.1:{port}").parse().unwrap()],
+    ))
+    .await
+    .unwrap();
+    let seen = wait_for(AGREE, || async {
+        b.members()
+            .await
+            .iter()
+            .any(|m| m.name == "adv-a" && m.gossip_addr == advertised)
+    })
+    .await;
+    assert!(seen.is_some(), "adv-b never saw adv-a at {advertised}");
+    // adv-b probes adv-a at the advertised address: several probe rounds later it is alive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(common::names(&b).await, ["adv-a", "adv-b"]);
+    assert_eq!(common::names(&a).await, ["adv-a", "adv-b"]);
+    stop(&[a, b]).await;
+}

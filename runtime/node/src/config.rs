@@ -21,6 +21,9 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// The gossip bind address; port 0 picks a free port.
     pub gossip: SocketAddr,
+    /// The gossip address other nodes reach this one at, gossiped to them; `None` for the
+    /// bound address (for a wildcard bind, the machine's first non-loopback address).
+    pub gossip_advertise: Option<SocketAddr>,
     /// Gossip addresses of nodes to join. Empty for the first node.
     pub join: Vec<SocketAddr>,
     /// gRPC addresses of running members. The node asks them for the gossip addresses to join,
@@ -88,6 +91,7 @@ impl Default for NodeConfig {
             listen: localhost,
             advertise: None,
             gossip: localhost,
+            gossip_advertise: None,
             join: Vec::new(),
             seeds: Vec::new(),
             security: SecurityMode::default(),
@@ -168,6 +172,13 @@ impl NodeBuilder {
     /// bound one (a port-forward, a container, a load balancer).
     pub fn advertise(mut self, addr: impl Into<String>) -> Self {
         self.config.advertise = Some(addr.into());
+        self
+    }
+
+    /// Sets the gossip address that other nodes reach this one at, when it differs from the
+    /// bound one.
+    pub fn advertise_gossip(mut self, addr: SocketAddr) -> Self {
+        self.config.gossip_advertise = Some(addr);
         self
     }
 

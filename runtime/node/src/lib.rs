@@ -38,6 +38,7 @@
 //! # }
 //! ```
 
+mod addresses;
 mod admission;
 mod answer;
 mod args;

@@ -49,6 +49,9 @@ pub enum NodeError {
     /// Joining with a token failed.
     #[error(transparent)]
     Join(#[from] crate::join::JoinError),
+    /// The node cannot tell which address to advertise, or was told one nobody can dial.
+    #[error("{0}")]
+    Advertise(String),
 }
 
 /// What the node knows about a module it holds.
@@ -122,17 +125,16 @@ impl Node {
             source,
         })?;
         let listen_addr = local.to_string();
-        let grpc_addr = config
-            .advertise
-            .clone()
-            .unwrap_or_else(|| listen_addr.clone());
-        let setup = crate::setup::prepare(&config, local).await?;
+        let grpc_addr = crate::addresses::grpc(local, config.advertise.as_deref())?;
+        let gossip_advertise = crate::addresses::gossip(config.gossip, config.gossip_advertise)?;
+        let setup = crate::setup::prepare(&config, local, &grpc_addr).await?;
         let host = Arc::new(Host::new(config.host.clone())?);
         let mut seeds = config.join.clone();
         seeds.extend(setup.gossip_seeds.iter().copied());
         let membership = Membership::start(MembershipConfig {
             name: config.name.clone(),
             gossip_addr: config.gossip,
+            gossip_advertise,
             seeds,
             meta: NodeMeta {
                 grpc_addr: grpc_addr.clone(),

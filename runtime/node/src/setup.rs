@@ -30,7 +30,14 @@ pub(crate) struct Setup {
     pub(crate) created: bool,
 }
 
-pub(crate) async fn prepare(config: &NodeConfig, listen: SocketAddr) -> Result<Setup, NodeError> {
+/// Loads, bootstraps or fetches (with a token) this node's security material. A bootstrapped
+/// certificate covers the bound IP and the `advertised` host (an IP or a name) besides the
+/// node's name.
+pub(crate) async fn prepare(
+    config: &NodeConfig,
+    listen: SocketAddr,
+    advertised: &str,
+) -> Result<Setup, NodeError> {
     let security_err = |e: steinadler_security::SecurityError| NodeError::Security(e.to_string());
     let mut gossip_seeds = Vec::new();
     let mut created = false;
@@ -74,12 +81,18 @@ pub(crate) async fn prepare(config: &NodeConfig, listen: SocketAddr) -> Result<S
                 (_, None) => {
                     steinadler_security::validate_node_name(&config.name).map_err(security_err)?;
                     created = true;
-                    let ips: Vec<_> = [listen.ip()]
+                    let mut ips: Vec<_> = [listen.ip()]
                         .into_iter()
                         .filter(|ip| !ip.is_unspecified())
                         .collect();
+                    let mut names = Vec::new();
+                    match crate::addresses::host_of(advertised) {
+                        Some(Ok(ip)) => ips.push(ip),
+                        Some(Err(name)) => names.push(name),
+                        None => {}
+                    }
                     (
-                        Material::bootstrap(&config.name, &ips, &[]).map_err(security_err)?,
+                        Material::bootstrap(&config.name, &ips, &names).map_err(security_err)?,
                         dir,
                     )
                 }

@@ -25,6 +25,7 @@ pub fn config(name: &str, seeds: &[SocketAddr]) -> MembershipConfig {
     MembershipConfig {
         name: name.to_owned(),
         gossip_addr: "127.0.0.1:0".parse().unwrap(),
+        gossip_advertise: None,
         seeds: seeds.to_vec(),
         meta: meta(name, 50_000),
         profile: Profile::Local,
