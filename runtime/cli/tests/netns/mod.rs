@@ -5,8 +5,14 @@
 //!
 //! Each [`Hosts`] has its own bridge, namespaces and subnet (`10.N.0.0/24`, N from the process
 //! id and a counter), so that tests run in parallel, and removes all of them when dropped, on
-//! a failed assertion too. [`Hosts::up`] returns `None`, after saying why, where the machine
+//! a failed assertion too. [`Hosts::up_behind_nat`] puts one host behind a router instead, as a
+//! home router or a cloud NAT gateway: the host has a private address, the router has the
+//! host's address on the bridge, masquerades what the host sends out, and forwards the node's
+//! two ports to it (DNAT), so the node advertises the router's address. [`Hosts::up`] returns `None`, after saying why, where the machine
 //! cannot make hosts: not root, or no `ip` or `nft`.
+
+// Shared by the fault suite and the reach tests, which each use part of it.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -23,6 +29,8 @@ pub(crate) struct Hosts {
     tag: String,
     subnet: u32,
     n: usize,
+    /// The host behind a router, if any.
+    nat: Option<usize>,
     nodes: Vec<Option<Child>>,
     pub(crate) dir: PathBuf,
 }
@@ -52,6 +60,20 @@ fn must(cmd: &[&str]) {
 impl Hosts {
     /// Makes `n` hosts, or says why it cannot and returns `None`.
     pub(crate) fn up(n: usize) -> Option<Self> {
+        Self::make(n, None)
+    }
+
+    /// Makes `n` hosts with host `nat` (not host 1, which the others join through) behind a
+    /// router that forwards the node's ports to it, or says why it cannot and returns `None`.
+    pub(crate) fn up_behind_nat(n: usize, nat: usize) -> Option<Self> {
+        assert!(
+            nat > 1 && nat <= n,
+            "host {nat} cannot be behind the router"
+        );
+        Self::make(n, Some(nat))
+    }
+
+    fn make(n: usize, nat: Option<usize>) -> Option<Self> {
         // SAFETY: geteuid has no preconditions and no memory effects.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipping the fault suite: it needs root to make network namespaces");
@@ -81,6 +103,7 @@ impl Hosts {
             tag,
             subnet,
             n,
+            nat,
             nodes: (0..n).map(|_| None).collect(),
             dir,
         };
@@ -92,7 +115,8 @@ impl Hosts {
         }
         must(&["ip", "link", "set", &br, "up"]);
         for i in 1..=n {
-            let (ns, veth) = (hosts.ns(i), hosts.veth(i));
+            // On the bridge: the host itself, or the router in front of it.
+            let (ns, veth) = (hosts.bridged_ns(i), hosts.veth(i));
             must(&["ip", "netns", "add", &ns]);
             must(&[
                 "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
@@ -106,8 +130,91 @@ impl Hosts {
                 "ip", "netns", "exec", &ns, "ip", "link", "set", "eth0", "up",
             ]);
             must(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+            if nat == Some(i) {
+                hosts.route_through(i);
+            }
         }
         Some(hosts)
+    }
+
+    /// Puts host `i` behind the router that holds its address on the bridge.
+    fn route_through(&self, i: usize) {
+        let (router, ns) = (self.router_ns(i), self.ns(i));
+        let (inside, gateway) = (self.private_ip(i), self.private_gateway());
+        must(&["ip", "netns", "add", &ns]);
+        must(&[
+            "ip", "netns", "exec", &router, "ip", "link", "add", "lan0", "type", "veth", "peer",
+            "name", "eth0", "netns", &ns,
+        ]);
+        let gateway_cidr = format!("{gateway}/24");
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "ip",
+            "addr",
+            "add",
+            &gateway_cidr,
+            "dev",
+            "lan0",
+        ]);
+        must(&[
+            "ip", "netns", "exec", &router, "ip", "link", "set", "lan0", "up",
+        ]);
+        let inside_cidr = format!("{inside}/24");
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "ip",
+            "addr",
+            "add",
+            &inside_cidr,
+            "dev",
+            "eth0",
+        ]);
+        must(&[
+            "ip", "netns", "exec", &ns, "ip", "link", "set", "eth0", "up",
+        ]);
+        must(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        must(&[
+            "ip", "netns", "exec", &ns, "ip", "route", "add", "default", "via", &gateway,
+        ]);
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+        ]);
+        let (grpc, gossip) = (GRPC_PORT, GRPC_PORT + 1);
+        let rules = format!(
+            "table ip sfnat {{\n\
+             \tchain pre {{ type nat hook prerouting priority dstnat;\n\
+             \t\tiifname \"eth0\" tcp dport {{ {grpc}, {gossip} }} dnat to {inside}\n\
+             \t\tiifname \"eth0\" udp dport {gossip} dnat to {inside}\n\
+             \t}}\n\
+             \tchain post {{ type nat hook postrouting priority srcnat;\n\
+             \t\toifname \"eth0\" masquerade\n\
+             \t}}\n\
+             }}\n"
+        );
+        let file = self.dir.join("nat.nft");
+        std::fs::write(&file, rules).unwrap();
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "nft",
+            "-f",
+            file.to_str().unwrap(),
+        ]);
     }
 
     fn bridge(&self) -> String {
@@ -118,11 +225,34 @@ impl Hosts {
         format!("{}h{i}", self.tag)
     }
 
+    /// The namespace of host `i`'s router.
+    fn router_ns(&self, i: usize) -> String {
+        format!("{}r{i}", self.tag)
+    }
+
+    /// The namespace on the bridge for host `i`: its router's, if it is behind one.
+    fn bridged_ns(&self, i: usize) -> String {
+        if self.nat == Some(i) {
+            self.router_ns(i)
+        } else {
+            self.ns(i)
+        }
+    }
+
+    /// The address of the host behind the router, on its private network.
+    fn private_ip(&self, i: usize) -> String {
+        format!("192.168.{}.{}", self.subnet, 100 + i)
+    }
+
+    fn private_gateway(&self) -> String {
+        format!("192.168.{}.1", self.subnet)
+    }
+
     fn veth(&self, i: usize) -> String {
         format!("{}v{i}", self.tag)
     }
 
-    /// Host `i`'s address.
+    /// Host `i`'s address on the bridge: for the host behind the router, the router's.
     pub(crate) fn ip(&self, i: usize) -> String {
         format!("10.{}.0.{i}", self.subnet)
     }
@@ -148,8 +278,13 @@ impl Hosts {
     /// Its data dir is kept across restarts.
     pub(crate) fn start(&mut self, i: usize) {
         assert!(self.nodes[i - 1].is_none(), "n{i} already runs");
-        let listen = self.grpc(i);
-        let gossip = format!("{}:{}", self.ip(i), GRPC_PORT + 1);
+        let bound = if self.nat == Some(i) {
+            self.private_ip(i)
+        } else {
+            self.ip(i)
+        };
+        let listen = format!("{bound}:{GRPC_PORT}");
+        let gossip = format!("{bound}:{}", GRPC_PORT + 1);
         let data = self.dir.join(format!("n{i}"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -164,6 +299,10 @@ impl Hosts {
             .arg(&data);
         if i != 1 {
             cmd.args(["--join", &self.grpc(1)]);
+        }
+        if self.nat == Some(i) {
+            let gossip = format!("{}:{}", self.ip(i), GRPC_PORT + 1);
+            cmd.args(["--advertise", &self.grpc(i), "--advertise-gossip", &gossip]);
         }
         let child = cmd
             .env("RUST_LOG", "info")
@@ -187,10 +326,12 @@ impl Hosts {
         self.nodes[i - 1].as_ref().map(Child::id)
     }
 
-    /// Runs the CLI on host `i` against its own node.
+    /// Runs the CLI on host `i` against its own node; for the host behind the router, on host 1
+    /// against the router's forwarded port, as a user outside reaches it.
     pub(crate) fn cli(&self, i: usize, args: &[&str]) -> Output {
+        let from = if self.nat == Some(i) { 1 } else { i };
         Command::new("ip")
-            .args(["netns", "exec", &self.ns(i), BIN])
+            .args(["netns", "exec", &self.ns(from), BIN])
             .args(args)
             .args(["--insecure", "--node", &self.grpc(i)])
             .env("RUST_LOG", "warn")
@@ -278,6 +419,7 @@ impl Hosts {
             // Deleting the namespace deletes the veth pair too, but not at once: delete it first.
             let _ = run(&["ip", "link", "del", &self.veth(i)]);
             let _ = run(&["ip", "netns", "del", &self.ns(i)]);
+            let _ = run(&["ip", "netns", "del", &self.router_ns(i)]);
         }
         let _ = run(&["ip", "link", "del", &self.bridge()]);
     }

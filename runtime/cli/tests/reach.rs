@@ -1,0 +1,87 @@
+//! Reach across NAT (issue 21 §4): real `steinadler node start` processes on test hosts in
+//! network namespaces, one of them behind a router that masquerades its traffic and forwards
+//! its two ports, as a home router with a port-forward does. Without root, `ip` and `nft` the
+//! tests say so and pass; `.ci/run` runs them as root.
+
+mod netns;
+
+use netns::Hosts;
+use std::time::{Duration, Instant};
+
+/// Room for a cold, loaded machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+const ALL: [&str; 3] = ["n1", "n2", "n3"];
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}\nstdout:\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_node_behind_nat_with_a_port_forward_joins_serves_and_is_missed_when_killed() {
+    let Some(mut h) = Hosts::up_behind_nat(3, 3) else {
+        return;
+    };
+    h.start(1);
+    h.wait_members(1, &["n1"], PATIENCE);
+    h.start(2);
+    h.start(3);
+    for i in 1..=3 {
+        h.wait_members(i, &ALL, PATIENCE);
+    }
+    // n3 is known by the router's address, the one it advertises, never its private one.
+    let nodes = ok(&h.cli(1, &["nodes", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+    let n3 = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "n3")
+        .unwrap_or_else(|| panic!("{nodes}"))
+        .clone();
+    assert!(nodes.contains(&h.grpc(3)), "{nodes}");
+    assert!(
+        !nodes.contains("192.168."),
+        "a private address leaked: {n3}"
+    );
+
+    // Deploy through n1, call every node, then n3 by name.
+    ok(&h.cli(1, &["deploy", "--wait", steinadler_test_modules::HELLO]));
+    let greet = ["hello", "greet", "--args", "[\"World\"]", "--json"];
+    let all = ok(&h.cli(1, &[&["invoke"], &greet[..], &["--on", "all"]].concat()));
+    assert_eq!(all.matches("\"ok\":true").count(), 3, "{all}");
+    let one = ok(&h.cli(2, &[&["invoke"], &greet[..], &["--on", "n3"]].concat()));
+    assert!(one.contains("Hello, World!") && one.contains("n3"), "{one}");
+
+    // A process on n3, spawned and called from outside through the forwarded port.
+    ok(&h.cli(3, &["deploy", steinadler_test_modules::COUNTER]));
+    ok(&h.cli(
+        3,
+        &["spawn", "counter", "--args", "0", "--global", "behind"],
+    ));
+    let call = |i: usize, msg: &str| {
+        let out = h.cli(i, &["call", "behind", msg]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let started = Instant::now();
+    while call(1, "\"get\"") != "0" {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "n1 never reached the counter on n3"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(call(2, "[\"add\", 5]"), "5");
+
+    // kill -9 behind the router: the others stop listing it.
+    h.kill(3);
+    let noticed = h.wait_members(1, &["n1", "n2"], PATIENCE);
+    h.wait_members(2, &["n1", "n2"], PATIENCE);
+    eprintln!("nat: kill -9 of n3 behind the router noticed by n1 in {noticed:?}");
+}
