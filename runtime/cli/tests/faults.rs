@@ -9,15 +9,11 @@
 
 mod netns;
 
-use netns::Hosts;
+use netns::{Hosts, PATIENCE, ok};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// The time a test gives a wait that normally takes a few seconds: room for a cold, loaded
-/// machine.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 const ALL: [&str; 3] = ["n1", "n2", "n3"];
 
@@ -33,16 +29,6 @@ fn cluster() -> Option<(Hosts, std::sync::MutexGuard<'static, ()>)> {
         h.wait_members(i, &ALL, PATIENCE);
     }
     Some((h, guard))
-}
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}\nstdout:\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// The PID node `i` resolves the global name `g` to.

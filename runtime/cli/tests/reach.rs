@@ -5,23 +5,10 @@
 
 mod netns;
 
-use netns::Hosts;
+use netns::{Hosts, PATIENCE, ok};
 use std::time::{Duration, Instant};
 
-/// Room for a cold, loaded machine.
-const PATIENCE: Duration = Duration::from_secs(60);
-
 const ALL: [&str; 3] = ["n1", "n2", "n3"];
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}\nstdout:\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 fn a_node_behind_nat_with_a_port_forward_joins_serves_and_is_missed_when_killed() {

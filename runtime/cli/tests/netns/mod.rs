@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_steinadler");
 
+/// The time a test gives a wait that normally takes a few seconds: room for a cold, loaded
+/// machine.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+
 /// The gRPC port of every node; gossip is the next one.
 const GRPC_PORT: u16 = 7100;
 
@@ -49,6 +53,17 @@ fn run(cmd: &[&str]) -> Result<Output, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// The stdout of a CLI run that must have succeeded; its stderr and stdout if it did not.
+pub(crate) fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}\nstdout:\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn must(cmd: &[&str]) {
