@@ -242,3 +242,41 @@ async fn an_advertised_gossip_address_is_the_one_members_see_and_probe() {
     assert_eq!(common::names(&a).await, ["adv-a", "adv-b"]);
     stop(&[a, b]).await;
 }
+
+/// Whether the `Left` event for `name` on `events`, within `limit`, says it failed.
+async fn left_event(
+    events: &mut tokio::sync::broadcast::Receiver<MemberEvent>,
+    name: &str,
+    limit: Duration,
+) -> bool {
+    tokio::time::timeout(limit, async {
+        loop {
+            match events.recv().await.unwrap() {
+                MemberEvent::Left {
+                    name: left, failed, ..
+                } if left == name => return failed,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no Left event for {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_leave_is_told_apart_from_a_crash() {
+    // The supervisor's majority rule counts a member that left differently from one that
+    // failed, so the event must say which.
+    let nodes = cluster(3).await;
+    converge(&nodes, &expected(&nodes), AGREE).await;
+    let mut events = nodes[0].subscribe();
+    nodes[1].leave(AGREE).await.unwrap();
+    let left = left_event(&mut events, "node-1", AGREE).await;
+    assert!(!left, "a leave was reported as a failure");
+    // With no third node to confirm the suspicion, the Local profile waits its longest
+    // suspicion timeout, about 7 s.
+    nodes[2].shutdown().await.unwrap();
+    let crashed = left_event(&mut events, "node-2", Duration::from_secs(30)).await;
+    assert!(crashed, "a crash was reported as a leave");
+    nodes[0].shutdown().await.unwrap();
+}

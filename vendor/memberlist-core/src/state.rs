@@ -289,7 +289,10 @@ where
 
     // notify of death
     if let Some(ref delegate) = self.delegate {
-      delegate.notify_leave(state.state.server.clone()).await;
+      // Steinadler patch: the delegate gets the node with its new state. `server` keeps the
+      // state it was created with (alive), so a graceful leave looked like a crash.
+      let left = (*state.state.server).clone().with_state(state.state.state);
+      delegate.notify_leave(Arc::new(left)).await;
     }
 
     Ok(())
