@@ -21,13 +21,7 @@ const ALL: [&str; 3] = ["n1", "n2", "n3"];
 fn cluster() -> Option<(Hosts, std::sync::MutexGuard<'static, ()>)> {
     let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Hosts::up(3)?;
-    h.start(1);
-    h.wait_members(1, &["n1"], PATIENCE);
-    h.start(2);
-    h.start(3);
-    for i in 1..=3 {
-        h.wait_members(i, &ALL, PATIENCE);
-    }
+    h.start_all();
     Some((h, guard))
 }
 

@@ -8,20 +8,12 @@ mod netns;
 use netns::{Hosts, PATIENCE, ok};
 use std::time::{Duration, Instant};
 
-const ALL: [&str; 3] = ["n1", "n2", "n3"];
-
 #[test]
 fn a_node_behind_nat_with_a_port_forward_joins_serves_and_is_missed_when_killed() {
     let Some(mut h) = Hosts::up_behind_nat(3, 3) else {
         return;
     };
-    h.start(1);
-    h.wait_members(1, &["n1"], PATIENCE);
-    h.start(2);
-    h.start(3);
-    for i in 1..=3 {
-        h.wait_members(i, &ALL, PATIENCE);
-    }
+    h.start_all();
     // n3 is known by the router's address, the one it advertises, never its private one.
     let nodes = ok(&h.cli(1, &["nodes", "--json"]));
     let list: serde_json::Value = serde_json::from_str(&nodes).unwrap();

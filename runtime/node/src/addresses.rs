@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 /// while `bound` is a wildcard on a machine with no non-loopback address.
 pub(crate) fn grpc(bound: SocketAddr, advertise: Option<&str>) -> Result<String, NodeError> {
     if let Some(addr) = advertise {
-        check_host_port(addr, "--advertise")?;
+        check_host_port(addr)?;
         return Ok(addr.to_owned());
     }
     resolve_wildcard(bound, "--listen", "--advertise").map(|a| a.to_string())
@@ -96,12 +96,12 @@ fn local_addresses(v6: bool) -> Vec<IpAddr> {
     })
 }
 
-/// Checks that `addr` is `HOST:PORT` (or `[V6]:PORT`) with a port other nodes can dial and a
-/// host that is not a wildcard IP.
-fn check_host_port(addr: &str, flag: &str) -> Result<(), NodeError> {
+/// Checks that `--advertise` `addr` is `HOST:PORT` (or `[V6]:PORT`) with a port other nodes
+/// can dial and a host that is not a wildcard IP.
+fn check_host_port(addr: &str) -> Result<(), NodeError> {
     let bad = |why: &str| {
         NodeError::Advertise(format!(
-            "{flag} {addr:?} {why}: give HOST:PORT, the name or IP and port other nodes reach this node's gRPC port at"
+            "--advertise {addr:?} {why}: give HOST:PORT, the name or IP and port other nodes reach this node's gRPC port at"
         ))
     };
     let (host, port, bracketed) = split(addr).ok_or_else(|| bad("has no port"))?;

@@ -828,12 +828,8 @@ where
             _ = stop_rx.recv().fuse() => break 'outer,
             _ = queued.fuse() => {},
           }
-          if this.inner.shutdown_tx.is_closed() {
-            break 'outer;
-          }
-          this.gossip(&stop_rx).await;
-          // Ticks missed while asleep must not come in a burst.
-          timer = <T::Runtime as RuntimeLite>::interval(interval);
+          // The next round goes at once, and ticks missed while asleep do not come in a burst.
+          timer = <T::Runtime as RuntimeLite>::interval_at(<T::Runtime as RuntimeLite>::now(), interval);
           continue;
         }
         futures::select_biased! {

@@ -328,6 +328,21 @@ impl Hosts {
         self.nodes[i - 1] = Some(child);
     }
 
+    /// Starts every host's node, n1 first (the others join through it), and waits until each
+    /// lists all of them.
+    pub(crate) fn start_all(&mut self) {
+        self.start(1);
+        self.wait_members(1, &["n1"], PATIENCE);
+        for i in 2..=self.n {
+            self.start(i);
+        }
+        let names: Vec<String> = (1..=self.n).map(|i| format!("n{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for i in 1..=self.n {
+            self.wait_members(i, &names, PATIENCE);
+        }
+    }
+
     /// Kills node `i` with SIGKILL.
     pub(crate) fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i - 1].take() {
