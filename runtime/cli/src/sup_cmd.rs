@@ -35,7 +35,7 @@ pub(crate) async fn registry(args: RegistryArgs) -> Result<(), Failure> {
         if args.json {
             let line = serde_json::json!({
                 "name": e.name, "pid": e.pid.to_string(), "node": e.pid.node,
-                "registered_ms": e.registered_ms,
+                "registered_ms": e.registered_ms, "epoch": e.epoch,
             });
             println!("{line}");
         } else {

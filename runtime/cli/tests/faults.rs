@@ -189,6 +189,69 @@ fn nodes_killed_and_restarted_leave_no_panic_and_bounded_memory() {
     }
 }
 
+#[test]
+fn a_child_the_majority_restarted_keeps_its_name_when_the_old_copy_comes_back() {
+    let Some((h, _one)) = cluster() else { return };
+    // Cut off the node that runs the child: the majority declares it dead and restarts the
+    // child, while the old copy runs on behind the cut, holding the older registration.
+    let cut = supervised_counter(&h);
+    let others: Vec<usize> = (1..=3).filter(|i| *i != cut).collect();
+    h.cut(cut);
+    h.wait_members(cut, &[format!("n{cut}").as_str()], PATIENCE);
+    for &i in &others {
+        eventually("the majority restarts c (from its args)", || {
+            call(&h, i, "c", "\"get\"").as_deref() == Ok("0")
+        });
+    }
+    assert_eq!(call(&h, others[0], "c", "[\"add\", 5]").as_deref(), Ok("5"));
+    assert_eq!(call(&h, cut, "c", "\"get\"").as_deref(), Ok("110"));
+
+    h.heal(cut);
+    let healed = Instant::now();
+    // From heal on, the name always reaches a copy: the old one until its node hears of the
+    // restart, then the majority's; never neither (`noproc`), as when the registry gave the
+    // name to the older copy and the supervisor then stopped that copy.
+    let mut answers: Vec<(usize, Result<String, String>)> = Vec::new();
+    loop {
+        let round: Vec<_> = (1..=3).map(|i| (i, call(&h, i, "c", "\"get\""))).collect();
+        let settled = round.iter().all(|(_, a)| a.as_deref() == Ok("5"));
+        answers.extend(round);
+        if settled && healed.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+        assert!(
+            healed.elapsed() < PATIENCE,
+            "every node reaches the majority's c: {answers:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bad: Vec<_> = answers
+        .iter()
+        .filter(|(_, a)| !matches!(a.as_deref(), Ok("5" | "110")))
+        .collect();
+    eprintln!(
+        "heal: the majority's c on every node after {:.1?}; {} calls, {} failed",
+        healed.elapsed(),
+        answers.len(),
+        bad.len()
+    );
+    assert!(bad.is_empty(), "calls to c failed after heal: {bad:#?}");
+    // The majority's copy never lost its name; the old copy did, and was stopped.
+    for &i in &others {
+        let log = std::fs::read_to_string(h.log(i)).unwrap();
+        assert!(!log.contains("registered on both sides"), "n{i}:\n{log}");
+    }
+    let cut_log = std::fs::read_to_string(h.log(cut)).unwrap();
+    assert!(
+        cut_log.contains("registered on both sides of a partition"),
+        "{cut_log}"
+    );
+    assert!(
+        cut_log.contains("another node runs this child too"),
+        "{cut_log}"
+    );
+}
+
 /// `call NAME MSG` through node `i`: the reply, or the error.
 fn call(h: &Hosts, i: usize, name: &str, msg: &str) -> Result<String, String> {
     let out = h.cli(i, &["call", name, msg]);
@@ -199,9 +262,9 @@ fn call(h: &Hosts, i: usize, name: &str, msg: &str) -> Result<String, String> {
     }
 }
 
-#[test]
-fn the_smaller_side_of_a_partition_restarts_no_child_and_the_majoritys_state_survives() {
-    let Some((h, _one)) = cluster() else { return };
+/// Starts the supervised counter `c` (placed by key) at 110, reachable from every node;
+/// returns the host it runs on.
+fn supervised_counter(h: &Hosts) -> usize {
     for i in 1..=3 {
         ok(&h.cli(i, &["deploy", steinadler_test_modules::COUNTER]));
     }
@@ -227,19 +290,23 @@ fn the_smaller_side_of_a_partition_restarts_no_child_and_the_majoritys_state_sur
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("a PID: {out}"));
+    for i in 1..=3 {
+        eventually("every node reaches c", || {
+            call(h, i, "c", "\"get\"").as_deref() == Ok("0")
+        });
+    }
+    assert_eq!(call(h, 1, "c", "[\"add\", 110]").as_deref(), Ok("110"));
+    runs_on
+}
+
+#[test]
+fn the_smaller_side_of_a_partition_restarts_no_child_and_the_majoritys_state_survives() {
+    let Some((h, _one)) = cluster() else { return };
+    let runs_on = supervised_counter(&h);
     // Cut off a node that does not run the child: it then believes the child's node died.
     let cut = if runs_on == 3 { 2 } else { 3 };
     let others: Vec<usize> = (1..=3).filter(|i| *i != cut).collect();
     let names = |is: &[usize]| is.iter().map(|i| format!("n{i}")).collect::<Vec<_>>();
-    for i in 1..=3 {
-        eventually("every node reaches c", || {
-            call(&h, i, "c", "\"get\"").as_deref() == Ok("0")
-        });
-    }
-    assert_eq!(
-        call(&h, others[0], "c", "[\"add\", 110]").as_deref(),
-        Ok("110")
-    );
 
     h.cut(cut);
     h.wait_members(cut, &[format!("n{cut}").as_str()], PATIENCE);

@@ -115,6 +115,7 @@ pub(crate) async fn register(inner: &Arc<Inner>, name: &str, pid: &Pid) -> Resul
         name: name.to_owned(),
         pid: pid.clone(),
         registered_ms: now_ms(),
+        epoch: inner.registry.epoch(),
     };
     let home = claim(inner, &entry).await?;
     inner.registry.insert_own(entry);
@@ -264,7 +265,8 @@ pub(crate) fn give_up(inner: &Arc<Inner>, lost: Lost) {
     }
     tracing::warn!(
         name = %loser.name, loser = %loser.pid, winner = %winner,
-        "a global name was registered on both sides of a partition; the older registration keeps it"
+        "a global name was registered on both sides of a partition; the registration made \
+         with a majority (or else the older one) keeps it"
     );
     let inner = inner.clone();
     tokio::spawn(async move {

@@ -19,9 +19,19 @@
 //!   from a node's view as soon as that node's failure detector declares it dead; its state
 //!   is dropped then too.
 //! - **Partitions.** Each side of a partition has its own homes, so a name can be registered on
-//!   both. When the sides meet again, the older registration (`registered_ms`, then the holder's
-//!   PID) wins on every node at once; the loser's node drops the name and sends the losing
-//!   process `["name_lost", name, winner_pid]`. The loser keeps running.
+//!   both. When the sides meet again, one registration wins on every node at once; the loser's
+//!   node drops the name and sends the losing process `["name_lost", name, winner_pid]`. The
+//!   loser keeps running. The winner is decided by the supervisor's rule, that the side that
+//!   kept a majority wins ([`crate::quorum`]):
+//!   - every entry carries the registry *epoch* its node had heard of when it registered. A node
+//!     that declares a member dead while it sees a majority of the members it knows advances
+//!     the epoch past every epoch it heard of; a node without a majority never does. Epochs
+//!     travel with every sync round, and nodes keep the largest.
+//!   - The higher epoch wins: it was registered after a majority declared the other side dead,
+//!     as the majority's restart of a supervised child re-registers the child's name. So the
+//!     registry keeps the copy the supervisor keeps, and never names the copy it stops.
+//!   - Between equal epochs the older registration (`registered_ms`, then the PID) wins: a
+//!     name held before the partition keeps its holder, whichever side registered it again.
 //!
 //! The gRPC side is in [`api`]; the Rust API is on [`Node`](crate::Node).
 
@@ -52,14 +62,20 @@ pub struct RegistryEntry {
     pub name: String,
     /// The process holding it.
     pub pid: Pid,
-    /// When it was registered, in ms since the Unix epoch. The older one wins a conflict.
+    /// When it was registered, in ms since the Unix epoch. Of two with the same epoch, the
+    /// older one wins a conflict.
     pub registered_ms: u64,
+    /// The registry epoch its node had heard of when it registered (see the module docs). The
+    /// higher one wins a conflict.
+    pub epoch: u64,
 }
 
 impl RegistryEntry {
-    /// The order that decides a conflict: older first, then by PID.
-    fn rank(&self) -> (u64, &str, u64, u64) {
+    /// The order that decides a conflict, smallest first: the higher epoch, then the older
+    /// registration, then by PID.
+    fn rank(&self) -> (std::cmp::Reverse<u64>, u64, &str, u64, u64) {
         (
+            std::cmp::Reverse(self.epoch),
             self.registered_ms,
             &self.pid.node,
             self.pid.incarnation,
@@ -72,6 +88,7 @@ impl RegistryEntry {
             name: self.name.clone(),
             pid: Term::Pid(self.pid.clone()).encode().into(),
             registered_ms: self.registered_ms,
+            epoch: self.epoch,
         }
     }
 
@@ -80,6 +97,7 @@ impl RegistryEntry {
             name: e.name.clone(),
             pid: crate::messaging::decode_pid(&e.pid)?,
             registered_ms: e.registered_ms,
+            epoch: e.epoch,
         })
     }
 }
@@ -108,6 +126,10 @@ struct State {
     /// Names this node granted as their home: the entry, when, and the claimant's own-state
     /// version then. Settled once a newer state of the claimant arrives.
     grants: HashMap<String, (RegistryEntry, Instant, u64)>,
+    /// The largest registry epoch heard of (see the module docs).
+    epoch: u64,
+    /// Members whose death (with a majority) advanced the epoch, until they are up again.
+    taken_over: HashSet<String>,
 }
 
 /// A name the loser of a conflict must give up.
@@ -151,7 +173,8 @@ impl Registry {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The holder of `name` among live members: the oldest registration wins.
+    /// The holder of `name` among live members: the highest epoch, then the oldest
+    /// registration, wins.
     pub(crate) fn resolve(&self, name: &str) -> Option<RegistryEntry> {
         let state = self.lock();
         resolve_in(&state, name)
@@ -307,9 +330,39 @@ impl Registry {
             .collect()
     }
 
+    /// The registry epoch this node has heard of; new registrations carry it.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// An epoch heard from a peer: keeps the larger.
+    pub(crate) fn heard_epoch(&self, epoch: u64) {
+        let mut state = self.lock();
+        state.epoch = state.epoch.max(epoch);
+    }
+
+    /// This node declared `dead` dead while it sees a majority: what is registered from now on
+    /// outranks what the dead side registered before (see the module docs). Once per death,
+    /// whichever comes first of the membership event and the supervisor's restart of a child
+    /// that ran there; returns the new epoch then.
+    pub(crate) fn take_over(&self, dead: &str) -> Option<u64> {
+        let mut state = self.lock();
+        if !state.taken_over.insert(dead.to_owned()) {
+            return None;
+        }
+        state.epoch += 1;
+        Some(state.epoch)
+    }
+
     /// Merges states heard from others; returns the names this node must give up.
     pub(crate) fn merge(&self, incoming: Vec<(String, OwnerState)>) -> Vec<Lost> {
         let mut state = self.lock();
+        let heard = incoming
+            .iter()
+            .flat_map(|(_, o)| o.names.values().map(|e| e.epoch))
+            .max()
+            .unwrap_or(0);
+        state.epoch = state.epoch.max(heard);
         for (node, theirs) in incoming {
             // Only this node writes its own state; a stale copy of it changes nothing.
             if node == self.node {
@@ -336,7 +389,7 @@ impl Registry {
         self.conflicts(&state)
     }
 
-    /// Names held here that lose to an older registration elsewhere.
+    /// Names held here that lose to a registration elsewhere.
     fn conflicts(&self, state: &State) -> Vec<Lost> {
         let Some(own) = state.owners.get(&self.node) else {
             return Vec::new();
@@ -362,6 +415,7 @@ impl Registry {
     pub(crate) fn member_up(&self, node: &str) {
         let mut state = self.lock();
         state.gone.remove(node);
+        state.taken_over.remove(node);
         state.live.insert(node.to_owned());
     }
 

@@ -85,11 +85,15 @@ fn absorb(
 
 /// The server side of `Sync`.
 pub(crate) fn serve(inner: &Arc<Inner>, req: pb::SyncRequest) -> Result<pb::SyncReply, Status> {
+    inner.registry.heard_epoch(req.epoch);
     if absorb(inner, req.push_owners, req.push_children)? {
         inner.registry.heard.notify_one();
     }
     if req.owners.is_empty() && req.children.is_empty() {
-        return Ok(pb::SyncReply::default());
+        return Ok(pb::SyncReply {
+            epoch: inner.registry.epoch(),
+            ..pb::SyncReply::default()
+        });
     }
     let theirs: Vec<(String, u64, u64)> = req
         .owners
@@ -106,6 +110,7 @@ pub(crate) fn serve(inner: &Arc<Inner>, req: pb::SyncRequest) -> Result<pb::Sync
         children,
         want_owners,
         want_children,
+        epoch: inner.registry.epoch(),
     })
 }
 
@@ -122,6 +127,7 @@ fn digest(inner: &Inner) -> pb::SyncRequest {
             })
             .collect(),
         children: inner.supervisor.digest(),
+        epoch: inner.registry.epoch(),
         ..pb::SyncRequest::default()
     }
 }
@@ -219,6 +225,7 @@ async fn call(
 /// Push-pull with one member; returns whether anything moved either way.
 async fn exchange(inner: &Arc<Inner>, to: &Partner) -> Result<bool, Status> {
     let reply = call(inner, to, digest(inner)).await?;
+    inner.registry.heard_epoch(reply.epoch);
     let want_owners = reply.want_owners;
     let want_children = reply.want_children;
     let got = absorb(inner, reply.owners, reply.children)?;
@@ -233,6 +240,7 @@ async fn exchange(inner: &Arc<Inner>, to: &Partner) -> Result<bool, Status> {
             .map(|(n, o)| owner_to_wire(n, o))
             .collect(),
         push_children: inner.supervisor.records_of(&want_children),
+        epoch: inner.registry.epoch(),
         ..pb::SyncRequest::default()
     };
     call(inner, to, push).await.map(|_| true)
@@ -244,6 +252,7 @@ pub(crate) async fn push_to(inner: &Arc<Inner>, to: &Partner) -> Result<(), Stat
     let push = pb::SyncRequest {
         push_owners: vec![owner_to_wire(node, own)],
         push_children: inner.supervisor.recent(),
+        epoch: inner.registry.epoch(),
         ..pb::SyncRequest::default()
     };
     call(inner, to, push).await.map(|_| ())
@@ -259,6 +268,25 @@ pub(crate) async fn others(inner: &Inner) -> Vec<(String, String)> {
         .filter(|m| m.name != inner.config.name)
         .map(|m| (m.name, m.meta.grpc_addr))
         .collect()
+}
+
+/// A member was declared dead: with a majority, this side may take over its names (and the
+/// supervisor its children), so the registry epoch advances before the supervisor wakes.
+async fn take_over(inner: &Inner, dead: &str) {
+    let members = inner.membership.members().await;
+    let live = members
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|n| *n != dead);
+    if inner.quorum.has_majority(live)
+        && let Some(epoch) = inner.registry.take_over(dead)
+    {
+        tracing::debug!(
+            dead,
+            epoch,
+            "declared dead with a majority: registry epoch advanced"
+        );
+    }
 }
 
 /// The background task: rounds, pushes on change, and the live set.
@@ -287,6 +315,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                     Ok(MemberEvent::Left { name, failed, .. }) => {
                         inner.quorum.left(&name, failed);
                         inner.registry.member_down(&name);
+                        if failed {
+                            take_over(&inner, &name).await;
+                        }
                     }
                     Ok(MemberEvent::Updated(_)) => continue,
                     Err(_) => {}

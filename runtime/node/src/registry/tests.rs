@@ -16,6 +16,7 @@ fn entry(name: &str, node: &str, id: u64, ms: u64) -> RegistryEntry {
         name: name.into(),
         pid: pid(node, id),
         registered_ms: ms,
+        epoch: 0,
     }
 }
 
@@ -79,6 +80,58 @@ fn the_older_registration_wins_a_conflict_and_the_loser_is_named() {
         ("b".to_owned(), state(1, &[entry("t", "b", 1, 5)])),
     ]);
     assert_eq!(other.resolve("t").unwrap().pid, pid("a", 1));
+}
+
+#[test]
+fn a_registration_made_after_a_majority_declared_its_rival_dead_wins_over_an_older_one() {
+    // a and b are the majority; c held "job" before a partition, and kept running.
+    let a = Registry::new("a", 1);
+    live(&a, &["a", "b", "c"]);
+    let before = RegistryEntry {
+        epoch: a.epoch(),
+        ..entry("job", "c", 1, 100)
+    };
+    a.merge(vec![("c".to_owned(), state(1, &[before]))]);
+    // a declares c dead while it sees a majority, and re-registers the name (a supervised
+    // child restarted here).
+    a.member_down("c");
+    assert_eq!(a.take_over("c"), Some(1));
+    // The supervisor's restart of c's child, after the membership event: no second step.
+    assert_eq!(a.take_over("c"), None);
+    a.insert_own(RegistryEntry {
+        epoch: a.epoch(),
+        ..entry("job", "a", 9, 500)
+    });
+    // Heal: c's state, with its older registration, arrives. a keeps the name.
+    a.member_up("c");
+    assert_eq!(a.epoch(), 1);
+    let lost = a.merge(vec![(
+        "c".to_owned(),
+        state(2, &[entry("job", "c", 1, 100)]),
+    )]);
+    assert!(lost.is_empty(), "{lost:?}");
+    assert_eq!(a.resolve("job").unwrap().pid, pid("a", 9));
+    // On c, which never had a majority (its epoch stayed 0), a's state makes c the loser.
+    let c = Registry::new("c", 1);
+    live(&c, &["a", "b", "c"]);
+    c.insert_own(entry("job", "c", 1, 100));
+    let lost = c.merge(vec![(
+        "a".to_owned(),
+        state(
+            1,
+            &[RegistryEntry {
+                epoch: 1,
+                ..entry("job", "a", 9, 500)
+            }],
+        ),
+    )]);
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0].loser.pid, pid("c", 1));
+    assert_eq!(lost[0].winner, pid("a", 9));
+    // c heard of the epoch, and its next registrations carry it.
+    assert_eq!(c.epoch(), 1);
+    c.heard_epoch(0);
+    assert_eq!(c.epoch(), 1);
 }
 
 #[test]

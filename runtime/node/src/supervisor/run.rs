@@ -301,6 +301,10 @@ async fn reconcile(inner: &Arc<Inner>) {
                     }
                     continue;
                 }
+                if let Some(dead) = &orphaned {
+                    // Its name, registered again, must outrank the dead side's (registry docs).
+                    inner.registry.take_over(&dead.node);
+                }
                 start_here(inner, &record.id, "its node died").await;
             }
         }
