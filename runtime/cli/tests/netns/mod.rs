@@ -37,7 +37,12 @@ pub(crate) struct Hosts {
     nat: Option<usize>,
     nodes: Vec<Option<Child>>,
     pub(crate) dir: PathBuf,
+    /// Mutual TLS and the cookie ([`Hosts::up_secure`]): the cluster's join token, once host
+    /// 1's node made the cluster.
+    secure: Option<Option<String>>,
 }
+
+mod secure;
 
 fn run(cmd: &[&str]) -> Result<Output, String> {
     let out = Command::new(cmd[0])
@@ -121,6 +126,7 @@ impl Hosts {
             nat,
             nodes: (0..n).map(|_| None).collect(),
             dir,
+            secure: None,
         };
         hosts.clean();
         let br = hosts.bridge();
@@ -289,9 +295,10 @@ impl Hosts {
             .collect()
     }
 
-    /// Starts node `n{i}` on host `i` (plaintext), joining through host 1 unless it is host 1.
-    /// Its data dir is kept across restarts.
+    /// Starts node `n{i}` on host `i` (plaintext unless [`Hosts::up_secure`]), joining through
+    /// host 1 unless it is host 1. Its data dir is kept across restarts.
     pub(crate) fn start(&mut self, i: usize) {
+        let token = (i != 1).then(|| self.token()).flatten();
         assert!(self.nodes[i - 1].is_none(), "n{i} already runs");
         let bound = if self.nat == Some(i) {
             self.private_ip(i)
@@ -308,12 +315,18 @@ impl Hosts {
             .unwrap();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns(i), BIN, "node", "start"])
-            .args(["--name", &format!("n{i}"), "--insecure"])
+            .args(["--name", &format!("n{i}")])
             .args(["--listen", &listen, "--gossip", &gossip])
             .arg("--data-dir")
             .arg(&data);
+        if self.secure.is_none() {
+            cmd.arg("--insecure");
+        }
         if i != 1 {
             cmd.args(["--join", &self.grpc(1)]);
+        }
+        if let Some(token) = &token {
+            cmd.args(["--token", token]);
         }
         if self.nat == Some(i) {
             let gossip = format!("{}:{}", self.ip(i), GRPC_PORT + 1);
@@ -326,6 +339,9 @@ impl Hosts {
             .spawn()
             .expect("start a node");
         self.nodes[i - 1] = Some(child);
+        if i == 1 {
+            self.made_cluster();
+        }
     }
 
     /// Starts every host's node, n1 first (the others join through it), and waits until each
@@ -360,13 +376,22 @@ impl Hosts {
     /// against the router's forwarded port, as a user outside reaches it.
     pub(crate) fn cli(&self, i: usize, args: &[&str]) -> Output {
         let from = if self.nat == Some(i) { 1 } else { i };
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns(from), BIN])
+        self.cli_from(from, i, args)
+    }
+
+    /// Runs the CLI on host `from` against host `node`'s node.
+    pub(crate) fn cli_from(&self, from: usize, node: usize, args: &[&str]) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(from), BIN])
             .args(args)
-            .args(["--insecure", "--node", &self.grpc(i)])
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run the CLI")
+            .args(["--node", &self.grpc(node)])
+            .env("RUST_LOG", "warn");
+        if self.secure.is_some() {
+            cmd.env("XDG_CONFIG_HOME", self.config_home());
+        } else {
+            cmd.arg("--insecure");
+        }
+        cmd.output().expect("run the CLI")
     }
 
     /// The names of the live members node `i` lists, or `None` if it does not answer.
