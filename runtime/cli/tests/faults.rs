@@ -9,7 +9,7 @@
 
 mod netns;
 
-use netns::{Hosts, PATIENCE, ok};
+use netns::{Hosts, PATIENCE, eventually, ok};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,24 +23,6 @@ fn cluster() -> Option<(Hosts, std::sync::MutexGuard<'static, ()>)> {
     let mut h = Hosts::up(3)?;
     h.start_all();
     Some((h, guard))
-}
-
-/// The PID node `i` resolves the global name `g` to.
-fn holder(h: &Hosts, i: usize) -> Option<String> {
-    let out = h.cli(i, &["registry", "--json"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["name"] == "g")
-        .and_then(|e| e["pid"].as_str().map(str::to_owned))
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < PATIENCE, "{what} after {PATIENCE:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -59,7 +41,7 @@ fn a_name_registered_on_both_sides_of_a_partition_has_one_holder_after_heal() {
     let first = first.trim().to_owned();
     for i in 1..=3 {
         eventually("every node resolves g", || {
-            holder(&h, i).as_deref() == Some(&first)
+            h.holder(i, "g").as_deref() == Some(&first)
         });
     }
 
@@ -69,13 +51,13 @@ fn a_name_registered_on_both_sides_of_a_partition_has_one_holder_after_heal() {
     let majority = h.wait_members(1, &["n1", "n2"], PATIENCE);
     eprintln!("partition: n3 alone after {alone:.1?}, n1 without n3 after {majority:.1?} more");
     // n3 drops the names of the nodes it declared dead (its registry follows membership).
-    eventually("n3 forgets n1's g", || holder(&h, 3).is_none());
+    eventually("n3 forgets n1's g", || h.holder(3, "g").is_none());
     // The minority registers the same name for a process of its own.
     let second = ok(&h.cli(3, &["spawn", "counter", "--args", "0", "--global", "g"]));
     let second = second.trim().to_owned();
     assert_ne!(first, second);
     eventually("n3 resolves g to its own process", || {
-        holder(&h, 3).as_deref() == Some(&second)
+        h.holder(3, "g").as_deref() == Some(&second)
     });
 
     h.heal(3);
@@ -90,7 +72,7 @@ fn a_name_registered_on_both_sides_of_a_partition_has_one_holder_after_heal() {
     // One holder everywhere: the older registration.
     for i in 1..=3 {
         eventually("every node resolves g to the older registration", || {
-            holder(&h, i).as_deref() == Some(&first)
+            h.holder(i, "g").as_deref() == Some(&first)
         });
     }
     // The loser's node says what happened (and tells the process, with `name_lost`).

@@ -149,6 +149,29 @@ pub struct Member {
     pub meta: NodeMeta,
 }
 
+/// Who answered a reachability check ([`Membership::reachable`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reachable {
+    /// The members alive and not suspect, this node included, sorted by name.
+    pub alive: Vec<String>,
+    /// How many of the others were pinged.
+    pub asked: usize,
+    /// How many of those acknowledged.
+    pub answered: usize,
+}
+
+impl Reachable {
+    /// How many members answer, estimated from the sample: this node, and the other alive
+    /// members in the share that acknowledged (all of them, if none was asked).
+    pub fn answering(&self) -> usize {
+        let others = self.alive.len().saturating_sub(1);
+        if self.asked == 0 {
+            return self.alive.len();
+        }
+        1 + others * self.answered / self.asked
+    }
+}
+
 /// A change in the cluster, about a node other than the local one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberEvent {

@@ -19,7 +19,7 @@ use smol_str::SmolStr;
 use tokio::sync::broadcast;
 
 use crate::delegate::{self, Delegate};
-use crate::{Member, MemberEvent, MembershipConfig, MembershipError, NodeMeta, meta};
+use crate::{Member, MemberEvent, MembershipConfig, MembershipError, NodeMeta, Reachable, meta};
 
 type Transport = TokioNetTransport<SmolStr, TokioSocketAddrResolver, TokioTcp>;
 type Inner = Memberlist<Transport, Delegate>;
@@ -294,6 +294,42 @@ impl Membership {
             .collect();
         members.sort_by(|a, b| a.name.cmp(&b.name));
         members
+    }
+
+    /// Which members answer now: the members alive and not suspect, this node included, and
+    /// of up to `sample` of the others, picked at random, how many acknowledged a ping within
+    /// the probe timeout. What a majority rule may count: on the smaller side of a fresh
+    /// partition the nodes across it are declared dead one at a time, many probes apart (a
+    /// node whose probes fail slows its probing down), and counting those not declared dead
+    /// yet would hand that side a majority between the first death and the last.
+    pub async fn reachable(&self, sample: usize) -> Reachable {
+        let me = self.local_name().to_owned();
+        let mut others: Vec<_> = self
+            .shared
+            .ml
+            .alive_members()
+            .await
+            .into_iter()
+            .filter(|n| n.id().as_str() != me)
+            .collect();
+        let mut alive: Vec<String> = others.iter().map(|n| n.id().as_str().to_owned()).collect();
+        alive.push(me);
+        alive.sort();
+        {
+            use rand::seq::SliceRandom;
+            others.shuffle(&mut rand::rng());
+        }
+        others.truncate(sample);
+        let pings = others.into_iter().map(|node| {
+            let ml = &self.shared.ml;
+            async move { ml.ping(node).await.is_ok() }
+        });
+        let acks = futures::future::join_all(pings).await;
+        Reachable {
+            alive,
+            asked: acks.len(),
+            answered: acks.iter().filter(|ok| **ok).count(),
+        }
     }
 
     /// The live member named `name`, as [`Membership::members`] would list it. Decodes only its

@@ -8,6 +8,13 @@
 //! and the smaller side keeps its hands off; after heal the majority's copies are the only
 //! restarted ones, and its records win (see [`crate::supervisor`]).
 //!
+//! *Seen* members are those that answer a ping when the check is made ([`Quorum::check`]:
+//! up to [`PING_SAMPLE`] of the members alive and not suspect, the rest counted by the share
+//! that answered). Membership alone is not enough: on the smaller side of a fresh partition
+//! the members across it are declared dead one at a time, seconds apart (a node whose probes
+//! fail slows its probing), and counting those not declared dead yet handed that side a
+//! majority between the first death and the last (seen in the fault suite).
+//!
 //! The trade-off: a cluster that lost half or more of its members to crashes restarts nothing
 //! until enough of them come back, as a Raft or Consul cluster without quorum does. A member
 //! that leaves gracefully (shutdown, SIGTERM) is forgotten at once and costs no quorum.
@@ -20,6 +27,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
+use steinadler_membership::{Membership, Reachable};
+
+/// How many of the alive members a majority check pings.
+pub(crate) const PING_SAMPLE: usize = 16;
 
 /// The members this node knows, for the majority rule.
 #[derive(Debug)]
@@ -70,8 +81,40 @@ impl Quorum {
         self.departed().insert(name.to_owned());
     }
 
+    /// Whether this node has a majority now: the members that answer a ping (of
+    /// [`PING_SAMPLE`] picked among those alive and not suspect, and this node) are more than
+    /// half of the known members, by [`Quorum::has_majority_of`]. It takes up to a probe
+    /// timeout; ask it when about to take over a dead node's work, not on every pass.
+    pub(crate) async fn check(&self, membership: &Membership) -> bool {
+        let reached = membership.reachable(PING_SAMPLE).await;
+        let majority = self.has_majority_of(&reached);
+        if !majority {
+            tracing::debug!(
+                alive = reached.alive.len(),
+                asked = reached.asked,
+                answered = reached.answered,
+                known = self.known(),
+                "no majority answers"
+            );
+        }
+        majority
+    }
+
+    /// Whether the members that answered are more than half of the known members. The alive
+    /// members become known, if a join event was missed.
+    pub(crate) fn has_majority_of(&self, reached: &Reachable) -> bool {
+        let mut known = self.lock();
+        for n in &reached.alive {
+            known.insert(n.clone());
+        }
+        let majority = reached.answering() * 2 > known.len();
+        drop(known);
+        self.clear_declined_if(majority)
+    }
+
     /// Whether `live` (the members this node sees alive, itself included) are more than half
     /// of the known members. The live members become known, if a join event was missed.
+    #[cfg(test)]
     pub(crate) fn has_majority<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> bool {
         let mut known = self.lock();
         let mut seen = 0;
@@ -80,6 +123,11 @@ impl Quorum {
             seen += 1;
         }
         let majority = seen * 2 > known.len();
+        drop(known);
+        self.clear_declined_if(majority)
+    }
+
+    fn clear_declined_if(&self, majority: bool) -> bool {
         if majority {
             self.declined
                 .lock()
@@ -128,6 +176,30 @@ mod tests {
         let four = quorum(&["a", "b", "c", "d"]);
         assert!(!four.has_majority(["a", "b"]));
         assert!(!four.has_majority(["c", "d"]));
+    }
+
+    #[test]
+    fn the_members_that_answer_a_ping_count_not_those_merely_not_declared_dead() {
+        let q = quorum(&["n1", "n2", "n3"]);
+        let reached = |alive: &[&str], asked, answered| Reachable {
+            alive: alive.iter().map(|n| (*n).to_owned()).collect(),
+            asked,
+            answered,
+        };
+        // n3 cut off: n1 declared dead, n2 not yet, and n2 does not answer.
+        assert!(!q.has_majority_of(&reached(&["n2", "n3"], 1, 0)));
+        assert!(q.has_majority_of(&reached(&["n2", "n3"], 1, 1)));
+        // Sampled: 10 of 20 asked answer, of 40 alive others, in a cluster of 50 known.
+        let mut names: Vec<String> = (0..41).map(|i| format!("m{i}")).collect();
+        let big = Quorum::new("m0");
+        for i in 1..50 {
+            big.joined(&format!("m{i}"));
+        }
+        names.sort();
+        let alive: Vec<&str> = names.iter().map(String::as_str).collect();
+        // 1 + 40 * 10 / 20 = 21 of 50: no majority; 1 + 40 * 20 / 20 = 41: a majority.
+        assert!(!big.has_majority_of(&reached(&alive, 20, 10)));
+        assert!(big.has_majority_of(&reached(&alive, 20, 20)));
     }
 
     #[test]

@@ -126,6 +126,23 @@ where
       .collect()
   }
 
+  /// Returns the known nodes that are alive: not suspect, dead or left.
+  ///
+  /// Steinadler patch: `members_by` sees each node's `server` record, whose state is the one
+  /// it was created with; the current state (suspect, say) lives beside it.
+  pub async fn alive_members(&self) -> SmallVec<Node<T::Id, T::ResolvedAddress>> {
+    self
+      .inner
+      .nodes
+      .read()
+      .await
+      .nodes
+      .iter()
+      .filter(|n| n.state.is_alive())
+      .map(|n| n.state.node())
+      .collect()
+  }
+
   /// Returns the number of online members.
   pub async fn num_online_members(&self) -> usize {
     self

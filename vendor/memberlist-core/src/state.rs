@@ -68,6 +68,11 @@ impl<I, A> LocalNodeState<I, A> {
   pub(crate) fn dead_or_left(&self) -> bool {
     self.state == State::Dead || self.state == State::Left
   }
+
+  /// Steinadler patch: alive, not suspect (see `Memberlist::alive_members`).
+  pub(crate) fn is_alive(&self) -> bool {
+    self.state == State::Alive
+  }
 }
 
 // private implementation

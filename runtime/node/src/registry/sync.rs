@@ -273,12 +273,7 @@ pub(crate) async fn others(inner: &Inner) -> Vec<(String, String)> {
 /// A member was declared dead: with a majority, this side may take over its names (and the
 /// supervisor its children), so the registry epoch advances before the supervisor wakes.
 async fn take_over(inner: &Inner, dead: &str) {
-    let members = inner.membership.members().await;
-    let live = members
-        .iter()
-        .map(|m| m.name.as_str())
-        .filter(|n| *n != dead);
-    if inner.quorum.has_majority(live)
+    if inner.quorum.check(&inner.membership).await
         && let Some(epoch) = inner.registry.take_over(dead)
     {
         tracing::debug!(

@@ -146,6 +146,7 @@ fn finish(inner: &Inner, record: &pb::ChildRecord, state: State, reason: String)
 
 fn give_up(inner: &Inner, record: &pb::ChildRecord, reason: &str) {
     tracing::error!(child = %record.id, reason, "the supervisor gave up on a child");
+    crate::metrics::supervisor_give_up();
     finish(inner, record, State::GaveUp, reason.to_owned());
 }
 
@@ -224,6 +225,7 @@ async fn restart_here(
             return;
         }
         record.restarts += 1;
+        crate::metrics::supervisor_restart();
         match launch(inner, &record).await {
             Ok(_) => return,
             Err(e) => tracing::warn!(child = %record.id, "restart failed: {}", e.message()),
@@ -237,10 +239,9 @@ async fn reconcile(inner: &Arc<Inner>) {
     let members = inner.membership.members().await;
     let live = |node: &str| members.iter().any(|m| m.name == node);
     let me = inner.config.name.as_str();
-    // A dead node's children restart only on the side of a partition that sees a majority.
-    let majority = inner
-        .quorum
-        .has_majority(members.iter().map(|m| m.name.as_str()));
+    // A dead node's children restart only on the side of a partition that sees a majority
+    // answer (`Quorum::check`, asked once a pass, and only when there is one to restart).
+    let mut majority = None;
     for record in inner.supervisor.all() {
         let mine = inner
             .supervisor
@@ -289,7 +290,12 @@ async fn reconcile(inner: &Arc<Inner>) {
                 if mine.is_some() || place(&record, &members).as_deref() != Some(me) {
                     continue;
                 }
-                if orphaned.is_some() && !majority {
+                let declined = orphaned.is_some()
+                    && !match majority {
+                        Some(m) => m,
+                        None => *majority.insert(inner.quorum.check(&inner.membership).await),
+                    };
+                if declined {
                     if inner.quorum.decline(&record.id) {
                         tracing::warn!(
                             child = %record.id,

@@ -1,0 +1,74 @@
+//! The CLI on test hosts: run it from a host against a node, and read what nodes list
+//! (members, global names).
+
+use super::{BIN, Hosts};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+impl Hosts {
+    /// Runs the CLI on host `i` against its own node; for the host behind the router, on host 1
+    /// against the router's forwarded port, as a user outside reaches it.
+    pub(crate) fn cli(&self, i: usize, args: &[&str]) -> Output {
+        let from = if self.nat == Some(i) { 1 } else { i };
+        self.cli_from(from, i, args)
+    }
+
+    /// Runs the CLI on host `from` against host `node`'s node.
+    pub(crate) fn cli_from(&self, from: usize, node: usize, args: &[&str]) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(from), BIN])
+            .args(args)
+            .args(["--node", &self.grpc(node)])
+            .env("RUST_LOG", "warn");
+        if self.secure.is_some() {
+            cmd.env("XDG_CONFIG_HOME", self.config_home());
+        } else {
+            cmd.arg("--insecure");
+        }
+        cmd.output().expect("run the CLI")
+    }
+
+    /// The PID node `i` resolves the global name `name` to.
+    pub(crate) fn holder(&self, i: usize, name: &str) -> Option<String> {
+        let out = self.cli(i, &["registry", "--json"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["pid"].as_str().map(str::to_owned))
+    }
+
+    /// The names of the live members node `i` lists, or `None` if it does not answer.
+    pub(crate) fn members(&self, i: usize) -> Option<Vec<String>> {
+        let out = self.cli(i, &["nodes", "--json"]);
+        if !out.status.success() {
+            return None;
+        }
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let mut names: Vec<String> = list
+            .as_array()?
+            .iter()
+            .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Some(names)
+    }
+
+    /// Waits until node `i` lists exactly `names` as live members.
+    pub(crate) fn wait_members(&self, i: usize, names: &[&str], within: Duration) -> Duration {
+        let started = Instant::now();
+        let want: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        loop {
+            let seen = self.members(i);
+            if seen.as_ref() == Some(&want) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "n{i} lists {seen:?}, not {want:?}, after {within:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
