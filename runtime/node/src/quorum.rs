@@ -63,6 +63,17 @@ impl Quorum {
         self.departed().remove(name);
     }
 
+    /// Members seen live in a membership listing become known, if a join event was missed
+    /// (one that came before this node's loops subscribed, say).
+    pub(crate) fn learn<'a>(&self, live: impl IntoIterator<Item = &'a String>) {
+        let mut known = self.lock();
+        for n in live {
+            if !known.contains(n) {
+                known.insert(n.clone());
+            }
+        }
+    }
+
     fn departed(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
         self.departed.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -326,6 +326,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         if !push_only {
             let mut live: HashSet<String> = members.iter().map(|(n, _)| n.clone()).collect();
             live.insert(inner.config.name.clone());
+            inner.quorum.learn(&live);
             inner.registry.set_live(live);
         }
         let picked = partners(&inner, &members);
