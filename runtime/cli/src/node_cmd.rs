@@ -19,8 +19,8 @@ pub(crate) enum NodeCommand {
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {
     /// A TOML file with the same settings (name, listen, advertise, gossip, advertise_gossip,
-    /// join, labels, data_dir, max_peers, peer_idle, fanout, max_memory, max_timeout); flags
-    /// override it.
+    /// join, labels, data_dir, max_peers, peer_idle, fanout, max_memory, max_timeout,
+    /// metrics); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The node's name, unique in the cluster.
@@ -85,6 +85,10 @@ pub(crate) struct StartArgs {
     /// [default: 60s].
     #[arg(long, value_parser = crate::parse::duration)]
     max_timeout: Option<Duration>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, in plain HTTP on a port of its own,
+    /// like 127.0.0.1:9464 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// The `--config` file.
@@ -114,6 +118,8 @@ struct FileConfig {
     max_memory: Option<String>,
     /// Like "60s".
     max_timeout: Option<String>,
+    /// Like "127.0.0.1:9464".
+    metrics: Option<SocketAddr>,
 }
 
 pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
@@ -155,6 +161,10 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
             addr = node.advertised_addr()
         ));
     }
+    // After the token lines, which scripts read right after the first line.
+    if let Some(addr) = node.metrics_addr() {
+        banner.push_str(&format!("metrics on http://{addr}/metrics\n"));
+    }
     // One write, and no panic if whoever started the node stopped reading its output.
     {
         use std::io::Write;
@@ -194,6 +204,7 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7101))),
         advertise: args.advertise.or(file.advertise),
         gossip_advertise: args.advertise_gossip.or(file.advertise_gossip),
+        metrics: args.metrics.or(file.metrics),
         ..NodeConfig::default()
     };
     config.labels = file.labels;
@@ -364,6 +375,18 @@ mod tests {
             .unwrap();
         assert_eq!(flags.max_memory_bytes, 1 << 30);
         assert_eq!(flags.max_timeout, Duration::from_secs(120));
+    }
+
+    #[tokio::test]
+    async fn metrics_are_off_unless_the_file_or_a_flag_sets_an_address() {
+        assert_eq!(config("", &[]).await.unwrap().metrics, None);
+        let file = "metrics = \"127.0.0.1:9464\"\n";
+        let from_file = config(file, &[]).await.unwrap();
+        assert_eq!(from_file.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        let flag = config(file, &["--metrics", "0.0.0.0:9465"]).await.unwrap();
+        assert_eq!(flag.metrics, Some("0.0.0.0:9465".parse().unwrap()));
+        let e = config("metrics = \"nowhere\"\n", &[]).await.unwrap_err();
+        assert!(format!("{e:#}").contains("metrics"), "{e:#}");
     }
 
     #[tokio::test]

@@ -22,6 +22,12 @@ use wasmtime::{Engine, Linker, Module};
 
 const WASM_MAGIC: &[u8] = b"\0asm";
 
+/// Metrics, through the `metrics` facade (a no-op unless the node installed a recorder; see
+/// `steinadler-node`'s `metrics` module, which names the rest): modules compiled or
+/// deserialized from the data directory, by `source`, and the time each compile took.
+const MODULE_LOADS: &str = "steinadler_module_loads";
+const COMPILE_SECONDS: &str = "steinadler_module_compile_duration_seconds";
+
 #[derive(Debug)]
 pub(crate) struct ModuleStore {
     cache: Cache<ModuleId, Arc<LoadedModule>>,
@@ -83,13 +89,17 @@ impl ModuleStore {
     ) -> Result<Arc<LoadedModule>, InvokeError> {
         if let Some(module) = self.disk.as_ref().and_then(|d| d.load_compiled(engine, id)) {
             let loaded = LoadedModule::new(id, bytes, LoadSource::Disk, &module, linker)?;
+            metrics::counter!(MODULE_LOADS, "source" => "disk").increment(1);
             return Ok(Arc::new(loaded));
         }
         let started = std::time::Instant::now();
         let module =
             Module::new(engine, bytes).map_err(|e| InvokeError::InvalidModule(format!("{e:#}")))?;
         let loaded = LoadedModule::new(id, bytes, LoadSource::Compiled, &module, linker)?;
-        tracing::info!(module = %id.short(), bytes = bytes.len(), elapsed = ?started.elapsed(), "compiled module");
+        let elapsed = started.elapsed();
+        tracing::info!(module = %id.short(), bytes = bytes.len(), ?elapsed, "compiled module");
+        metrics::histogram!(COMPILE_SECONDS).record(elapsed.as_secs_f64());
+        metrics::counter!(MODULE_LOADS, "source" => "compiled").increment(1);
         if let Some(disk) = &self.disk {
             disk.save(id, bytes, &module);
         }

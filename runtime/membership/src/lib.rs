@@ -172,6 +172,17 @@ impl Reachable {
     }
 }
 
+/// How many members a node knows, by state ([`Membership::member_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    /// Alive and not suspect, this node included.
+    pub alive: usize,
+    /// Suspected of failure: missed a probe, not yet declared dead.
+    pub suspect: usize,
+    /// Declared dead or departed, and not yet reclaimed.
+    pub down: usize,
+}
+
 /// A change in the cluster, about a node other than the local one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberEvent {

@@ -332,6 +332,20 @@ impl Membership {
         }
     }
 
+    /// How many members this node knows, by state, itself included: alive, suspect, and
+    /// down (dead or departed, not yet reclaimed). Decodes no metadata: for the metrics scrape.
+    pub async fn member_counts(&self) -> crate::MemberCounts {
+        let ml = &self.shared.ml;
+        let alive = ml.alive_members().await.len();
+        let online = ml.num_online_members().await;
+        let known = ml.num_members().await;
+        crate::MemberCounts {
+            alive,
+            suspect: online.saturating_sub(alive),
+            down: known.saturating_sub(online),
+        }
+    }
+
     /// The live member named `name`, as [`Membership::members`] would list it. Decodes only its
     /// metadata: the hot path of a call to one node.
     pub async fn member(&self, name: &str) -> Option<Member> {

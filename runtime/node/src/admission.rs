@@ -13,6 +13,9 @@ pub(crate) struct Admission {
     in_flight: Arc<AtomicU32>,
     /// Told each time the load changes, so the advertiser need not poll it.
     changed: Arc<Notify>,
+    /// The bounds: running, and running plus waiting.
+    max_running: usize,
+    max_admitted: usize,
 }
 
 /// Held while an invocation runs; frees its slot on drop.
@@ -40,12 +43,15 @@ impl Admission {
             running: Arc::new(Semaphore::new(max_concurrent)),
             in_flight: Arc::new(AtomicU32::new(0)),
             changed,
+            max_running: max_concurrent,
+            max_admitted: max_concurrent + max_queued,
         }
     }
 
     /// Admits a call, waiting for a running slot if the queue has room.
     pub(crate) async fn admit(&self) -> Result<Ticket, Status> {
         let admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
+            crate::metrics::admission_rejected();
             Status::resource_exhausted("the node is at its invocation limit; retry with backoff")
         })?;
         let running = self
@@ -67,5 +73,12 @@ impl Admission {
     /// Invocations running now.
     pub(crate) fn load(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Invocations holding a running slot, and those admitted that wait for one.
+    pub(crate) fn depth(&self) -> (usize, usize) {
+        let running = self.max_running - self.running.available_permits().min(self.max_running);
+        let admitted = self.max_admitted - self.admitted.available_permits().min(self.max_admitted);
+        (running, admitted.saturating_sub(running))
     }
 }

@@ -17,8 +17,9 @@ impl Handler for Inner {
         self.security.loaded().map(|l| l.server.clone())
     }
 
-    fn refused_tls(&self) {
+    fn refused_tls(&self, reason: steinadler_transport::TlsRefusal) {
         self.stats.rejected_tls.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::rejected("tls", reason.as_str());
     }
 
     fn authorize_opening(&self, request: &tonic::Request<()>) -> Result<(), Status> {

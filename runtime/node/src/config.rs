@@ -71,6 +71,9 @@ pub struct NodeConfig {
     /// The longest deadline one call may ask for (default 60 s). A request over it gets
     /// `INVALID_ARGUMENT`.
     pub max_timeout: Duration,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP); `None`, the default,
+    /// serves none. The recorder is process-wide: one node per process may set it at a time.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -112,6 +115,7 @@ impl Default for NodeConfig {
             fanout: DEFAULT_FANOUT,
             max_memory_bytes: DEFAULT_MAX_MEMORY,
             max_timeout: DEFAULT_MAX_TIMEOUT,
+            metrics: None,
         }
     }
 }
@@ -197,6 +201,13 @@ impl NodeBuilder {
     /// Sends calls to more than `k` nodes as a tree of relays, at most `k` wide (default 16).
     pub fn fanout(mut self, k: usize) -> Self {
         self.config.fanout = k.max(1);
+        self
+    }
+
+    /// Serves Prometheus metrics at `http://addr/metrics`; port 0 picks a free port
+    /// ([`Node::metrics_addr`](crate::Node::metrics_addr)). Off by default.
+    pub fn metrics(mut self, addr: SocketAddr) -> Self {
+        self.config.metrics = Some(addr);
         self
     }
 

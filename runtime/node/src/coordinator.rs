@@ -131,6 +131,7 @@ pub(crate) async fn invoke_on_each(
         };
     }
     selected(targets.len());
+    crate::metrics::fanout(targets.len());
     // Past the guest's deadline, so that a node's typed timeout can still arrive.
     let deadline = Instant::now() + crate::limits::answer_within(guest_deadline);
     let hash = (req.args.len() >= inner.config.args_cache_threshold).then(|| args::hash(&req.args));

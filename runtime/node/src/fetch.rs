@@ -16,8 +16,11 @@ pub(crate) async fn ensure(
     origin: &str,
 ) -> Result<Arc<LoadedModule>, InvokeError> {
     match inner.host.get(id) {
-        Ok(module) => return Ok(module),
-        Err(InvokeError::ModuleNotFound(_)) => {}
+        Ok(module) => {
+            crate::metrics::module_lookup(true);
+            return Ok(module);
+        }
+        Err(InvokeError::ModuleNotFound(_)) => crate::metrics::module_lookup(false),
         Err(other) => return Err(other),
     }
     // Boxed: the fetch's state is large, and every invocation's future would otherwise carry
@@ -62,11 +65,14 @@ async fn fetch_and_load(
     for (source, name) in &sources {
         match fetch_from(inner, source, name, id).await {
             Ok(bytes) => {
-                let module = inner.load(bytes).await?;
+                let module = inner.load(bytes).await.inspect_err(|_| {
+                    crate::metrics::module_fetch(false);
+                })?;
                 inner
                     .stats
                     .modules_fetched
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::module_fetch(true);
                 tracing::info!(module = %id.short(), from = %source, "fetched module");
                 return Ok(module);
             }
@@ -76,6 +82,7 @@ async fn fetch_and_load(
             }
         }
     }
+    crate::metrics::module_fetch(false);
     Err(InvokeError::ModuleNotFound(format!(
         "{id}: no live node could provide it ({})",
         if failures.is_empty() {

@@ -168,14 +168,15 @@ pub(crate) async fn serve(
         Ok(pb::join_request::Role::Client) => Role::Client,
         Err(_) => return Err(Status::invalid_argument("unknown role in the join request")),
     };
-    let reject = |message: String| {
+    let reject = |reason: &'static str, message: String| {
         inner.stats.rejected_join.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::rejected("join", reason);
         tracing::warn!(peer = %remote, name = %req.name, %role, "refused a join: {message}");
         Status::unauthenticated(format!("join refused: {message}"))
     };
     let nonce: [u8; 16] = req.nonce[..]
         .try_into()
-        .map_err(|_| reject("the nonce is not 16 bytes".into()))?;
+        .map_err(|_| reject("malformed", "the nonce is not 16 bytes".into()))?;
     steinadler_security::verify_join_mac(
         &secret,
         role,
@@ -186,12 +187,16 @@ pub(crate) async fn serve(
         &req.mac,
     )
     .map_err(|e| {
-        reject(format!(
-            "{e}. Check the token: `steinadler cluster token --data-dir DIR` on a member prints it"
-        ))
+        reject(
+            crate::metrics::auth_reason(&e),
+            format!(
+                "{e}. Check the token: `steinadler cluster token --data-dir DIR` on a member prints it"
+            ),
+        )
     })?;
     if !inner.security.fresh_join_nonce(nonce) {
         return Err(reject(
+            "replay",
             "replayed request (its nonce was used before)".into(),
         ));
     }

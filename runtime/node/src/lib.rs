@@ -15,6 +15,7 @@
 //!   distributed DynamicSupervisor ([`Node::start_child`]), replicated by anti-entropy;
 //! - streams with demand-based backpressure ([`Node::open_stream`], [`StreamRef`], and
 //!   [`Typed`] for items decoded as a Rust type);
+//! - Prometheus metrics on `/metrics` ([`NodeBuilder::metrics`], [`MetricsError`]);
 //! - [`Client`], which the CLI (or any Rust program) uses to talk to a node;
 //! - the wire conversions ([`wire`]): the one place where core types become proto messages and
 //!   `tonic::Status`.
@@ -54,6 +55,7 @@ mod join;
 mod limits;
 mod local;
 mod messaging;
+mod metrics;
 mod monitor;
 mod mux_h2;
 mod node;
@@ -81,6 +83,7 @@ pub use invoke_results::InvokeResults;
 pub use join::{JoinError, Joined, request_certificate};
 pub use limits::{DEFAULT_MAX_MEMORY, DEFAULT_MAX_TIMEOUT, answer_within};
 pub use messaging::{Address, AddressError, DEFAULT_TIMEOUT};
+pub use metrics::MetricsError;
 pub use monitor::{ExitReason, Monitor};
 pub use node::{Node, NodeError, Stats};
 pub use processes::{MAILBOX_CAPACITY, ProcessInfo};

@@ -64,6 +64,7 @@ impl Inner {
                     .args_bodies_received
                     .fetch_add(1, Ordering::Relaxed);
                 self.args.insert(req.args.clone());
+                crate::metrics::args_cache(crate::metrics::ArgsCache::Stored);
             }
             req.args
         } else {
@@ -73,9 +74,11 @@ impl Inner {
             match self.args.get(&hash) {
                 Some(body) => {
                     self.stats.args_cache_hits.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::args_cache(crate::metrics::ArgsCache::Hit);
                     body
                 }
                 None => {
+                    crate::metrics::args_cache(crate::metrics::ArgsCache::Miss);
                     let e = wire::remote_error_to_wire(&RemoteError::ArgsMissing);
                     return Ok(reply(pb::invoke_reply::Outcome::Error(e)));
                 }
@@ -96,6 +99,7 @@ impl Inner {
         let module = match crate::fetch::ensure(self, id, &req.origin).await {
             Ok(m) => m,
             Err(e) => {
+                crate::metrics::invocation(id, None, "", Err(&e), started.elapsed());
                 return Ok(reply(pb::invoke_reply::Outcome::Error(
                     wire::error_to_wire(&e),
                 )));
@@ -108,6 +112,13 @@ impl Inner {
             .host
             .invoke_async(&module, &req.function, &args, &limits)
             .await;
+        crate::metrics::invocation(
+            id,
+            Some(&module),
+            &req.function,
+            result.as_ref().map(|_| ()),
+            started.elapsed(),
+        );
         Ok(reply(match result {
             Ok(value) => pb::invoke_reply::Outcome::Value(value.into()),
             Err(e) => pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e)),

@@ -170,7 +170,11 @@ impl Inner {
             reply: None,
         };
         if self.is_local(to) {
-            return self.deliver_local(to, letter, Some(DEFAULT_TIMEOUT)).await;
+            let sent = self.deliver_local(to, letter, Some(DEFAULT_TIMEOUT)).await;
+            if sent.is_ok() {
+                crate::metrics::message_sent("send", true);
+            }
+            return sent;
         }
         let request = pb::SendRequest {
             to: Some(to.to_wire()),
@@ -184,8 +188,9 @@ impl Inner {
             let request = request.clone();
             async move { mux.send(request, left).await.map(|()| Term::Nil) }
         })
-        .await
-        .map(|_| ())
+        .await?;
+        crate::metrics::message_sent("send", false);
+        Ok(())
     }
 
     /// Sends `msg` to `to` and waits up to `timeout` for the reply.
@@ -206,6 +211,7 @@ impl Inner {
             };
             let started = Instant::now();
             self.deliver_local(to, letter, Some(timeout)).await?;
+            crate::metrics::message_sent("call", true);
             let left = timeout.saturating_sub(started.elapsed());
             return match tokio::time::timeout(left, rx).await {
                 Ok(Ok(Ok(reply))) => Ok(reply),
@@ -226,14 +232,19 @@ impl Inner {
                 .unwrap_or_default(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        self.remote(to, timeout, |mux, left| {
-            let request = request.clone();
-            async move {
-                let reply = mux.call_process(request, left).await?;
-                decode_term(&reply.reply)
-            }
-        })
-        .await
+        let reply = self
+            .remote(to, timeout, |mux, left| {
+                let request = request.clone();
+                async move {
+                    let reply = mux.call_process(request, left).await?;
+                    decode_term(&reply.reply)
+                }
+            })
+            .await;
+        if reply.is_ok() {
+            crate::metrics::message_sent("call", false);
+        }
+        reply
     }
 
     /// Runs `f` against the node `to` lives on, retrying `RESOURCE_EXHAUSTED` with backoff.

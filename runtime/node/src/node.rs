@@ -52,6 +52,9 @@ pub enum NodeError {
     /// The node cannot tell which address to advertise, or was told one nobody can dial.
     #[error("{0}")]
     Advertise(String),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// What the node knows about a module it holds.
@@ -105,6 +108,8 @@ pub struct Node {
     /// The registry's anti-entropy and the supervisor's loop.
     background: Vec<JoinHandle<()>>,
     created_cluster: bool,
+    /// Where `/metrics` is served, if it is.
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Node {
@@ -125,6 +130,12 @@ impl Node {
             source,
         })?;
         let listen_addr = local.to_string();
+        // Before anything that must be undone: a refusal here leaves nothing running.
+        let exporter = match config.metrics {
+            Some(addr) => Some(crate::metrics::bind(addr).await?),
+            None => None,
+        };
+        let metrics_addr = exporter.as_ref().and_then(|e| e.local_addr());
         let grpc_addr = crate::addresses::grpc(local, config.advertise.as_deref())?;
         let gossip_advertise = crate::addresses::gossip(config.gossip, config.gossip_advertise)?;
         let setup = crate::setup::prepare(&config, local, &grpc_addr).await?;
@@ -198,7 +209,7 @@ impl Node {
         let server = tokio::spawn(crate::service::serve(inner.clone(), listener, stopped));
         let ticker = tokio::spawn(crate::local::advertise(inner.clone()));
         let watcher = tokio::spawn(crate::setup::watch_certificates(inner.clone()));
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(crate::registry::sync::run(inner.clone())),
             tokio::spawn(crate::supervisor::run::run(inner.clone())),
             tokio::spawn(crate::reconnect::run(inner.clone())),
@@ -207,6 +218,9 @@ impl Node {
                 async move { inner.peers.maintain(inner.stopping.clone()).await }
             }),
         ];
+        if let Some(exporter) = exporter {
+            background.push(crate::metrics::serve(exporter, Arc::downgrade(&inner)));
+        }
         tracing::info!(
             node = %inner.config.name, grpc = %inner.advertised_addr,
             gossip = %inner.membership.gossip_addr(), secure = inner.security.is_secure(),
@@ -220,6 +234,7 @@ impl Node {
             watcher,
             background,
             created_cluster: setup.created,
+            metrics_addr,
         })
     }
 
@@ -280,6 +295,11 @@ impl Node {
     /// connection, sorted; empty names on insecure clusters.
     pub fn inbound_peers(&self) -> Vec<String> {
         self.inner.peers.inbound_peers()
+    }
+
+    /// Where this node serves Prometheus metrics (`http://ADDR/metrics`), if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The bound gossip address, for others to `--join`.

@@ -293,7 +293,7 @@ impl Inner {
             Address::Name { name, .. } => (None, Some(name.as_str())),
         };
         let tx = self.processes.mailbox(id, name).ok_or_else(|| noproc(to))?;
-        match wait {
+        let delivered = match wait {
             Some(wait) => tx.send_timeout(letter, wait).await.map_err(|e| match e {
                 mpsc::error::SendTimeoutError::Timeout(_) => Status::resource_exhausted(format!(
                     "the mailbox of {to} stayed full for {wait:?}"
@@ -306,7 +306,11 @@ impl Inner {
                 )),
                 mpsc::error::TrySendError::Closed(_) => noproc(to),
             }),
+        };
+        if delivered.is_ok() {
+            crate::metrics::message_received();
         }
+        delivered
     }
 
     /// Registers `name` for the local process `pid`.

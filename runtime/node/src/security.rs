@@ -167,6 +167,7 @@ impl Security {
             stats
                 .rejected_unauthenticated
                 .fetch_add(1, Ordering::Relaxed);
+            crate::metrics::rejected("unauthenticated", "no_client_certificate");
             tracing::warn!(peer = %remote, method, "rejected a request without a client certificate");
             return Err(Status::unauthenticated(
                 "no client certificate: this node serves only callers with a certificate from its \
@@ -176,6 +177,7 @@ impl Security {
         if access == Access::Node {
             if identity.role != Role::Node {
                 stats.rejected_role.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::rejected("role", "client_on_node_method");
                 tracing::warn!(peer = %remote, caller = %identity.name, method, "rejected a client certificate on a node-only method");
                 return Err(Status::permission_denied(format!(
                     "{} holds a client certificate; only nodes may call {method}",
@@ -189,6 +191,7 @@ impl Security {
             let body = body(request.get_ref());
             if let Err(e) = secure.verifier.verify(method, &body, header) {
                 stats.rejected_cookie.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::rejected("cookie", crate::metrics::auth_reason(&e));
                 tracing::warn!(peer = %remote, caller = %identity.name, method, "rejected a node request: {e}");
                 return Err(Status::unauthenticated(e.to_string()));
             }

@@ -26,7 +26,7 @@ impl Handler for Serves {
         None
     }
 
-    fn refused_tls(&self) {}
+    fn refused_tls(&self, _: crate::TlsRefusal) {}
 
     fn authorize_opening(&self, _: &tonic::Request<()>) -> Result<(), Status> {
         Ok(())

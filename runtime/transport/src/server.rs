@@ -45,8 +45,8 @@ pub trait Handler: Send + Sync + 'static {
     /// certificates apply to the next one; `None` refuses the connection.
     fn server_config(&self) -> Option<Arc<rustls::ServerConfig>>;
 
-    /// Counts a connection refused during or right after its TLS handshake.
-    fn refused_tls(&self);
+    /// Counts a connection refused during or right after its TLS handshake, and why.
+    fn refused_tls(&self, reason: crate::TlsRefusal);
 
     /// Checks an invoke stream's opening: `request` carries the cookie in its metadata and
     /// the caller's [`PeerInfo`] in its extensions.

@@ -169,6 +169,7 @@ pub(crate) fn incoming<H: Handler>(
                     &*handler,
                     &log,
                     victim,
+                    TlsRefusal::CutOff,
                     "cut off: too many connections wait for their ClientHello, this one the longest",
                 );
             }
@@ -183,7 +184,7 @@ pub(crate) fn incoming<H: Handler>(
                 };
                 drop(hello);
                 if let Err(why) = arrived {
-                    return refuse(&*handler, &log, remote, &why);
+                    return refuse(&*handler, &log, remote, TlsRefusal::NoClientHello, &why);
                 }
                 let (admitted, cut) = handshakes.admit(remote.ip());
                 if let Some(victim) = cut {
@@ -191,6 +192,7 @@ pub(crate) fn incoming<H: Handler>(
                         &*handler,
                         &log,
                         victim,
+                        TlsRefusal::CutOff,
                         "cut off: too many TLS handshakes in progress, this one the oldest",
                     );
                 }
@@ -206,17 +208,21 @@ pub(crate) fn incoming<H: Handler>(
                 drop(admitted);
                 let io = match result {
                     Ok(Ok(io)) => io,
-                    Ok(Err(e)) => return refuse(&*handler, &log, remote, &e.to_string()),
+                    Ok(Err(e)) => {
+                        let reason = TlsRefusal::of(&e);
+                        return refuse(&*handler, &log, remote, reason, &e.to_string());
+                    }
                     Err(_) => {
                         let why = format!("no handshake within {HANDSHAKE_TIMEOUT:?}");
-                        return refuse(&*handler, &log, remote, &why);
+                        return refuse(&*handler, &log, remote, TlsRefusal::Timeout, &why);
                     }
                 };
                 let identity = match identity_in(io.get_ref().1.peer_certificates()) {
                     Ok(identity) => identity,
                     Err(e) => {
                         let why = format!("unusable client certificate: {e}");
-                        return refuse(&*handler, &log, remote, &why);
+                        let reason = TlsRefusal::UnusableCertificate;
+                        return refuse(&*handler, &log, remote, reason, &why);
                     }
                 };
                 tracing::debug!(peer = %remote, identity = ?identity, "TLS connection accepted");
@@ -246,9 +252,69 @@ pub(crate) fn incoming<H: Handler>(
 }
 
 /// Counts a refused connection and logs it (at most a line a second).
-fn refuse<H: Handler>(handler: &H, log: &RefusalLog, peer: impl std::fmt::Display, why: &str) {
-    handler.refused_tls();
+fn refuse<H: Handler>(
+    handler: &H,
+    log: &RefusalLog,
+    peer: impl std::fmt::Display,
+    reason: TlsRefusal,
+    why: &str,
+) {
+    handler.refused_tls(reason);
     log.refused(peer, why);
+}
+
+/// Why a connection was refused during or right after its TLS handshake: a few fixed kinds,
+/// for counting ([`Handler::refused_tls`]); the log line says more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRefusal {
+    /// Cut off to make room: too many connections waited for a ClientHello or a handshake.
+    CutOff,
+    /// No whole ClientHello arrived: a plaintext client, one that closed, or one too slow.
+    NoClientHello,
+    /// The handshake did not finish in time.
+    Timeout,
+    /// The client sent no certificate.
+    NoCertificate,
+    /// The client's certificate is expired or not valid yet.
+    Expired,
+    /// The client's certificate is not signed by this cluster's CA.
+    UnknownCa,
+    /// Any other handshake failure.
+    Handshake,
+    /// The handshake passed but the certificate names no usable identity.
+    UnusableCertificate,
+}
+
+impl TlsRefusal {
+    /// The kind of a failed handshake, from the error rustls gave.
+    fn of(e: &std::io::Error) -> Self {
+        use rustls::{CertificateError as C, Error as E};
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
+            Some(E::NoCertificatesPresented) => Self::NoCertificate,
+            Some(E::InvalidCertificate(
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. },
+            )) => Self::Expired,
+            Some(E::InvalidCertificate(C::UnknownIssuer | C::BadSignature)) => Self::UnknownCa,
+            _ => Self::Handshake,
+        }
+    }
+
+    /// A short snake_case name, for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CutOff => "cut_off",
+            Self::NoClientHello => "no_client_hello",
+            Self::Timeout => "handshake_timeout",
+            Self::NoCertificate => "no_client_certificate",
+            Self::Expired => "certificate_expired",
+            Self::UnknownCa => "unknown_ca",
+            Self::Handshake => "handshake",
+            Self::UnusableCertificate => "unusable_certificate",
+        }
+    }
 }
 
 /// As [`incoming`], in plaintext.

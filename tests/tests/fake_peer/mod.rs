@@ -163,7 +163,7 @@ impl steinadler_transport::Handler for Plain {
     fn server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
         None
     }
-    fn refused_tls(&self) {}
+    fn refused_tls(&self, _: steinadler_transport::TlsRefusal) {}
     fn authorize_opening(&self, _: &Request<()>) -> Result<(), Status> {
         Ok(())
     }

@@ -91,6 +91,7 @@ pub(crate) async fn emit(
     let n = items.len() as u64;
     let count = u32::try_from(items.len()).unwrap_or(u32::MAX);
     let encoded = Term::List(items).encode();
+    let bytes = encoded.len();
     let max = inner.config.max_message_bytes;
     if encoded.len() > max {
         return Err(format!(
@@ -127,6 +128,7 @@ pub(crate) async fn emit(
         produced.fetch_sub(n, Ordering::Relaxed);
         return Err(format!("the consumer of stream {reference} is gone"));
     }
+    crate::metrics::stream_batch("process", n, bytes);
     Ok(())
 }
 

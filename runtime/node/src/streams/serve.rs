@@ -134,8 +134,8 @@ async fn produce(
                     .stats
                     .stream_items_produced
                     .fetch_add(u64::from(batch.count), Ordering::Relaxed);
-                let done = batch.done;
-                if batch.count > 0 {
+                let (done, batch_count) = (batch.done, batch.count);
+                if batch_count > 0 {
                     let message = frame::batch(batch);
                     let size = message.len() - frame::GRPC_PREFIX;
                     if size > inner.config.max_message_bytes {
@@ -148,6 +148,7 @@ async fn produce(
                     if tx.send(Ok(message)).await.is_err() {
                         break None;
                     }
+                    crate::metrics::stream_batch("function", u64::from(batch_count), size);
                 }
                 if done {
                     break Some(Ok(String::new()));
