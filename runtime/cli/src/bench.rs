@@ -90,7 +90,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         if !selected("raw TCP echo, 64 B") {
             break;
         }
-        let figures = median(args.rounds, || measure(&tcp, inflight, args.calls)).await?;
+        let figures = crate::progress::while_waiting(
+            format!("bench: raw TCP echo, {inflight} in flight"),
+            median(args.rounds, || measure(&tcp, inflight, args.calls)),
+        )
+        .await?;
         println!(
             "{:<28} {inflight:>6} {:>10.1?} {:>10.1?} {:>10.0}",
             "raw TCP echo, 64 B", figures.p50, figures.p99, figures.rate
@@ -100,10 +104,15 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         for inflight in [1, 16, 64] {
             let mut plain_rounds = Vec::new();
             let mut tls_rounds = Vec::new();
-            for _ in 0..args.rounds.max(1) {
-                plain_rounds.push(measure(plain, inflight, args.calls).await?);
-                tls_rounds.push(measure(tls, inflight, args.calls).await?);
-            }
+            let rounds = async {
+                for _ in 0..args.rounds.max(1) {
+                    plain_rounds.push(measure(plain, inflight, args.calls).await?);
+                    tls_rounds.push(measure(tls, inflight, args.calls).await?);
+                }
+                Ok::<_, anyhow::Error>(())
+            };
+            let doing = format!("bench: {label}, {inflight} in flight");
+            crate::progress::while_waiting(doing, rounds).await?;
             let p = Figures::median_of(plain_rounds);
             let t = Figures::median_of(tls_rounds);
             println!(

@@ -39,8 +39,12 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<(), Failure> {
             .ok_or_else(|| Failure::Usage(anyhow!("pass --name: the file name is not UTF-8")))?,
     };
     let mut client = args.node.connect().await?;
-    let (id, functions) = client
-        .deploy(&name, &bytes)
+    let sending = format!(
+        "sending {name} ({} KiB) to {} and compiling it there",
+        bytes.len().div_ceil(1024),
+        client.addr()
+    );
+    let (id, functions) = crate::progress::while_waiting(sending, client.deploy(&name, &bytes))
         .await
         .map_err(|e| Failure::Runtime(anyhow!("deploy failed: {e}")))?;
     println!(
@@ -57,24 +61,14 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut last = None;
+    let mut progress = crate::progress::Count::new("compiled on", "nodes");
     let results = client
         .spread(&id.to_string(), |done, total| {
-            if terminal {
-                eprint!("\rcompiled on {done}/{total} nodes");
-            } else if last.is_none_or(|l: std::time::Instant| l.elapsed() >= Duration::from_secs(2))
-                || done == total
-            {
-                eprintln!("compiled on {done}/{total} nodes");
-                last = Some(std::time::Instant::now());
-            }
+            progress.set(done as u64, total as u64);
         })
         .await
         .map_err(|e| Failure::Runtime(anyhow!("spreading {name} to the nodes failed: {e}")))?;
-    if terminal {
-        eprintln!();
-    }
+    progress.clear();
     let failed: Vec<String> = results
         .iter()
         .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {e}", r.node)))
@@ -152,14 +146,15 @@ pub(crate) async fn invoke(args: InvokeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(anyhow!("invoke failed: {e}")))?;
     // Each node's line is printed as its result arrives; past 2 s a progress line on stderr
     // (a terminal only) counts them.
-    let mut progress = Progress::new(results.selected());
+    let mut progress = crate::progress::Count::new("results", "");
+    let selected = results.selected() as u64;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut failed = 0;
     loop {
         let r = tokio::select! {
             r = results.next() => r,
             _ = tick.tick() => {
-                progress.show(results.received());
+                progress.set(results.received() as u64, selected);
                 continue;
             }
         };
@@ -188,14 +183,8 @@ pub(crate) async fn invoke(args: InvokeArgs) -> Result<(), Failure> {
                 format!("{:.1?}", r.elapsed)
             )
         };
-        progress.clear();
-        {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }
-        progress.show(results.received());
+        progress.println(&line);
+        progress.set(results.received() as u64, selected);
     }
     progress.clear();
     if failed > 0 {
@@ -205,44 +194,6 @@ pub(crate) async fn invoke(args: InvokeArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
-}
-
-/// `results 57/200` on stderr, rewritten in place, once a call has taken 2 s; only when stderr
-/// is a terminal, so that logs and pipes stay clean.
-struct Progress {
-    total: usize,
-    started: std::time::Instant,
-    terminal: bool,
-    shown: bool,
-}
-
-impl Progress {
-    fn new(total: usize) -> Self {
-        use std::io::IsTerminal;
-        Self {
-            total,
-            started: std::time::Instant::now(),
-            terminal: std::io::stderr().is_terminal(),
-            shown: false,
-        }
-    }
-
-    fn show(&mut self, received: usize) {
-        if self.terminal
-            && received < self.total
-            && self.started.elapsed() >= Duration::from_secs(2)
-        {
-            eprint!("\rresults {received}/{}", self.total);
-            self.shown = true;
-        }
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[K");
-            self.shown = false;
-        }
-    }
 }
 
 fn outcome(r: &NodeResult) -> (Option<serde_json::Value>, Option<String>) {

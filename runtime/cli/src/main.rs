@@ -21,6 +21,7 @@ mod log_limit;
 mod node_cmd;
 mod parse;
 mod process_cmd;
+mod progress;
 mod run;
 mod stream_cmd;
 mod sup_cmd;

@@ -131,8 +131,20 @@ pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
 async fn start(args: StartArgs) -> Result<(), Failure> {
     let config = node_config(args).await.map_err(Failure::Usage)?;
     let name = config.name.clone();
-    let node = NodeBuilder::from_config(config)
-        .start()
+    let starting = if config.seeds.is_empty() && config.join.is_empty() {
+        format!("starting node {name}")
+    } else {
+        let through: Vec<String> = if config.seeds.is_empty() {
+            config.join.iter().map(ToString::to_string).collect()
+        } else {
+            config.seeds.clone()
+        };
+        format!(
+            "node {name} joining the cluster through {}",
+            through.join(", ")
+        )
+    };
+    let node = crate::progress::while_waiting(starting, NodeBuilder::from_config(config).start())
         .await
         .map_err(|e| Failure::Runtime(anyhow!(e).context(format!("cannot start node {name}"))))?;
     let advertised = if node.advertised_addr() == node.grpc_addr() {
