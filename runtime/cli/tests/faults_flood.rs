@@ -48,6 +48,8 @@ fn a_flood_of_idle_handshakes_from_one_host_leaves_members_and_clients_served() 
         let (stop, opened) = (stop.clone(), opened.clone());
         h.in_host(4, move || flood(&target, &stop, &opened))
     };
+    // The flood stops when the test ends, on a failed assertion too.
+    let _stop = StopOnDrop(stop.clone());
     let started = Instant::now();
     while opened.load(Ordering::Relaxed) < FLOOD * 2 {
         assert!(
@@ -119,6 +121,15 @@ fn a_flood_of_idle_handshakes_from_one_host_leaves_members_and_clients_served() 
     eprintln!("flood: {refusals} log lines about refused connections in {secs} s");
     assert!(refusals >= 1, "the flood was never refused:\n{n1}");
     assert!(refusals <= secs + 5, "{refusals} lines in {secs} s:\n{n1}");
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// `FLOOD` connections to `target`, half idle and half inside a partial ClientHello, each
