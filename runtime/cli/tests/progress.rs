@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 /// A pseudo-terminal of 100 columns: (the master to read, the slave to hand a child).
 fn pty() -> (std::fs::File, OwnedFd) {
     let (mut master, mut slave) = (0, 0);
-    let mut size = libc::winsize {
+    let size = libc::winsize {
         ws_row: 24,
         ws_col: 100,
         ws_xpixel: 0,
@@ -27,7 +27,7 @@ fn pty() -> (std::fs::File, OwnedFd) {
             &mut slave,
             std::ptr::null_mut(),
             std::ptr::null(),
-            &mut size,
+            &size,
         )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
