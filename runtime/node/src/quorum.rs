@@ -120,25 +120,6 @@ impl Quorum {
         }
         let majority = reached.answering() * 2 > known.len();
         drop(known);
-        self.clear_declined_if(majority)
-    }
-
-    /// Whether `live` (the members this node sees alive, itself included) are more than half
-    /// of the known members. The live members become known, if a join event was missed.
-    #[cfg(test)]
-    pub(crate) fn has_majority<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> bool {
-        let mut known = self.lock();
-        let mut seen = 0;
-        for n in live {
-            known.insert(n.to_owned());
-            seen += 1;
-        }
-        let majority = seen * 2 > known.len();
-        drop(known);
-        self.clear_declined_if(majority)
-    }
-
-    fn clear_declined_if(&self, majority: bool) -> bool {
         if majority {
             self.declined
                 .lock()
@@ -146,6 +127,17 @@ impl Quorum {
                 .clear();
         }
         majority
+    }
+
+    /// Whether `live` (the members this node sees alive, itself included) are more than half
+    /// of the known members. The live members become known, if a join event was missed.
+    #[cfg(test)]
+    pub(crate) fn has_majority<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> bool {
+        self.has_majority_of(&Reachable {
+            alive: live.into_iter().map(str::to_owned).collect(),
+            asked: 0,
+            answered: 0,
+        })
     }
 
     /// Records that the restart of child `id` was declined; true the first time since this

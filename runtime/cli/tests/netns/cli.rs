@@ -71,4 +71,31 @@ impl Hosts {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+
+    /// `invoke hello greet --on all --json` from host `from` through host `node`'s node:
+    /// `Ok` if every one of the `nodes` answered, else what the CLI printed.
+    pub(crate) fn greet_all(&self, from: usize, node: usize, nodes: usize) -> Result<(), String> {
+        let out = self.cli_from(
+            from,
+            node,
+            &[
+                "invoke",
+                "hello",
+                "greet",
+                "--args",
+                "[\"World\"]",
+                "--on",
+                "all",
+                "--json",
+                "--timeout",
+                "10s",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && text.matches("\"ok\":true").count() == nodes {
+            Ok(())
+        } else {
+            Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
 }
