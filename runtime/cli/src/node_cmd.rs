@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use steinadler_node::{NodeBuilder, NodeConfig, SecurityMode};
+use steinadler_node::{GossipMode, NodeBuilder, NodeConfig, SecurityMode};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum NodeCommand {
@@ -19,7 +19,7 @@ pub(crate) enum NodeCommand {
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {
     /// A TOML file with the same settings (name, listen, advertise, gossip, advertise_gossip,
-    /// join, labels, data_dir, max_peers, peer_idle, fanout, max_memory, max_timeout,
+    /// gossip_wire, join, labels, data_dir, max_peers, peer_idle, fanout, max_memory, max_timeout,
     /// metrics); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -34,9 +34,14 @@ pub(crate) struct StartArgs {
     /// address; for 0.0.0.0 or [::], the machine's first non-loopback address].
     #[arg(long, value_name = "HOST:PORT")]
     advertise: Option<String>,
-    /// The gossip address [default: 127.0.0.1:7101].
+    /// The gossip address [default: 127.0.0.1:7101]. Not bound with --gossip-wire tls.
     #[arg(long)]
     gossip: Option<SocketAddr>,
+    /// How gossip travels: `udp` on its own port (--gossip, UDP and TCP), or `tls` on the gRPC
+    /// port, as calls on the mutual-TLS links between nodes (one TCP port per node). Every
+    /// node of a cluster must use the same [default: udp].
+    #[arg(long, value_enum, value_name = "udp|tls")]
+    gossip_wire: Option<WireArg>,
     /// The gossip address (UDP and TCP) other nodes reach this node at, IP:PORT, when it
     /// differs from --gossip [default: the --gossip address; for 0.0.0.0 or [::], the
     /// machine's first non-loopback address].
@@ -92,6 +97,14 @@ pub(crate) struct StartArgs {
 }
 
 /// The `--config` file.
+/// `--gossip-wire`, and `gossip_wire` in the file.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WireArg {
+    Udp,
+    Tls,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -100,6 +113,7 @@ struct FileConfig {
     advertise: Option<String>,
     gossip: Option<SocketAddr>,
     advertise_gossip: Option<SocketAddr>,
+    gossip_wire: Option<WireArg>,
     #[serde(default)]
     join: Vec<String>,
     #[serde(default)]
@@ -216,6 +230,10 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7101))),
         advertise: args.advertise.or(file.advertise),
         gossip_advertise: args.advertise_gossip.or(file.advertise_gossip),
+        gossip_mode: match args.gossip_wire.or(file.gossip_wire) {
+            Some(WireArg::Tls) => GossipMode::Tls,
+            Some(WireArg::Udp) | None => GossipMode::Udp,
+        },
         metrics: args.metrics.or(file.metrics),
         ..NodeConfig::default()
     };

@@ -19,6 +19,7 @@ use memberlist::proto::{Meta, NodeState};
 use smol_str::SmolStr;
 use tokio::sync::broadcast;
 
+use crate::wire::Names;
 use crate::{Member, MemberEvent, meta};
 
 /// The delegate type plugged into memberlist (alive, conflict, event, merge, node, ping).
@@ -38,10 +39,15 @@ pub(crate) fn delegate(
     local: SmolStr,
     meta: Arc<RwLock<Meta>>,
     events: broadcast::Sender<MemberEvent>,
+    names: Option<Arc<Names>>,
 ) -> Delegate {
     CompositeDelegate::new()
         .with_conflict_delegate(Conflicts)
-        .with_event_delegate(Events { local, events })
+        .with_event_delegate(Events {
+            local,
+            events,
+            names,
+        })
         .with_node_delegate(MetaSource(meta))
 }
 
@@ -70,6 +76,8 @@ impl NodeDelegate for MetaSource {
 pub(crate) struct Events {
     local: SmolStr,
     events: broadcast::Sender<MemberEvent>,
+    /// Who is at which address, for the one-port mode's dials.
+    names: Option<Arc<Names>>,
 }
 
 impl Events {
@@ -101,6 +109,9 @@ impl EventDelegate for Events {
         if *node.id() == self.local {
             return;
         }
+        if let Some(names) = &self.names {
+            names.set(*node.address(), node.id());
+        }
         if let Some(member) = self.convert(&node, "join") {
             tracing::info!(
                 local = %self.local, node = %member.name, gossip = %member.gossip_addr,
@@ -113,6 +124,9 @@ impl EventDelegate for Events {
     async fn notify_leave(&self, node: Arc<NodeState<SmolStr, SocketAddr>>) {
         if *node.id() == self.local {
             return;
+        }
+        if let Some(names) = &self.names {
+            names.forget(node.address(), node.id());
         }
         // memberlist reports crashes and graceful leaves alike; the state tells them apart.
         let failed = !node.state().is_left();
@@ -138,6 +152,9 @@ impl EventDelegate for Events {
     async fn notify_update(&self, node: Arc<NodeState<SmolStr, SocketAddr>>) {
         if *node.id() == self.local {
             return;
+        }
+        if let Some(names) = &self.names {
+            names.set(*node.address(), node.id());
         }
         if let Some(member) = self.convert(&node, "update") {
             tracing::info!(

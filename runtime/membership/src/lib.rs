@@ -38,9 +38,16 @@
 //! graceful [`Membership::leave`] is noticed by the survivors in about 50 ms. The measurement is
 //! `measure_detection` in `tests/detection.rs` (ignored by default).
 //!
+//! # Wires
+//!
+//! Gossip travels on its own UDP and TCP port ([`GossipWire::Udp`], memberlist's network
+//! transport), or as gRPC calls on the node's authenticated peer links ([`GossipWire::Links`],
+//! the one-port mode; see `wire` and `links`). In the one-port mode the links' mutual TLS
+//! encrypts and authenticates gossip, and no gossip keyring is used.
+//!
 //! # Security
 //!
-//! Gossip is plaintext unless [`MembershipConfig::gossip_key`] is set, which turns on memberlist's
+//! On its own port, gossip is plaintext unless [`MembershipConfig::gossip_key`] is set, which turns on memberlist's
 //! AES-256-GCM for every packet and stream (with incoming verification, so nodes without the key
 //! cannot join).
 //!
@@ -73,6 +80,7 @@
 //! # async fn example() -> Result<(), steinadler_membership::MembershipError> {
 //! let node = Membership::start(MembershipConfig {
 //!     name: "node-a".to_owned(),
+//!     gossip: steinadler_membership::GossipWire::Udp,
 //!     gossip_addr: "127.0.0.1:0".parse().unwrap(),
 //!     gossip_advertise: None,
 //!     seeds: vec!["127.0.0.1:7946".parse().unwrap()],
@@ -94,26 +102,36 @@
 
 mod delegate;
 mod error;
+mod links;
 mod membership;
 mod meta;
+mod ml;
 mod profile;
+mod wire;
 
 use std::net::SocketAddr;
 
 pub use error::MembershipError;
+pub use links::{LinkConn, LinkReader, LinkWriter};
 pub use membership::{EVENT_CAPACITY, Membership};
 pub use meta::{META_MAX_SIZE, NodeMeta};
 pub use profile::{
     LOCAL_GOSSIP_INTERVAL, LOCAL_PROBE_INTERVAL, LOCAL_PROBE_TIMEOUT, LOCAL_SUSPICION_MULT, Profile,
 };
+pub use smol_str::SmolStr;
+pub use wire::{GossipInbox, GossipLinks, GossipStream, GossipWire};
 
 /// How to start a [`Membership`].
 #[derive(Clone, Debug)]
 pub struct MembershipConfig {
     /// The node's name, unique in the cluster; it is the node's id in gossip.
     pub name: String,
+    /// How gossip travels: its own port (the default), or the node's links.
+    pub gossip: GossipWire,
     /// Where to bind gossip (UDP and TCP on the same port). Port 0 picks a free port; read it back
-    /// with [`Membership::gossip_addr`].
+    /// with [`Membership::gossip_addr`]. With [`GossipWire::Links`] nothing is bound: this is
+    /// the address peers know the node by on its links (its advertised gRPC address), and
+    /// [`gossip_advertise`](Self::gossip_advertise) is not used.
     pub gossip_addr: SocketAddr,
     /// The gossip address other nodes reach this one at, when it differs from the bound one (a
     /// port-forward, NAT, a container). `None` advertises the bound address, or for an

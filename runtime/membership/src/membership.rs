@@ -9,20 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use memberlist::error::Error as MlError;
 use memberlist::keyring::{Keyring, KeyringError};
-use memberlist::net::NetTransportOptions;
-use memberlist::proto::{EncryptionAlgorithm, MaybeResolvedAddress, Meta, SecretKey, SecretKeys};
-use memberlist::tokio::{TokioNetTransport, TokioSocketAddrResolver, TokioTcp};
-use memberlist::{Memberlist, Options};
-use smol_str::SmolStr;
+use memberlist::proto::{MaybeResolvedAddress, Meta, SecretKey};
 use tokio::sync::broadcast;
 
-use crate::delegate::{self, Delegate};
-use crate::{Member, MemberEvent, MembershipConfig, MembershipError, NodeMeta, Reachable, meta};
-
-type Transport = TokioNetTransport<SmolStr, TokioSocketAddrResolver, TokioTcp>;
-type Inner = Memberlist<Transport, Delegate>;
+use crate::delegate;
+use crate::ml::{Failure, Ml, failure, on_ml};
+use crate::{
+    GossipInbox, Member, MemberEvent, MembershipConfig, MembershipError, NodeMeta, Reachable, meta,
+};
 
 /// How many events a subscriber may fall behind before it sees
 /// [`RecvError::Lagged`](tokio::sync::broadcast::error::RecvError::Lagged).
@@ -48,7 +43,11 @@ pub struct Membership {
 }
 
 struct Shared {
-    ml: Inner,
+    ml: Ml,
+    /// Where the node delivers its peers' gossip, in the one-port mode.
+    inbox: Option<GossipInbox>,
+    /// The profile's reclaim time (see [`Membership::readvertise_after`]).
+    reclaim: Duration,
     name: String,
     gossip_addr: SocketAddr,
     meta: Arc<RwLock<Meta>>,
@@ -94,53 +93,43 @@ impl Membership {
             ));
         }
         let encoded = encode_meta(&config.meta)?;
-        let id = SmolStr::new(&config.name);
         let meta = Arc::new(RwLock::new(encoded));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let delegate = delegate::delegate(id.clone(), meta.clone(), events.clone());
-
-        let mut transport =
-            NetTransportOptions::<SmolStr, TokioSocketAddrResolver, TokioTcp>::new(id.clone());
-        transport.add_bind_address(config.gossip_addr);
-        if let Some(addr) = config.gossip_advertise {
-            transport = transport.with_advertise_address(addr);
-        }
-        let options = options(&config);
-
-        let ml = Inner::with_delegate(delegate, transport, options)
+        let (ml, inbox) = crate::ml::create(&config, meta.clone(), events.clone())
             .await
-            .map_err(|e| MembershipError::Start {
+            .map_err(|reason| MembershipError::Start {
                 addr: config.gossip_addr,
-                reason: e.to_string(),
+                reason,
             })?;
         let membership = Membership {
             shared: Arc::new(Shared {
-                gossip_addr: *ml.advertise_address(),
+                gossip_addr: *on_ml!(&ml, m => m.advertise_address()),
                 ml,
+                inbox,
+                reclaim: config.profile.dead_node_reclaim(),
                 name: config.name,
                 meta,
                 events,
                 stopped: AtomicBool::new(false),
             }),
         };
-        if config.gossip_key.is_some() && !membership.shared.ml.encryption_enabled() {
+        if config.gossip_key.is_some()
+            && membership.shared.inbox.is_none()
+            && !membership.encryption_enabled()
+        {
             membership.stop().await;
             return Err(MembershipError::EncryptionNotEnabled);
         }
         tracing::info!(
             node = %membership.shared.name, gossip = %membership.shared.gossip_addr,
-            profile = ?config.profile, encrypted = config.gossip_key.is_some(),
+            profile = ?config.profile, wire = ?config.gossip,
+            encrypted = config.gossip_key.is_some() || membership.shared.inbox.is_some(),
             gossip_keys = membership.gossip_keys().len(), "gossip membership started"
         );
 
-        if !config.seeds.is_empty()
-            && let Err(e) = membership.join(&config.seeds).await
-        {
+        if let Err(e) = membership.join_cluster(&config.seeds).await {
             membership.stop().await;
             return Err(e);
-        }
-        if !config.seeds.is_empty() {
-            membership.readvertise_after(config.profile.dead_node_reclaim() + READVERTISE_SLACK);
         }
         Ok(membership)
     }
@@ -157,11 +146,33 @@ impl Membership {
         let name = self.shared.name.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            match ml.update_node(UPDATE_TIMEOUT).await {
-                Ok(()) | Err(MlError::NotRunning) | Err(MlError::UpdateTimeout) => {}
+            match on_ml!(&ml, m => m.update_node(UPDATE_TIMEOUT).await.map_err(failure)) {
+                Ok(()) | Err(Failure::NotRunning) | Err(Failure::UpdateTimeout) => {}
                 Err(e) => tracing::debug!(node = %name, error = %e, "re-advertising after join"),
             }
         });
+    }
+
+    /// Joins the cluster through `seeds`, as [`Membership::start`] does with its seeds: a
+    /// node started with none (in the one-port mode, before its server accepts the peers'
+    /// gossip) joins with this afterwards. No seeds does nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Membership::join`].
+    pub async fn join_cluster(&self, seeds: &[SocketAddr]) -> Result<(), MembershipError> {
+        if seeds.is_empty() {
+            return Ok(());
+        }
+        self.join(seeds).await?;
+        self.readvertise_after(self.shared.reclaim + READVERTISE_SLACK);
+        Ok(())
+    }
+
+    /// Where the node delivers the gossip its peers send it, in the one-port mode
+    /// ([`GossipWire::Links`](crate::GossipWire::Links)); `None` when gossip has its own port.
+    pub fn inbox(&self) -> Option<&GossipInbox> {
+        self.shared.inbox.as_ref()
     }
 
     /// The local node's name.
@@ -178,13 +189,13 @@ impl Membership {
 
     /// Whether gossip is encrypted with the configured key.
     pub fn encryption_enabled(&self) -> bool {
-        self.shared.ml.encryption_enabled()
+        on_ml!(&self.shared.ml, m => m.encryption_enabled())
     }
 
     /// This node's gossip keys, the primary one (which it encrypts with) first, then the
     /// secondary ones it also accepts. Empty when gossip is plaintext.
     pub fn gossip_keys(&self) -> Vec<[u8; 32]> {
-        let Some(keyring) = self.shared.ml.keyring() else {
+        let Some(keyring) = on_ml!(&self.shared.ml, m => m.keyring()) else {
             return Vec::new();
         };
         let mut keys: Vec<[u8; 32]> = Vec::new();
@@ -268,21 +279,15 @@ impl Membership {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(MembershipError::NotRunning);
         }
-        self.shared
-            .ml
-            .keyring()
-            .ok_or(MembershipError::GossipEncryptionOff)
+        on_ml!(&self.shared.ml, m => m.keyring()).ok_or(MembershipError::GossipEncryptionOff)
     }
 
     /// The live members (alive or suspect, not dead or departed), including this node, sorted by
     /// name. Members whose metadata cannot be decoded (a foreign or incompatible node) are left
     /// out and logged.
     pub async fn members(&self) -> Vec<Member> {
-        let mut members: Vec<Member> = self
-            .shared
-            .ml
-            .online_members()
-            .await
+        let online = on_ml!(&self.shared.ml, m => m.online_members().await);
+        let mut members: Vec<Member> = online
             .iter()
             .filter_map(|node| match delegate::member(node) {
                 Ok(member) => Some(member),
@@ -304,11 +309,8 @@ impl Membership {
     /// yet would hand that side a majority between the first death and the last.
     pub async fn reachable(&self, sample: usize) -> Reachable {
         let me = self.local_name().to_owned();
-        let mut others: Vec<_> = self
-            .shared
-            .ml
-            .alive_members()
-            .await
+        let alive_now = on_ml!(&self.shared.ml, m => m.alive_members().await);
+        let mut others: Vec<_> = alive_now
             .into_iter()
             .filter(|n| n.id().as_str() != me)
             .collect();
@@ -322,7 +324,7 @@ impl Membership {
         others.truncate(sample);
         let pings = others.into_iter().map(|node| {
             let ml = &self.shared.ml;
-            async move { ml.ping(node).await.is_ok() }
+            async move { on_ml!(ml, m => m.ping(node).await.is_ok()) }
         });
         let acks = futures::future::join_all(pings).await;
         Reachable {
@@ -336,9 +338,11 @@ impl Membership {
     /// down (dead or departed, not yet reclaimed). Decodes no metadata: for the metrics scrape.
     pub async fn member_counts(&self) -> crate::MemberCounts {
         let ml = &self.shared.ml;
-        let alive = ml.alive_members().await.len();
-        let online = ml.num_online_members().await;
-        let known = ml.num_members().await;
+        let (alive, online, known) = on_ml!(ml, m => (
+            m.alive_members().await.len(),
+            m.num_online_members().await,
+            m.num_members().await,
+        ));
         crate::MemberCounts {
             alive,
             suspect: online.saturating_sub(alive),
@@ -349,7 +353,7 @@ impl Membership {
     /// The live member named `name`, as [`Membership::members`] would list it. Decodes only its
     /// metadata: the hot path of a call to one node.
     pub async fn member(&self, name: &str) -> Option<Member> {
-        let online = self.shared.ml.online_members().await;
+        let online = on_ml!(&self.shared.ml, m => m.online_members().await);
         let node = online.iter().find(|node| node.id().as_str() == name)?;
         delegate::member(node)
             .inspect_err(|reason| {
@@ -374,13 +378,13 @@ impl Membership {
             return Err(MembershipError::NotRunning);
         }
         *self.shared.meta.write().unwrap_or_else(|e| e.into_inner()) = encoded;
-        match self.shared.ml.update_node(UPDATE_TIMEOUT).await {
+        match on_ml!(&self.shared.ml, m => m.update_node(UPDATE_TIMEOUT).await.map_err(failure)) {
             Ok(()) => Ok(()),
-            Err(MlError::UpdateTimeout) => {
+            Err(Failure::UpdateTimeout) => {
                 tracing::warn!(node = %self.shared.name, "metadata update not yet gossiped after {UPDATE_TIMEOUT:?}");
                 Ok(())
             }
-            Err(MlError::NotRunning) => Err(MembershipError::NotRunning),
+            Err(Failure::NotRunning) => Err(MembershipError::NotRunning),
             Err(e) => Err(MembershipError::Memberlist(e.to_string())),
         }
     }
@@ -408,23 +412,24 @@ impl Membership {
         if targets.is_empty() {
             return Ok(0);
         }
-        let result = self
-            .shared
-            .ml
-            .join_many(targets.iter().copied().map(MaybeResolvedAddress::Resolved))
-            .await;
+        let seeds = targets.iter().copied().map(MaybeResolvedAddress::Resolved);
+        let result = on_ml!(&self.shared.ml, m => m
+            .join_many(seeds)
+            .await
+            .map(|joined| joined.len())
+            .map_err(|(joined, e)| (joined.len(), failure(e))));
         match result {
             Ok(joined) => {
                 tracing::info!(node = %self.shared.name, seeds = ?targets, "joined the cluster");
-                Ok(joined.len())
+                Ok(joined)
             }
-            Err((_, MlError::NotRunning)) => Err(MembershipError::NotRunning),
-            Err((joined, e)) if !joined.is_empty() => {
+            Err((_, Failure::NotRunning)) => Err(MembershipError::NotRunning),
+            Err((joined, e)) if joined > 0 => {
                 tracing::warn!(
-                    node = %self.shared.name, joined = ?joined.as_slice(), error = %e,
+                    node = %self.shared.name, joined, error = %e,
                     "joined the cluster, but some seeds failed"
                 );
-                Ok(joined.len())
+                Ok(joined)
             }
             Err((_, e)) => Err(MembershipError::JoinFailed {
                 seeds: targets,
@@ -442,14 +447,10 @@ impl Membership {
     /// [`MembershipError::JoinFailed`] if the member cannot be reached, and
     /// [`MembershipError::NotRunning`] after leave or shutdown.
     pub async fn rejoin(&self, addr: SocketAddr) -> Result<(), MembershipError> {
-        match self
-            .shared
-            .ml
-            .join(MaybeResolvedAddress::Resolved(addr))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(MlError::NotRunning) => Err(MembershipError::NotRunning),
+        let seed = MaybeResolvedAddress::Resolved(addr);
+        match on_ml!(&self.shared.ml, m => m.join(seed).await.map(|_| ()).map_err(failure)) {
+            Ok(()) => Ok(()),
+            Err(Failure::NotRunning) => Err(MembershipError::NotRunning),
             Err(e) => Err(MembershipError::JoinFailed {
                 seeds: vec![addr],
                 reason: e.to_string(),
@@ -469,15 +470,16 @@ impl Membership {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Ok(());
         }
-        let left = self.shared.ml.leave(timeout).await;
+        let left =
+            on_ml!(&self.shared.ml, m => m.leave(timeout).await.map(|_| ()).map_err(failure));
         let stopped = self.shutdown().await;
         match left {
             Ok(_) => {
                 tracing::info!(node = %self.shared.name, "left the cluster");
                 stopped
             }
-            Err(MlError::LeaveTimeout) => Err(MembershipError::LeaveTimeout),
-            Err(MlError::NotRunning) => stopped,
+            Err(Failure::LeaveTimeout) => Err(MembershipError::LeaveTimeout),
+            Err(Failure::NotRunning) => stopped,
             Err(e) => Err(MembershipError::Memberlist(e.to_string())),
         }
     }
@@ -492,11 +494,8 @@ impl Membership {
         if self.shared.stopped.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.shared
-            .ml
-            .shutdown()
-            .await
-            .map_err(|e| MembershipError::Memberlist(e.to_string()))?;
+        on_ml!(&self.shared.ml, m => m.shutdown().await.map_err(|e| e.to_string()))
+            .map_err(MembershipError::Memberlist)?;
         tracing::info!(node = %self.shared.name, "gossip membership stopped");
         Ok(())
     }
@@ -518,7 +517,7 @@ impl Drop for Shared {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let ml = self.ml.clone();
             runtime.spawn(async move {
-                let _ = ml.shutdown().await;
+                let _ = on_ml!(&ml, m => m.shutdown().await.map_err(|e| e.to_string()));
             });
         }
     }
@@ -529,25 +528,4 @@ fn encode_meta(node_meta: &NodeMeta) -> Result<Meta, MembershipError> {
     let bytes = meta::encode(node_meta)?;
     let size = bytes.len();
     Meta::try_from(bytes).map_err(|_| MembershipError::MetaTooLarge { size })
-}
-
-/// memberlist options for `config`: the profile's timings plus the optional gossip keys.
-fn options(config: &MembershipConfig) -> Options {
-    let options = config.profile.options();
-    match config.gossip_key {
-        // All four are needed: with only a key, memberlist silently sends plaintext.
-        Some(key) => options
-            .with_primary_key(SecretKey::Aes256(key))
-            .with_secret_keys(
-                config
-                    .extra_gossip_keys
-                    .iter()
-                    .map(|k| SecretKey::Aes256(*k))
-                    .collect::<SecretKeys>(),
-            )
-            .with_encryption_algo(EncryptionAlgorithm::NoPadding)
-            .with_gossip_verify_incoming(true)
-            .with_gossip_verify_outgoing(true),
-        None => options,
-    }
 }

@@ -139,6 +139,28 @@ pub(crate) fn host_of(addr: &str) -> Option<Result<IpAddr, String>> {
     Some(host.parse::<IpAddr>().map_err(|_| host.to_owned()))
 }
 
+/// The gossip address in the one-port mode (`--gossip-wire tls`): the advertised gRPC
+/// address, resolved once if it is a name, since gossip addresses are IPs.
+///
+/// # Errors
+///
+/// [`NodeError::Advertise`] if `grpc` does not resolve.
+pub(crate) async fn gossip_on_links(grpc: &str) -> Result<SocketAddr, NodeError> {
+    if let Ok(addr) = grpc.parse() {
+        return Ok(addr);
+    }
+    let resolved = tokio::net::lookup_host(grpc)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next());
+    resolved.ok_or_else(|| {
+        NodeError::Advertise(format!(
+            "--advertise {grpc} does not resolve to an IP address, and with --gossip-wire tls \
+             gossip reaches this node there: give IP:PORT, or a name that resolves"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,10 @@ pub struct NodeConfig {
     /// The gossip address other nodes reach this one at, gossiped to them; `None` for the
     /// bound address (for a wildcard bind, the machine's first non-loopback address).
     pub gossip_advertise: Option<SocketAddr>,
+    /// How gossip travels: on its own port ([`GossipMode::Udp`]) or on the gRPC port's TLS
+    /// links ([`GossipMode::Tls`], one port for everything). Every node of a cluster must use
+    /// the same.
+    pub gossip_mode: GossipMode,
     /// Gossip addresses of nodes to join. Empty for the first node.
     pub join: Vec<SocketAddr>,
     /// gRPC addresses of running members. The node asks them for the gossip addresses to join,
@@ -95,6 +99,7 @@ impl Default for NodeConfig {
             advertise: None,
             gossip: localhost,
             gossip_advertise: None,
+            gossip_mode: GossipMode::default(),
             join: Vec::new(),
             seeds: Vec::new(),
             security: SecurityMode::default(),
@@ -117,6 +122,53 @@ impl Default for NodeConfig {
             max_timeout: DEFAULT_MAX_TIMEOUT,
             metrics: None,
         }
+    }
+}
+
+/// How gossip travels between nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GossipMode {
+    /// On its own port (`--gossip`): UDP packets and TCP streams, encrypted with the cluster's
+    /// gossip key.
+    #[default]
+    Udp,
+    /// On the gRPC port, as calls on the mutual-TLS links between nodes: one TCP port per
+    /// node, and `--gossip` is not bound. The node's gossip address is its advertised gRPC
+    /// address.
+    Tls,
+}
+
+impl GossipMode {
+    /// The mode's name on the wire and on the command line: `udp` or `tls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tls => "tls",
+        }
+    }
+
+    /// The mode a peer reported; an empty name is an older node's, which gossiped on UDP.
+    pub(crate) fn from_wire(name: &str) -> Option<Self> {
+        match name {
+            "" | "udp" => Some(Self::Udp),
+            "tls" => Some(Self::Tls),
+            _ => None,
+        }
+    }
+
+    /// Checks that the cluster behind `seed`, which reported `reported`, gossips as this node.
+    pub(crate) fn check_seed(self, seed: &str, reported: &str) -> Result<(), NodeError> {
+        let theirs = Self::from_wire(reported);
+        if theirs == Some(self) {
+            return Ok(());
+        }
+        let theirs = theirs.map_or(reported, |m| m.as_str());
+        Err(NodeError::Request(format!(
+            "the cluster at {seed} gossips with --gossip-wire {theirs}, and this node with \
+             --gossip-wire {}: start it with --gossip-wire {theirs}, as every node of a cluster \
+             must gossip the same way",
+            self.as_str()
+        )))
     }
 }
 
@@ -183,6 +235,12 @@ impl NodeBuilder {
     /// bound one.
     pub fn advertise_gossip(mut self, addr: SocketAddr) -> Self {
         self.config.gossip_advertise = Some(addr);
+        self
+    }
+
+    /// Sets how gossip travels (default [`GossipMode::Udp`]).
+    pub fn gossip_mode(mut self, mode: GossipMode) -> Self {
+        self.config.gossip_mode = mode;
         self
     }
 

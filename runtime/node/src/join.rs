@@ -235,6 +235,7 @@ pub(crate) async fn serve(
             .collect();
         reply.ca_key_pem = m.ca_key_pem.clone().unwrap_or_default();
         reply.token_secret = secret.to_vec().into();
+        reply.gossip_wire = inner.config.gossip_mode.as_str().to_owned();
         reply.gossip_addrs = inner
             .membership
             .members()

@@ -49,6 +49,7 @@ mod cluster_service;
 mod config;
 mod coordinator;
 mod fetch;
+mod gossip;
 mod guest_ops;
 mod invoke_results;
 mod join;
@@ -77,7 +78,7 @@ mod tree;
 pub mod wire;
 
 pub use client::{Client, ClientAuth, ClientError};
-pub use config::{DEFAULT_FANOUT, NodeBuilder, NodeConfig, SecurityMode};
+pub use config::{DEFAULT_FANOUT, GossipMode, NodeBuilder, NodeConfig, SecurityMode};
 pub use coordinator::NodeResult;
 pub use invoke_results::InvokeResults;
 pub use join::{JoinError, Joined, request_certificate};

@@ -3,7 +3,7 @@
 
 use crate::admission::Admission;
 use crate::args::{ArgsCache, SentArgs};
-use crate::config::{NodeBuilder, NodeConfig};
+use crate::config::{GossipMode, NodeBuilder, NodeConfig};
 use crate::coordinator::NodeResult;
 use crate::security::Security;
 pub use crate::stats::Stats;
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use steinadler_core::{InvokeError, ModuleId};
 use steinadler_host::{Host, HostError, LoadedModule};
-use steinadler_membership::{Membership, MembershipConfig, MembershipError, NodeMeta};
+use steinadler_membership::{GossipWire, Membership, MembershipConfig, MembershipError, NodeMeta};
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_client::NodeClient;
 use steinadler_transport::{ConnectError, Mux, Transport, TransportConfig};
@@ -142,11 +142,23 @@ impl Node {
         let host = Arc::new(Host::new(config.host.clone())?);
         let mut seeds = config.join.clone();
         seeds.extend(setup.gossip_seeds.iter().copied());
+        // On the TLS port, gossip needs the server up to hear back from the seeds: it joins
+        // once the node serves, below.
+        let (gossip, gossip_addr, links) = match config.gossip_mode {
+            GossipMode::Udp => (GossipWire::Udp, config.gossip, None),
+            GossipMode::Tls => {
+                let wire = crate::gossip::Wire::new(setup.security.is_secure());
+                let addr = crate::addresses::gossip_on_links(&grpc_addr).await?;
+                (GossipWire::Links(wire.clone()), addr, Some(wire))
+            }
+        };
+        let on_links = links.is_some();
         let membership = Membership::start(MembershipConfig {
             name: config.name.clone(),
-            gossip_addr: config.gossip,
+            gossip,
+            gossip_addr,
             gossip_advertise,
-            seeds,
+            seeds: if on_links { Vec::new() } else { seeds.clone() },
             meta: NodeMeta {
                 grpc_addr: grpc_addr.clone(),
                 labels: config.labels.clone(),
@@ -154,11 +166,14 @@ impl Node {
                 load: 0,
             },
             profile: config.profile,
-            gossip_key: setup.gossip_keys.first().copied(),
-            extra_gossip_keys: setup.gossip_keys.iter().skip(1).copied().collect(),
+            gossip_key: setup.gossip_keys.first().copied().filter(|_| !on_links),
+            extra_gossip_keys: match on_links {
+                true => Vec::new(),
+                false => setup.gossip_keys.iter().skip(1).copied().collect(),
+            },
         })
         .await?;
-        if setup.security.is_secure() && !membership.encryption_enabled() {
+        if setup.security.is_secure() && !on_links && !membership.encryption_enabled() {
             let _ = membership.shutdown().await;
             return Err(NodeError::Security(
                 "gossip encryption did not turn on although a key was set; refusing to run with plaintext gossip".into(),
@@ -226,7 +241,7 @@ impl Node {
             gossip = %inner.membership.gossip_addr(), secure = inner.security.is_secure(),
             "node started"
         );
-        Ok(Self {
+        let node = Self {
             inner,
             stop,
             server: Mutex::new(Some(server)),
@@ -235,7 +250,15 @@ impl Node {
             background,
             created_cluster: setup.created,
             metrics_addr,
-        })
+        };
+        if let Some(links) = links {
+            links.bind(&node.inner);
+            if let Err(e) = node.inner.membership.join_cluster(&seeds).await {
+                node.kill().await;
+                return Err(e.into());
+            }
+        }
+        Ok(node)
     }
 
     /// Whether links use mutual TLS (false only with [`SecurityMode::Insecure`](crate::SecurityMode)).

@@ -46,7 +46,8 @@ pub(crate) async fn serve(
         .add_service(api)
         .add_service(registry)
         .add_service(supervisor)
-        .add_service(streams);
+        .add_service(streams)
+        .add_service(crate::gossip::service(&inner));
     if let Ok(reflection) = reflection {
         router = router.add_service(reflection);
     }
@@ -300,6 +301,7 @@ impl NodeApi for Service {
                 })
                 .collect(),
             insecure: !self.inner.security.is_secure(),
+            gossip_wire: self.inner.config.gossip_mode.as_str().to_owned(),
         }))
     }
 

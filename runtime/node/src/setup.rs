@@ -48,7 +48,7 @@ pub(crate) async fn prepare(
                 "running INSECURE (--insecure): gRPC and gossip are plaintext and unauthenticated; anyone who reaches these ports controls the node"
             );
             for seed in &config.seeds {
-                gossip_seeds.extend(seed_gossip_addrs(seed, ClientTls::Off).await?);
+                gossip_seeds.extend(seed_gossip_addrs(config, seed, ClientTls::Off).await?);
             }
             return Ok(Setup {
                 security: Security::insecure(),
@@ -119,7 +119,7 @@ pub(crate) async fn prepare(
                 config: loaded.client.clone(),
                 server_name: steinadler_security::ANY_NODE_SERVER_NAME.to_owned(),
             };
-            gossip_seeds.extend(seed_gossip_addrs(seed, tls).await?);
+            gossip_seeds.extend(seed_gossip_addrs(config, seed, tls).await?);
         }
     }
     Ok(Setup {
@@ -150,6 +150,7 @@ async fn join_with_token(
         match join::request_certificate(seed, &token, Role::Node, &config.name).await {
             Ok(joined) => {
                 let r = joined.reply;
+                config.gossip_mode.check_seed(seed, &r.gossip_wire)?;
                 tracing::info!(seed = %seed, "joined with the token: got a node certificate");
                 let secret: [u8; 32] = r.cluster_secret[..]
                     .try_into()
@@ -193,7 +194,11 @@ async fn join_with_token(
 }
 
 /// The gossip addresses of a seed's live members.
-async fn seed_gossip_addrs(seed: &str, tls: ClientTls) -> Result<Vec<SocketAddr>, NodeError> {
+async fn seed_gossip_addrs(
+    config: &NodeConfig,
+    seed: &str,
+    tls: ClientTls,
+) -> Result<Vec<SocketAddr>, NodeError> {
     let channel = transport::connect(seed, tls).await.map_err(|e| {
         NodeError::Request(format!(
             "cannot reach the seed {seed}: {}. Pass a running member's gRPC address to --join",
@@ -203,9 +208,10 @@ async fn seed_gossip_addrs(seed: &str, tls: ClientTls) -> Result<Vec<SocketAddr>
     let reply = NodeClient::new(channel)
         .list_members(pb::ListMembersRequest {})
         .await
-        .map_err(|s| NodeError::Request(format!("the seed {seed} refused: {}", s.message())))?;
+        .map_err(|s| NodeError::Request(format!("the seed {seed} refused: {}", s.message())))?
+        .into_inner();
+    config.gossip_mode.check_seed(seed, &reply.gossip_wire)?;
     Ok(reply
-        .into_inner()
         .members
         .iter()
         .filter_map(|m| m.gossip_addr.parse().ok())

@@ -24,6 +24,7 @@ pub fn meta(name: &str, port: u16) -> NodeMeta {
 pub fn config(name: &str, seeds: &[SocketAddr]) -> MembershipConfig {
     MembershipConfig {
         name: name.to_owned(),
+        gossip: steinadler_membership::GossipWire::Udp,
         gossip_addr: "127.0.0.1:0".parse().unwrap(),
         gossip_advertise: None,
         seeds: seeds.to_vec(),
