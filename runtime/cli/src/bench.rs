@@ -33,6 +33,9 @@ pub(crate) struct BenchArgs {
     /// Node processes for `--only scale`.
     #[arg(long, default_value_t = 10)]
     nodes: usize,
+    /// How the `--only scale` nodes gossip (`node start --gossip-wire`).
+    #[arg(long, value_enum, value_name = "udp|tls", default_value = "udp")]
+    gossip_wire: crate::node_cmd::WireArg,
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
@@ -42,7 +45,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
                 "--nodes must be at least 2: the scale bench kills one node and keeps n1"
             )));
         }
-        return crate::bench_scale::run(args.nodes, args.rounds)
+        return crate::bench_scale::run(args.nodes, args.rounds, args.gossip_wire)
             .await
             .map_err(Failure::Runtime);
     }

@@ -30,9 +30,13 @@ const IDLE_WINDOW: Duration = Duration::from_secs(10);
 const SETTLE: Duration = Duration::from_secs(3);
 
 /// Runs the harness with `n` nodes and `rounds` rounds of warm calls.
-pub(crate) async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    n: usize,
+    rounds: usize,
+    gossip_wire: crate::node_cmd::WireArg,
+) -> anyhow::Result<()> {
     procfs::raise_fd_limit();
-    let mut cluster = Cluster::new()?;
+    let mut cluster = Cluster::new(gossip_wire)?;
     let result = tokio::select! {
         r = scale(&mut cluster, n, rounds) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
@@ -49,7 +53,11 @@ pub(crate) async fn run(n: usize, rounds: usize) -> anyhow::Result<()> {
 async fn scale(cluster: &mut Cluster, n: usize, rounds: usize) -> anyhow::Result<()> {
     let names: BTreeSet<String> = (1..=n).map(|k| format!("n{k}")).collect();
     println!(
-        "scale: {n} node processes on 127.0.0.1, token join and mutual TLS, {BATCH} started at once; logs in {}",
+        "scale: {n} node processes on 127.0.0.1, token join and mutual TLS, gossip on {}, {BATCH} started at once; logs in {}",
+        match cluster.gossip_wire {
+            crate::node_cmd::WireArg::Udp => "its own UDP port",
+            crate::node_cmd::WireArg::Tls => "the TLS port",
+        },
         cluster.dir.join("logs").display()
     );
     let load_at_start = procfs::load_average();

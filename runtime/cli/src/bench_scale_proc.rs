@@ -24,6 +24,8 @@ pub(crate) struct Cluster {
     pub(crate) nodes: Vec<NodeProc>,
     /// Keep the logs when dropped (the run failed).
     pub(crate) keep_logs: bool,
+    /// `--gossip-wire` for every node.
+    pub(crate) gossip_wire: crate::node_cmd::WireArg,
 }
 
 /// One node process.
@@ -40,7 +42,7 @@ pub(crate) struct NodeProc {
 }
 
 impl Cluster {
-    pub(crate) fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new(gossip_wire: crate::node_cmd::WireArg) -> anyhow::Result<Self> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -52,6 +54,7 @@ impl Cluster {
             dir,
             nodes: Vec::new(),
             keep_logs: false,
+            gossip_wire,
         })
     }
 
@@ -101,6 +104,7 @@ impl Cluster {
         let mut command = Command::new(&exe);
         command.args(["node", "start", "--name", name]);
         command.args(["--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0"]);
+        command.args(["--gossip-wire", self.gossip_wire.as_str()]);
         // The first call after a deploy waits up to 120 s on a loaded machine (bench_scale.rs).
         command.args(["--max-timeout", "300s"]);
         command.arg("--data-dir").arg(self.dir.join(name));

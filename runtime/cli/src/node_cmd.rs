@@ -105,6 +105,16 @@ pub(crate) enum WireArg {
     Tls,
 }
 
+impl WireArg {
+    /// The flag's value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tls => "tls",
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {

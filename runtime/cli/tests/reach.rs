@@ -64,3 +64,89 @@ fn a_node_behind_nat_with_a_port_forward_joins_serves_and_is_missed_when_killed(
     h.wait_members(2, &["n1", "n2"], PATIENCE);
     eprintln!("nat: kill -9 of n3 behind the router noticed by n1 in {noticed:?}");
 }
+
+#[test]
+fn behind_a_firewall_that_admits_one_tcp_port_a_node_gossiping_on_tls_serves_and_rides_out_loss() {
+    let Some(mut h) = Hosts::up_one_port(3) else {
+        return;
+    };
+    h.admit_only_grpc(3);
+    h.start_all();
+    // The firewall is live: a UDP packet to the port gossip would use otherwise is dropped.
+    let before = h.firewall_drops(3);
+    let target = format!("{}:7101", h.ip(3));
+    h.in_host(1, move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.send_to(b"probe", &target).unwrap();
+    })
+    .join()
+    .unwrap();
+    let started = Instant::now();
+    while h.firewall_drops(3) == before {
+        assert!(started.elapsed() < PATIENCE, "the firewall dropped nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Deploy, call every node, then n3 by name, a process on n3, and a stream from n3.
+    ok(&h.cli(1, &["deploy", "--wait", steinadler_test_modules::HELLO]));
+    h.greet_all(1, 1, 3).unwrap();
+    let greet = ["hello", "greet", "--args", "[\"World\"]", "--json"];
+    let one = ok(&h.cli(2, &[&["invoke"], &greet[..], &["--on", "n3"]].concat()));
+    assert!(one.contains("Hello, World!") && one.contains("n3"), "{one}");
+    ok(&h.cli(3, &["deploy", steinadler_test_modules::COUNTER]));
+    ok(&h.cli(
+        3,
+        &["spawn", "counter", "--args", "0", "--global", "walled"],
+    ));
+    let call = |i: usize, msg: &str| {
+        let out = h.cli(i, &["call", "walled", msg]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let started = Instant::now();
+    while call(1, "\"get\"") != "0" {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "n1 never reached the counter on n3"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(call(2, "[\"add\", 5]"), "5");
+    ok(&h.cli(1, &["deploy", steinadler_test_modules::RANGE]));
+    let items = ok(&h.cli(
+        1,
+        &[
+            "stream", "range", "range", "--args", "[0, 5]", "--on", "node:n3",
+        ],
+    ));
+    assert_eq!(items, "0\n1\n2\n3\n4\n");
+
+    // A fifth of n3's packets lost for 30 s: no call fails, nobody is declared dead.
+    h.loss(3, 20);
+    let started = Instant::now();
+    let (mut calls, mut failed) = (0, Vec::new());
+    while started.elapsed() < Duration::from_secs(30) {
+        calls += 1;
+        if let Err(e) = h.greet_all(1, 1, 3) {
+            failed.push(e);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    h.loss(3, 0);
+    eprintln!(
+        "one port: {calls} calls --on all in 30 s at 20 % loss, {} failed",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {calls} calls failed: {failed:#?}",
+        failed.len()
+    );
+    let logs = h.logs();
+    assert!(!logs.contains("member failed"), "a false death:\n{logs}");
+
+    // kill -9 behind the firewall: the others stop listing it.
+    h.kill(3);
+    let noticed = h.wait_members(1, &["n1", "n2"], PATIENCE);
+    h.wait_members(2, &["n1", "n2"], PATIENCE);
+    eprintln!("one port: kill -9 of n3 behind the firewall noticed by n1 in {noticed:?}");
+}

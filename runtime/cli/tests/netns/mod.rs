@@ -37,12 +37,15 @@ pub(crate) struct Hosts {
     nat: Option<usize>,
     nodes: Vec<Option<Child>>,
     pub(crate) dir: PathBuf,
+    /// `--gossip-wire` for every node, if not the default ([`Hosts::up_one_port`]).
+    gossip_wire: Option<&'static str>,
     /// Mutual TLS and the cookie ([`Hosts::up_secure`]): the cluster's join token, once host
     /// 1's node made the cluster.
     secure: Option<Option<String>>,
 }
 
 mod cli;
+mod firewall;
 mod secure;
 
 fn run(cmd: &[&str]) -> Result<Output, String> {
@@ -136,6 +139,7 @@ impl Hosts {
             nat,
             nodes: (0..n).map(|_| None).collect(),
             dir,
+            gossip_wire: None,
             secure: None,
         };
         hosts.clean();
@@ -331,6 +335,9 @@ impl Hosts {
             .arg(&data);
         if self.secure.is_none() {
             cmd.arg("--insecure");
+        }
+        if let Some(wire) = self.gossip_wire {
+            cmd.args(["--gossip-wire", wire]);
         }
         if i != 1 {
             cmd.args(["--join", &self.grpc(1)]);
