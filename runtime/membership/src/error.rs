@@ -71,6 +71,12 @@ pub enum MembershipError {
     )]
     GossipEncryptionOff,
 
+    /// The node gossips on its TLS links, which mutual TLS protects: there is no gossip key.
+    #[error(
+        "this node gossips on its TLS port (--gossip-wire tls), which mutual TLS protects: it has no gossip key to rotate"
+    )]
+    GossipOnTls,
+
     /// The gossip key is not in this node's keyring.
     #[error("that gossip key is not installed on this node; install it first")]
     GossipKeyNotInstalled,

@@ -279,6 +279,9 @@ impl Membership {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(MembershipError::NotRunning);
         }
+        if self.shared.inbox.is_some() {
+            return Err(MembershipError::GossipOnTls);
+        }
         on_ml!(&self.shared.ml, m => m.keyring()).ok_or(MembershipError::GossipEncryptionOff)
     }
 

@@ -159,13 +159,15 @@ impl GossipLinks for Wire {
             inner
                 .security
                 .sign_opening(&mut request, STREAM, &signer_key(to, name));
-            let replies = GossipClient::new(channel)
+            let replies = GossipClient::new(channel.clone())
                 .stream(request)
                 .await
                 .map_err(status_to_io)?
                 .into_inner();
+            // The channel lives as long as the stream: a link opened for this stream alone
+            // closes once nothing holds it.
             Ok(GossipStream {
-                incoming: pump(replies),
+                incoming: pump(replies, Some(channel)),
                 outgoing,
             })
         })
@@ -176,10 +178,15 @@ impl GossipLinks for Wire {
     }
 }
 
-/// Forwards a stream's chunks to a channel the membership reads.
-fn pump(mut chunks: Streaming<pb::GossipChunk>) -> mpsc::Receiver<io::Result<Bytes>> {
+/// Forwards a stream's chunks to a channel the membership reads, holding `link` until the
+/// stream ends.
+fn pump(
+    mut chunks: Streaming<pb::GossipChunk>,
+    link: Option<Channel>,
+) -> mpsc::Receiver<io::Result<Bytes>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
+        let _link = link;
         loop {
             let item = match chunks.message().await {
                 Ok(Some(chunk)) if chunk.data.is_empty() => continue,
@@ -274,7 +281,7 @@ impl Gossip for GossipService {
         let from = parse_from(&first.from)?;
         let (outgoing, out_rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
         let stream = GossipStream {
-            incoming: pump(chunks),
+            incoming: pump(chunks, None),
             outgoing,
         };
         let sender = identity.as_ref().map(|i| i.name.clone());
