@@ -118,6 +118,10 @@ pub(crate) struct InvokeArgs {
     /// `node:NAME`).
     #[arg(long)]
     stream: bool,
+    /// Export this call's span to the OTLP/gRPC collector at ENDPOINT, like
+    /// http://127.0.0.1:4317, so that the trace starts here [default: off].
+    #[arg(long, value_name = "ENDPOINT", env = "STEINADLER_OTLP")]
+    pub(crate) otlp: Option<String>,
     #[command(flatten)]
     node: NodeAddr,
 }

@@ -43,7 +43,7 @@ enum Command {
     Run(run::RunArgs),
     /// Run a node.
     #[command(subcommand)]
-    Node(node_cmd::NodeCommand),
+    Node(Box<node_cmd::NodeCommand>),
     /// Upload a module to the cluster, through one node.
     Deploy(client_cmd::DeployArgs),
     /// Run a function on one node, on the nodes matching labels, or on all nodes.
@@ -90,18 +90,40 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own story; logs would drown it.
     let quiet = matches!(cli.command, Command::Demo | Command::Bench(_));
-    init_tracing(if quiet {
+    let filter = if quiet {
         "warn"
     } else {
         "warn,steinadler::guest=info,steinadler_node=info"
-    });
+    };
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => {
+            let _ = init_tracing(filter, None);
+            run::run(args)
+        }
         other => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(run_async(other)),
-            Err(e) => Err(Failure::Runtime(anyhow::anyhow!(
-                "cannot start the async runtime: {e}"
-            ))),
+            Ok(rt) => {
+                let otlp = match &other {
+                    Command::Node(cmd) => node_cmd::otlp_endpoint(cmd),
+                    Command::Invoke(args) => args.otlp.clone(),
+                    _ => None,
+                };
+                // The exporter's gRPC channel is made on the runtime, and dropped (exporting
+                // what is left) while the runtime still runs.
+                let traces = {
+                    let _runtime = rt.enter();
+                    init_tracing(filter, otlp.as_deref())
+                };
+                match traces {
+                    Ok(_traces) => rt.block_on(run_async(other)),
+                    Err(e) => Err(Failure::Usage(e.into())),
+                }
+            }
+            Err(e) => {
+                let _ = init_tracing(filter, None);
+                Err(Failure::Runtime(anyhow::anyhow!(
+                    "cannot start the async runtime: {e}"
+                )))
+            }
         },
     };
     match result {
@@ -120,7 +142,7 @@ fn main() -> ExitCode {
 async fn run_async(command: Command) -> Result<(), Failure> {
     match command {
         Command::Run(args) => run::run(args),
-        Command::Node(cmd) => node_cmd::run(cmd).await,
+        Command::Node(cmd) => node_cmd::run(*cmd).await,
         Command::Deploy(args) => client_cmd::deploy(args).await,
         Command::Invoke(args) => client_cmd::invoke(args).await,
         Command::Nodes(args) => client_cmd::nodes(args).await,
@@ -148,8 +170,14 @@ pub(crate) fn shutting_down() {
 }
 
 /// Logs go to stderr through `tracing`. By default guest output (target `steinadler::guest`) and
-/// node events show at info, everything else at warn; `RUST_LOG` overrides it.
-fn init_tracing(default_filter: &str) {
+/// node events show at info, everything else at warn; `RUST_LOG` overrides it. With `otlp`, the
+/// node's spans are also exported to that OTLP/gRPC collector, until the guard is dropped; an
+/// endpoint the exporter refuses is an error, and the logs are set up without it.
+fn init_tracing(
+    default_filter: &str,
+    otlp: Option<&str>,
+) -> Result<Option<steinadler_node::telemetry::OtlpGuard>, steinadler_node::telemetry::TelemetryError>
+{
     use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -163,6 +191,12 @@ fn init_tracing(default_filter: &str) {
         !(SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
             && meta.target().starts_with("memberlist"))
     });
+    let (traces, guard, refused) =
+        match otlp.map(|endpoint| steinadler_node::telemetry::otlp_layer(endpoint, "steinadler")) {
+            Some(Ok((layer, guard))) => (Some(layer), Some(guard), None),
+            Some(Err(e)) => (None, None, Some(e)),
+            None => (None, None, None),
+        };
     tracing_subscriber::registry()
         .with(
             fmt::layer()
@@ -176,5 +210,7 @@ fn init_tracing(default_filter: &str) {
                         .and(log_limit::RateLimit::new("memberlist")),
                 ),
         )
+        .with(traces)
         .init();
+    refused.map_or(Ok(guard), Err)
 }

@@ -20,7 +20,7 @@ pub(crate) enum NodeCommand {
 pub(crate) struct StartArgs {
     /// A TOML file with the same settings (name, listen, advertise, gossip, advertise_gossip,
     /// gossip_wire, join, labels, data_dir, max_peers, peer_idle, fanout, max_memory, max_timeout,
-    /// metrics); flags override it.
+    /// metrics, otlp); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The node's name, unique in the cluster.
@@ -94,6 +94,11 @@ pub(crate) struct StartArgs {
     /// like 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Export traces to the OTLP/gRPC collector at ENDPOINT, like http://127.0.0.1:4317: one
+    /// trace per call across the nodes it touched. The node runs the same without a collector
+    /// [default: off].
+    #[arg(long, value_name = "ENDPOINT")]
+    otlp: Option<String>,
 }
 
 /// The `--config` file.
@@ -144,6 +149,8 @@ struct FileConfig {
     max_timeout: Option<String>,
     /// Like "127.0.0.1:9464".
     metrics: Option<SocketAddr>,
+    /// Like "http://127.0.0.1:4317".
+    otlp: Option<String>,
 }
 
 pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
@@ -152,7 +159,22 @@ pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
     }
 }
 
+/// The OTLP endpoint `node start` exports traces to: `--otlp`, else `otlp` in its `--config`
+/// file (a file that cannot be read is reported when the node starts, not here).
+pub(crate) fn otlp_endpoint(cmd: &NodeCommand) -> Option<String> {
+    let NodeCommand::Start(args) = cmd;
+    otlp_of(args)
+}
+
+fn otlp_of(args: &StartArgs) -> Option<String> {
+    args.otlp.clone().or_else(|| {
+        let text = std::fs::read_to_string(args.config.as_ref()?).ok()?;
+        toml::from_str::<FileConfig>(&text).ok()?.otlp
+    })
+}
+
 async fn start(args: StartArgs) -> Result<(), Failure> {
+    let otlp = otlp_of(&args);
     let config = node_config(args).await.map_err(Failure::Usage)?;
     let name = config.name.clone();
     let starting = if config.seeds.is_empty() && config.join.is_empty() {
@@ -200,6 +222,9 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
     // After the token lines, which scripts read right after the first line.
     if let Some(addr) = node.metrics_addr() {
         banner.push_str(&format!("metrics on http://{addr}/metrics\n"));
+    }
+    if let Some(endpoint) = otlp {
+        banner.push_str(&format!("traces to {endpoint} (OTLP/gRPC)\n"));
     }
     // One write, and no panic if whoever started the node stopped reading its output.
     {
@@ -427,6 +452,24 @@ mod tests {
         assert_eq!(flag.metrics, Some("0.0.0.0:9465".parse().unwrap()));
         let e = config("metrics = \"nowhere\"\n", &[]).await.unwrap_err();
         assert!(format!("{e:#}").contains("metrics"), "{e:#}");
+    }
+
+    #[test]
+    fn otlp_is_off_unless_the_file_or_a_flag_names_a_collector() {
+        let path =
+            std::env::temp_dir().join(format!("steinadler-otlp-{}.toml", std::process::id()));
+        let otlp = |file: &str, flags: &[&str]| {
+            std::fs::write(&path, file).unwrap();
+            let mut argv = vec!["node", "--name", "n1", "--config", path.to_str().unwrap()];
+            argv.extend_from_slice(flags);
+            otlp_of(&Cli::try_parse_from(argv).unwrap().start)
+        };
+        assert_eq!(otlp("", &[]), None);
+        let file = "otlp = \"http://127.0.0.1:4317\"\n";
+        assert_eq!(otlp(file, &[]).as_deref(), Some("http://127.0.0.1:4317"));
+        let flag = otlp(file, &["--otlp", "http://collector:4317"]);
+        assert_eq!(flag.as_deref(), Some("http://collector:4317"));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]

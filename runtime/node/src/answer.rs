@@ -11,6 +11,7 @@ use std::time::Duration;
 use steinadler_proto::v1 as pb;
 use steinadler_transport::{Handler, INVOKE_STREAM};
 use tonic::Status;
+use tracing::Instrument;
 
 impl Handler for Inner {
     fn server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
@@ -39,12 +40,24 @@ impl Handler for Inner {
     }
 }
 
-/// Runs what one frame asks for, within the caller's deadline.
+/// Runs what one frame asks for, within the caller's deadline, in a span of the caller's trace.
 pub(crate) async fn answer(
     inner: &Arc<Inner>,
     frame: pb::InvokeFrame,
 ) -> Result<pb::InvokeResult, Status> {
     let limit = Duration::from_millis(frame.timeout_ms.max(1));
+    let what = if frame.request.is_some() {
+        "serve invoke"
+    } else if frame.send.is_some() {
+        "serve send"
+    } else if frame.call.is_some() {
+        "serve call"
+    } else if frame.relay.is_some() {
+        "serve relay"
+    } else {
+        "serve"
+    };
+    let span = crate::telemetry::serve(what, &inner.config.name, &frame.traceparent);
     let work = async {
         if let Some(request) = frame.request {
             inner
@@ -77,7 +90,7 @@ pub(crate) async fn answer(
             Err(Status::invalid_argument("an empty frame"))
         }
     };
-    match tokio::time::timeout(limit, work).await {
+    match tokio::time::timeout(limit, work.instrument(span)).await {
         Ok(r) => r,
         Err(_) => Err(Status::deadline_exceeded("the caller's deadline passed")),
     }

@@ -210,8 +210,12 @@ impl Client {
         deadline: std::time::Duration,
         idempotent: bool,
     ) -> Result<Vec<NodeResult>, ClientError> {
-        let request = invoke_request(target, module, function, args, deadline, idempotent);
-        let reply = self.inner.invoke_on(request).await?.into_inner();
+        let span = crate::telemetry::call("client invoke", target, module, function);
+        let mut request = invoke_request(target, module, function, args, deadline, idempotent);
+        crate::telemetry::inject_from(&span, request.metadata_mut());
+        let reply = tracing::Instrument::instrument(self.inner.invoke_on(request), span)
+            .await?
+            .into_inner();
         Ok(reply
             .results
             .into_iter()
@@ -247,8 +251,12 @@ impl Client {
         deadline: std::time::Duration,
         idempotent: bool,
     ) -> Result<InvokeResults, ClientError> {
-        let request = invoke_request(target, module, function, args, deadline, idempotent);
-        let stream = self.inner.invoke_on_stream(request).await?.into_inner();
+        let span = crate::telemetry::call("client invoke", target, module, function);
+        let mut request = invoke_request(target, module, function, args, deadline, idempotent);
+        crate::telemetry::inject_from(&span, request.metadata_mut());
+        let stream = tracing::Instrument::instrument(self.inner.invoke_on_stream(request), span)
+            .await?
+            .into_inner();
         InvokeResults::start(stream).await
     }
 
@@ -352,13 +360,14 @@ impl Client {
         to: &crate::Address,
         msg: &steinadler_core::Term,
     ) -> Result<(), ClientError> {
-        self.inner
-            .send(pb::SendRequest {
-                to: Some(to.to_wire()),
-                msg: msg.encode().into(),
-                from: Default::default(),
-            })
-            .await?;
+        let span = crate::telemetry::call("client send", to, "", "");
+        let mut request = tonic::Request::new(pb::SendRequest {
+            to: Some(to.to_wire()),
+            msg: msg.encode().into(),
+            from: Default::default(),
+        });
+        crate::telemetry::inject_from(&span, request.metadata_mut());
+        tracing::Instrument::instrument(self.inner.send(request), span).await?;
         Ok(())
     }
 
@@ -380,7 +389,11 @@ impl Client {
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         });
         request.set_timeout(timeout + std::time::Duration::from_secs(1));
-        let reply = self.inner.call(request).await?.into_inner();
+        let span = crate::telemetry::call("client call", to, "", "");
+        crate::telemetry::inject_from(&span, request.metadata_mut());
+        let reply = tracing::Instrument::instrument(self.inner.call(request), span)
+            .await?
+            .into_inner();
         Ok(crate::messaging::decode_term(&reply.reply)?)
     }
 

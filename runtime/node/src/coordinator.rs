@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use steinadler_core::{InvokeError, ModuleId};
 use steinadler_proto::v1 as pb;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(10);
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
@@ -96,6 +97,19 @@ pub(crate) async fn invoke_on(inner: &Inner, req: Request) -> Result<Vec<NodeRes
 /// `FAILED_PRECONDITION` when no live node matches the target. Past that, every failure is one
 /// node's result.
 pub(crate) async fn invoke_on_each(
+    inner: &Inner,
+    req: Request,
+    selected: impl FnOnce(usize),
+    each: impl FnMut(NodeResult),
+) -> Result<(), Status> {
+    let span = crate::telemetry::local("invoke", &inner.config.name, &req.module);
+    coordinate(inner, req, selected, each)
+        .instrument(span)
+        .await
+}
+
+/// [`invoke_on_each`], in its span.
+async fn coordinate(
     inner: &Inner,
     mut req: Request,
     selected: impl FnOnce(usize),
@@ -201,11 +215,12 @@ pub(crate) async fn resolve_module(
     inner: &Inner,
     module: &str,
 ) -> Result<(ModuleId, String), Status> {
-    if let Ok(local) = inner.host.resolve(module) {
+    let span = crate::telemetry::local("resolve module", &inner.config.name, module);
+    if let Ok(local) = span.in_scope(|| inner.host.resolve(module)) {
         return Ok((local.id(), inner.advertised_addr.clone()));
     }
     // Boxed: asking the peers is rare, and its state is large.
-    Box::pin(resolve_remote(inner, module)).await
+    Box::pin(resolve_remote(inner, module).instrument(span)).await
 }
 
 /// Finds `module` on a live peer, by name or id: its id and the peer's address.
@@ -366,12 +381,18 @@ async fn call_remote(
     req: pb::InvokeRequest,
     timeout: Duration,
 ) -> Result<NodeResult, Status> {
-    let mux = inner
-        .mux(addr, name)
-        .await
-        .map_err(|e| Status::unavailable(format!("{NOT_SENT}{e}")))?;
-    let reply = mux.call(req, timeout).await?;
-    Ok(NodeResult::from_reply(reply))
+    let span = crate::telemetry::hop("invoke", &inner.config.name, name);
+    let trace = crate::telemetry::traceparent_of(&span);
+    async {
+        let mux = inner
+            .mux(addr, name)
+            .await
+            .map_err(|e| Status::unavailable(format!("{NOT_SENT}{e}")))?;
+        let reply = mux.call(req, &trace, timeout).await?;
+        Ok(NodeResult::from_reply(reply))
+    }
+    .instrument(span)
+    .await
 }
 
 pub(crate) fn status_to_remote(status: &Status) -> RemoteError {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use steinadler_core::{InvokeError, ModuleId};
 use steinadler_host::LoadedModule;
 use steinadler_proto::v1 as pb;
+use tracing::Instrument;
 
 /// The module with `id`, loaded locally or fetched from `origin` (the gRPC address of a node
 /// that holds it) or a peer.
@@ -25,13 +26,17 @@ pub(crate) async fn ensure(
     }
     // Boxed: the fetch's state is large, and every invocation's future would otherwise carry
     // (and copy) room for it although the module is almost always here already.
-    Box::pin(async {
-        inner
-            .fetches
-            .try_get_with(id, fetch_and_load(inner, id, origin))
-            .await
-            .map_err(|e| (*e).clone())
-    })
+    let span = crate::telemetry::local("fetch module", &inner.config.name, &id.short());
+    Box::pin(
+        async {
+            inner
+                .fetches
+                .try_get_with(id, fetch_and_load(inner, id, origin))
+                .await
+                .map_err(|e| (*e).clone())
+        }
+        .instrument(span),
+    )
     .await
 }
 
@@ -63,7 +68,8 @@ async fn fetch_and_load(
     }
     let mut failures = Vec::new();
     for (source, name) in &sources {
-        match fetch_from(inner, source, name, id).await {
+        let span = crate::telemetry::hop("fetch", &inner.config.name, name);
+        match fetch_from(inner, source, name, id).instrument(span).await {
             Ok(bytes) => {
                 let module = inner.load(bytes).await.inspect_err(|_| {
                     crate::metrics::module_fetch(false);
@@ -108,6 +114,7 @@ async fn fetch_from(
     inner
         .security
         .sign(&mut request, crate::service::FETCH_MODULE, name);
+    crate::telemetry::inject(request.metadata_mut());
     let mut stream = client
         .fetch_module(request)
         .await

@@ -16,6 +16,9 @@
 //! - streams with demand-based backpressure ([`Node::open_stream`], [`StreamRef`], and
 //!   [`Typed`] for items decoded as a Rust type);
 //! - Prometheus metrics on `/metrics` ([`NodeBuilder::metrics`], [`MetricsError`]);
+//! - traces across nodes: spans for each call, hop and guest run, joined into one trace by a
+//!   W3C `traceparent` on invoke frames and in gRPC metadata, exported over OTLP
+//!   ([`telemetry`]);
 //! - [`Client`], which the CLI (or any Rust program) uses to talk to a node;
 //! - the wire conversions ([`wire`]): the one place where core types become proto messages and
 //!   `tonic::Status`.
@@ -74,6 +77,7 @@ mod stats;
 mod streams;
 mod supervisor;
 mod target;
+pub mod telemetry;
 mod tree;
 pub mod wire;
 

@@ -16,6 +16,7 @@ use steinadler_host::LoadedModule;
 use steinadler_membership::{MembershipError, NodeMeta};
 use steinadler_proto::v1 as pb;
 use tonic::Status;
+use tracing::Instrument;
 
 impl Inner {
     /// Compiles (or finds) a module off the async threads and records it in the index.
@@ -44,11 +45,21 @@ impl Inner {
         }
     }
 
-    /// Runs one invocation on this node.
+    /// Runs one invocation on this node, in a span that records its module, function, node
+    /// and outcome.
     pub(crate) async fn invoke_local(
         &self,
         req: pb::InvokeRequest,
     ) -> Result<pb::InvokeReply, Status> {
+        let span = crate::telemetry::run(&self.config.name, &req.module_id, &req.function);
+        let reply = self.invoke_here(req).instrument(span.clone()).await;
+        if let Ok(reply) = &reply {
+            crate::telemetry::outcome(&span, reply);
+        }
+        reply
+    }
+
+    async fn invoke_here(&self, req: pb::InvokeRequest) -> Result<pb::InvokeReply, Status> {
         let started = Instant::now();
         let _ticket = self.admission.admit().await?;
         let id = wire::module_id(&req.module_id)?;

@@ -16,6 +16,7 @@ use steinadler_core::{Pid, Term};
 use steinadler_proto::v1 as pb;
 use tokio::sync::oneshot;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 /// How long a send waits for room in a full mailbox, and a call for its reply, by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -184,9 +185,9 @@ impl Inner {
                 .map(|p| Term::Pid(p).encode().into())
                 .unwrap_or_default(),
         };
-        self.remote(to, DEFAULT_TIMEOUT, |mux, left| {
+        self.remote("send", to, DEFAULT_TIMEOUT, |mux, trace, left| {
             let request = request.clone();
-            async move { mux.send(request, left).await.map(|()| Term::Nil) }
+            async move { mux.send(request, &trace, left).await.map(|()| Term::Nil) }
         })
         .await?;
         crate::metrics::message_sent("send", false);
@@ -233,10 +234,10 @@ impl Inner {
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
         let reply = self
-            .remote(to, timeout, |mux, left| {
+            .remote("call", to, timeout, |mux, trace, left| {
                 let request = request.clone();
                 async move {
-                    let reply = mux.call_process(request, left).await?;
+                    let reply = mux.call_process(request, &trace, left).await?;
                     decode_term(&reply.reply)
                 }
             })
@@ -247,13 +248,37 @@ impl Inner {
         reply
     }
 
-    /// Runs `f` against the node `to` lives on, retrying `RESOURCE_EXHAUSTED` with backoff.
-    async fn remote<F, Fut>(&self, to: &Address, timeout: Duration, f: F) -> Result<Term, Status>
+    /// Runs `f` against the node `to` lives on, retrying `RESOURCE_EXHAUSTED` with backoff, in
+    /// a span (`what`: send or call) whose `traceparent` `f` is given for the frame.
+    async fn remote<F, Fut>(
+        &self,
+        what: &'static str,
+        to: &Address,
+        timeout: Duration,
+        f: F,
+    ) -> Result<Term, Status>
+    where
+        F: Fn(std::sync::Arc<steinadler_transport::Mux>, String, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<Term, Status>>,
+    {
+        let node = to.node().unwrap_or_default();
+        let span = crate::telemetry::hop(what, &self.config.name, node);
+        let trace = crate::telemetry::traceparent_of(&span);
+        self.remote_traced(node, timeout, |mux, left| f(mux, trace.clone(), left))
+            .instrument(span)
+            .await
+    }
+
+    async fn remote_traced<F, Fut>(
+        &self,
+        node: &str,
+        timeout: Duration,
+        f: F,
+    ) -> Result<Term, Status>
     where
         F: Fn(std::sync::Arc<steinadler_transport::Mux>, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<Term, Status>>,
     {
-        let node = to.node().unwrap_or_default();
         let member = self
             .membership
             .members()

@@ -13,6 +13,7 @@ use steinadler_transport::PeerInfo;
 use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 /// Module bytes per `ModuleChunk` when streaming a module out.
 const CHUNK: usize = 256 << 10;
@@ -96,6 +97,12 @@ impl Service {
             prost::Message::encode_to_vec,
         )
     }
+
+    /// The span of a request that arrived, in the caller's trace when it sent one.
+    fn span<T>(&self, what: &'static str, request: &Request<T>) -> tracing::Span {
+        let trace = crate::telemetry::extract(request.metadata());
+        crate::telemetry::serve(what, &self.inner.config.name, trace)
+    }
 }
 
 fn remote_of<T>(request: &Request<T>) -> String {
@@ -171,6 +178,7 @@ impl NodeApi for Service {
         request: Request<pb::FetchModuleRequest>,
     ) -> Result<Response<Self::FetchModuleStream>, Status> {
         self.authorize(&request, FETCH_MODULE, Access::Node)?;
+        let _span = self.span("serve FetchModule", &request);
         let id = wire::module_id(&request.into_inner().id)?;
         let module = self
             .inner
@@ -194,8 +202,10 @@ impl NodeApi for Service {
         request: Request<pb::InvokeRequest>,
     ) -> Result<Response<pb::InvokeReply>, Status> {
         self.authorize(&request, INVOKE, Access::Node)?;
+        let span = self.span("serve Invoke", &request);
         self.inner
             .invoke_local(request.into_inner())
+            .instrument(span)
             .await
             .map(Response::new)
     }
@@ -232,8 +242,10 @@ impl NodeApi for Service {
         request: Request<pb::InvokeOnRequest>,
     ) -> Result<Response<pb::InvokeOnReply>, Status> {
         self.authorize(&request, "/steinadler.v1.Node/InvokeOn", Access::Client)?;
-        let results =
-            coordinator::invoke_on(&self.inner, invoke_request(request.into_inner())?).await?;
+        let span = self.span("serve InvokeOn", &request);
+        let results = coordinator::invoke_on(&self.inner, invoke_request(request.into_inner())?)
+            .instrument(span)
+            .await?;
         Ok(Response::new(pb::InvokeOnReply {
             results: results
                 .into_iter()
@@ -254,29 +266,34 @@ impl NodeApi for Service {
             "/steinadler.v1.Node/InvokeOnStream",
             Access::Client,
         )?;
+        let span = self.span("serve InvokeOnStream", &request);
         let call = invoke_request(request.into_inner())?;
         // At most one event per selected node and one more: the channel is bounded by the
         // selection. The call runs to its end even if the caller stops listening.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let inner = self.inner.clone();
-        tokio::spawn(async move {
-            use pb::invoke_on_event::Event;
-            let event = |e| Ok(pb::InvokeOnEvent { event: Some(e) });
-            let outcome = coordinator::invoke_on_each(
-                &inner,
-                call,
-                |n| {
-                    let _ = tx.send(event(Event::Selected(u32::try_from(n).unwrap_or(u32::MAX))));
-                },
-                |r| {
-                    let _ = tx.send(event(Event::Result(r.into_wire())));
-                },
-            )
-            .await;
-            if let Err(status) = outcome {
-                let _ = tx.send(Err(status));
+        tokio::spawn(
+            async move {
+                use pb::invoke_on_event::Event;
+                let event = |e| Ok(pb::InvokeOnEvent { event: Some(e) });
+                let outcome = coordinator::invoke_on_each(
+                    &inner,
+                    call,
+                    |n| {
+                        let _ =
+                            tx.send(event(Event::Selected(u32::try_from(n).unwrap_or(u32::MAX))));
+                    },
+                    |r| {
+                        let _ = tx.send(event(Event::Result(r.into_wire())));
+                    },
+                )
+                .await;
+                if let Err(status) = outcome {
+                    let _ = tx.send(Err(status));
+                }
             }
-        });
+            .instrument(span),
+        );
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
         )))
@@ -398,7 +415,9 @@ impl NodeApi for Service {
         request: Request<pb::SendRequest>,
     ) -> Result<Response<pb::SendReply>, Status> {
         self.authorize(&request, "/steinadler.v1.Node/Send", Access::Client)?;
+        let span = self.span("serve Send", &request);
         crate::process_api::send(&self.inner, request.into_inner())
+            .instrument(span)
             .await
             .map(Response::new)
     }
@@ -408,7 +427,9 @@ impl NodeApi for Service {
         request: Request<pb::CallRequest>,
     ) -> Result<Response<pb::CallReply>, Status> {
         self.authorize(&request, "/steinadler.v1.Node/Call", Access::Client)?;
+        let span = self.span("serve Call", &request);
         crate::process_api::call(&self.inner, request.into_inner())
+            .instrument(span)
             .await
             .map(Response::new)
     }

@@ -28,6 +28,7 @@ use bytes::Bytes;
 use std::time::{Duration, Instant};
 use steinadler_proto::v1 as pb;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 /// How a relay says it lacks the arguments whose hash it was sent.
 const ARGS_MISSING: &str = "args missing: resend the arguments";
@@ -209,13 +210,28 @@ fn collect(relay: &Peer, group: &[Peer], replies: Vec<pb::InvokeReply>) -> Vec<N
 }
 
 /// Sends the relay frame, with the arguments' hash once the relay is believed to hold them;
-/// resends the arguments if it does not.
+/// resends the arguments if it does not. In a span of its own, whose context the frame carries.
 async fn send_relay(
     inner: &Inner,
     call: &Call,
     relay: &Peer,
     rest: &[Peer],
     deadline: Instant,
+) -> Result<Vec<pb::InvokeReply>, Status> {
+    let span = crate::telemetry::hop("relay", &inner.config.name, &relay.name);
+    let trace = crate::telemetry::traceparent_of(&span);
+    send_relay_traced(inner, call, relay, rest, deadline, &trace)
+        .instrument(span)
+        .await
+}
+
+async fn send_relay_traced(
+    inner: &Inner,
+    call: &Call,
+    relay: &Peer,
+    rest: &[Peer],
+    deadline: Instant,
+    trace: &str,
 ) -> Result<Vec<pb::InvokeReply>, Status> {
     let mut request = call.request.clone();
     let hash: Option<args::ArgsHash> = (!request.args_hash.is_empty())
@@ -246,7 +262,7 @@ async fn send_relay(
             fanout: u32::try_from(call.fanout).unwrap_or(u32::MAX),
             idempotent: call.idempotent,
         };
-        match mux.relay(frame, left(deadline)).await {
+        match mux.relay(frame, trace, left(deadline)).await {
             Err(s) if s.code() == Code::FailedPrecondition && s.message() == ARGS_MISSING => {
                 if let Some(h) = hash {
                     inner.sent.forget(&relay.name, &h);

@@ -238,7 +238,8 @@ impl Mux {
         self.h2_alive.load(Ordering::Acquire)
     }
 
-    /// Sends one invocation and waits up to `timeout` for its result.
+    /// Sends one invocation and waits up to `timeout` for its result. `trace` is the caller's
+    /// W3C `traceparent`, carried on the frame for the peer's spans to join (empty for none).
     ///
     /// # Errors
     ///
@@ -248,9 +249,10 @@ impl Mux {
     pub async fn call(
         &self,
         request: pb::InvokeRequest,
+        trace: &str,
         timeout: Duration,
     ) -> Result<pb::InvokeReply, Status> {
-        self.exchange(Body::Invoke(request), timeout)
+        self.exchange(Body::Invoke(request), trace, timeout)
             .await?
             .reply
             .ok_or_else(|| Status::internal("a result frame without a reply"))
@@ -261,8 +263,13 @@ impl Mux {
     /// # Errors
     ///
     /// As [`Mux::call`].
-    pub async fn send(&self, request: pb::SendRequest, timeout: Duration) -> Result<(), Status> {
-        self.exchange(Body::Send(request), timeout)
+    pub async fn send(
+        &self,
+        request: pb::SendRequest,
+        trace: &str,
+        timeout: Duration,
+    ) -> Result<(), Status> {
+        self.exchange(Body::Send(request), trace, timeout)
             .await
             .map(|_| ())
     }
@@ -275,9 +282,10 @@ impl Mux {
     pub async fn call_process(
         &self,
         request: pb::CallRequest,
+        trace: &str,
         timeout: Duration,
     ) -> Result<pb::CallReply, Status> {
-        self.exchange(Body::Call(request), timeout)
+        self.exchange(Body::Call(request), trace, timeout)
             .await?
             .call_reply
             .ok_or_else(|| Status::internal("a result frame without a call reply"))
@@ -291,16 +299,22 @@ impl Mux {
     pub async fn relay(
         &self,
         request: pb::RelayRequest,
+        trace: &str,
         timeout: Duration,
     ) -> Result<pb::RelayReply, Status> {
-        self.exchange(Body::Relay(request), timeout)
+        self.exchange(Body::Relay(request), trace, timeout)
             .await?
             .relay_reply
             .ok_or_else(|| Status::internal("a result frame without a relay reply"))
     }
 
-    /// One frame out, its result back, within `timeout`.
-    async fn exchange(&self, body: Body, timeout: Duration) -> Result<pb::InvokeResult, Status> {
+    /// One frame out, carrying `trace`, its result back, within `timeout`.
+    async fn exchange(
+        &self,
+        body: Body,
+        trace: &str,
+        timeout: Duration,
+    ) -> Result<pb::InvokeResult, Status> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         if !self.used.load(Ordering::Relaxed) {
             self.used.store(true, Ordering::Relaxed);
@@ -322,6 +336,7 @@ impl Mux {
         let mut frame = pb::InvokeFrame {
             id,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            traceparent: trace.to_owned(),
             ..Default::default()
         };
         match body {

@@ -106,7 +106,7 @@ async fn the_peer_keeps_a_link_for_its_own_calls_unless_it_was_opened_for_one_ca
     // The handler answers with a result that holds no reply: the frame went there and back.
     let answered = |e: Status| assert_eq!(e.code(), tonic::Code::Internal, "{e}");
     answered(
-        mux.call(pb::InvokeRequest::default(), Duration::from_secs(10))
+        mux.call(pb::InvokeRequest::default(), "", Duration::from_secs(10))
             .await
             .unwrap_err(),
     );
@@ -119,7 +119,7 @@ async fn the_peer_keeps_a_link_for_its_own_calls_unless_it_was_opened_for_one_ca
     // b reaches a over it, at an address it never dialed.
     let back = b.mux("unknown:1", "a").await.unwrap();
     answered(
-        back.call(pb::InvokeRequest::default(), Duration::from_secs(10))
+        back.call(pb::InvokeRequest::default(), "", Duration::from_secs(10))
             .await
             .unwrap_err(),
     );

@@ -96,9 +96,11 @@ impl StreamRef {
         let _ = control.try_send(pb::StreamControl {
             op: Some(Op::Request(window)),
         });
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        crate::telemetry::inject(request.metadata_mut());
         let events = StreamsClient::new(channel)
             .max_decoding_message_size(64 << 20)
-            .open(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .open(request)
             .await?
             .into_inner();
         Ok(Self {

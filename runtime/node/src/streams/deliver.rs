@@ -43,11 +43,18 @@ impl Inner {
         } else {
             crate::registry::api::member_addr(self, &node).await?
         };
-        let channel = self
-            .peer_channel(&addr, &node)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        StreamRef::open(channel, source, args, options).await
+        let span = crate::telemetry::hop("open stream", &self.config.name, &node);
+        tracing::Instrument::instrument(
+            async {
+                let channel = self
+                    .peer_channel(&addr, &node)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                StreamRef::open(channel, source, args, options).await
+            },
+            span,
+        )
+        .await
     }
 }
 

@@ -67,6 +67,12 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
+    let trace = request
+        .headers()
+        .get(crate::telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let span = crate::telemetry::serve("serve Streams.Open", &inner.config.name, trace);
     let max = inner.config.max_message_bytes;
     let mut codec = tonic_prost::ProstCodec::<pb::StreamEvent, pb::StreamControl>::default();
     let request = tonic::Request::from_http(
@@ -78,7 +84,7 @@ where
             .authorize(&request, OPEN, Access::Client, &inner.stats, |_| Vec::new())?;
         super::serve::serve(inner.clone(), request.into_inner()).await
     };
-    match opened.await {
+    match tracing::Instrument::instrument(opened, span).await {
         Ok(frames) => {
             let mut response = http::Response::new(tonic::body::Body::new(FramedBody::new(frames)));
             response.headers_mut().insert(
