@@ -11,13 +11,9 @@ mod common;
 use common::hello_ok;
 
 async fn start(name: &str, seed: Option<&Node>, mode: GossipMode) -> Result<Node, NodeError> {
-    let mut b = Node::builder().name(name).gossip_mode(mode);
-    if let Some(seed) = seed {
-        b = b
-            .seed(seed.grpc_addr())
-            .token(seed.join_token().expect("the seed can sign joins"));
-    }
-    b.start().await
+    common::through(Node::builder().name(name).gossip_mode(mode), seed)
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,13 +76,8 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Starts `name` with a fan-out of 1, so that a call to three nodes goes through a relay.
 async fn start(name: &str, seed: Option<&Node>) -> Node {
-    let mut b = Node::builder().name(name).fanout(1);
-    if let Some(seed) = seed {
-        b = b
-            .seed(seed.grpc_addr())
-            .token(seed.join_token().expect("the seed can sign joins"));
-    }
-    b.start()
+    common::through(Node::builder().name(name).fanout(1), seed)
+        .start()
         .await
         .unwrap_or_else(|e| panic!("starting {name}: {e}"))
 }

@@ -91,17 +91,7 @@ fn a_name_registered_on_both_sides_of_a_partition_has_one_holder_after_heal() {
 fn a_fifth_of_one_hosts_packets_lost_kills_no_node_and_fails_no_call() {
     let Some((h, _one)) = cluster() else { return };
     ok(&h.cli(1, &["deploy", "--wait", steinadler_test_modules::HELLO]));
-    h.loss(3, 20);
-    let started = Instant::now();
-    let (mut calls, mut failed) = (0, Vec::new());
-    while started.elapsed() < Duration::from_secs(40) {
-        calls += 1;
-        if let Err(e) = h.greet_all(1, 1, 3) {
-            failed.push(e);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    h.loss(3, 0);
+    let (calls, failed) = h.greet_all_under_loss(3, 20, 40, 3);
     eprintln!(
         "loss: {calls} calls --on all in 40 s, {} failed",
         failed.len()

@@ -8,6 +8,31 @@ mod netns;
 use netns::{Hosts, PATIENCE, ok};
 use std::time::{Duration, Instant};
 
+/// n1 deploys `hello` and every node answers `invoke --on all`; n2 calls n3 by name; a
+/// `counter` spawned on n3 as `global` answers calls from n1 and n2.
+fn n3_serves(h: &Hosts, global: &str) {
+    ok(&h.cli(1, &["deploy", "--wait", steinadler_test_modules::HELLO]));
+    h.greet_all(1, 1, 3).unwrap();
+    let greet = ["hello", "greet", "--args", "[\"World\"]", "--json"];
+    let one = ok(&h.cli(2, &[&["invoke"], &greet[..], &["--on", "n3"]].concat()));
+    assert!(one.contains("Hello, World!") && one.contains("n3"), "{one}");
+    ok(&h.cli(3, &["deploy", steinadler_test_modules::COUNTER]));
+    ok(&h.cli(3, &["spawn", "counter", "--args", "0", "--global", global]));
+    let call = |i: usize, msg: &str| {
+        let out = h.cli(i, &["call", global, msg]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let started = Instant::now();
+    while call(1, "\"get\"") != "0" {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "n1 never reached the counter on n3"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(call(2, "[\"add\", 5]"), "5");
+}
+
 #[test]
 fn a_node_behind_nat_with_a_port_forward_joins_serves_and_is_missed_when_killed() {
     let Some(mut h) = Hosts::up_behind_nat(3, 3) else {
@@ -30,33 +55,9 @@ fn a_node_behind_nat_with_a_port_forward_joins_serves_and_is_missed_when_killed(
         "a private address leaked: {n3}"
     );
 
-    // Deploy through n1, call every node, then n3 by name.
-    ok(&h.cli(1, &["deploy", "--wait", steinadler_test_modules::HELLO]));
-    let greet = ["hello", "greet", "--args", "[\"World\"]", "--json"];
-    let all = ok(&h.cli(1, &[&["invoke"], &greet[..], &["--on", "all"]].concat()));
-    assert_eq!(all.matches("\"ok\":true").count(), 3, "{all}");
-    let one = ok(&h.cli(2, &[&["invoke"], &greet[..], &["--on", "n3"]].concat()));
-    assert!(one.contains("Hello, World!") && one.contains("n3"), "{one}");
-
-    // A process on n3, spawned and called from outside through the forwarded port.
-    ok(&h.cli(3, &["deploy", steinadler_test_modules::COUNTER]));
-    ok(&h.cli(
-        3,
-        &["spawn", "counter", "--args", "0", "--global", "behind"],
-    ));
-    let call = |i: usize, msg: &str| {
-        let out = h.cli(i, &["call", "behind", msg]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let started = Instant::now();
-    while call(1, "\"get\"") != "0" {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "n1 never reached the counter on n3"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(call(2, "[\"add\", 5]"), "5");
+    // Deploy through n1, call every node, then n3 by name, and a process on n3 spawned and
+    // called from outside through the forwarded port.
+    n3_serves(&h, "behind");
 
     // kill -9 behind the router: the others stop listing it.
     h.kill(3);
@@ -88,29 +89,7 @@ fn behind_a_firewall_that_admits_one_tcp_port_a_node_gossiping_on_tls_serves_and
     }
 
     // Deploy, call every node, then n3 by name, a process on n3, and a stream from n3.
-    ok(&h.cli(1, &["deploy", "--wait", steinadler_test_modules::HELLO]));
-    h.greet_all(1, 1, 3).unwrap();
-    let greet = ["hello", "greet", "--args", "[\"World\"]", "--json"];
-    let one = ok(&h.cli(2, &[&["invoke"], &greet[..], &["--on", "n3"]].concat()));
-    assert!(one.contains("Hello, World!") && one.contains("n3"), "{one}");
-    ok(&h.cli(3, &["deploy", steinadler_test_modules::COUNTER]));
-    ok(&h.cli(
-        3,
-        &["spawn", "counter", "--args", "0", "--global", "walled"],
-    ));
-    let call = |i: usize, msg: &str| {
-        let out = h.cli(i, &["call", "walled", msg]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let started = Instant::now();
-    while call(1, "\"get\"") != "0" {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "n1 never reached the counter on n3"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(call(2, "[\"add\", 5]"), "5");
+    n3_serves(&h, "walled");
     ok(&h.cli(1, &["deploy", steinadler_test_modules::RANGE]));
     let items = ok(&h.cli(
         1,
@@ -121,17 +100,7 @@ fn behind_a_firewall_that_admits_one_tcp_port_a_node_gossiping_on_tls_serves_and
     assert_eq!(items, "0\n1\n2\n3\n4\n");
 
     // A fifth of n3's packets lost for 30 s: no call fails, nobody is declared dead.
-    h.loss(3, 20);
-    let started = Instant::now();
-    let (mut calls, mut failed) = (0, Vec::new());
-    while started.elapsed() < Duration::from_secs(30) {
-        calls += 1;
-        if let Err(e) = h.greet_all(1, 1, 3) {
-            failed.push(e);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    h.loss(3, 0);
+    let (calls, failed) = h.greet_all_under_loss(3, 20, 30, 3);
     eprintln!(
         "one port: {calls} calls --on all in 30 s at 20 % loss, {} failed",
         failed.len()

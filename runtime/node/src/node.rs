@@ -153,6 +153,8 @@ impl Node {
             }
         };
         let on_links = links.is_some();
+        // On the links TLS protects gossip: no keyring (docs/topology.md).
+        let keys: &[[u8; 32]] = if on_links { &[] } else { &setup.gossip_keys };
         let membership = Membership::start(MembershipConfig {
             name: config.name.clone(),
             gossip,
@@ -166,11 +168,8 @@ impl Node {
                 load: 0,
             },
             profile: config.profile,
-            gossip_key: setup.gossip_keys.first().copied().filter(|_| !on_links),
-            extra_gossip_keys: match on_links {
-                true => Vec::new(),
-                false => setup.gossip_keys.iter().skip(1).copied().collect(),
-            },
+            gossip_key: keys.first().copied(),
+            extra_gossip_keys: keys.iter().skip(1).copied().collect(),
         })
         .await?;
         if setup.security.is_secure() && !on_links && !membership.encryption_enabled() {

@@ -4,20 +4,25 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use steinadler_node::{Client, ClientAuth, Node};
+use steinadler_node::{Client, ClientAuth, Node, NodeBuilder};
 use steinadler_security::{ClientCredentials, Role};
 
 /// Starts `name`; with a seed, it joins the seed's cluster with the seed's token.
 pub async fn start(name: &str, zone: &str, seed: Option<&Node>) -> Node {
-    let mut b = Node::builder().name(name).label("zone", zone);
-    if let Some(seed) = seed {
-        b = b
-            .seed(seed.grpc_addr())
-            .token(seed.join_token().expect("the seed can sign joins"));
-    }
-    b.start()
+    through(Node::builder().name(name).label("zone", zone), seed)
+        .start()
         .await
         .unwrap_or_else(|e| panic!("starting {name}: {e}"))
+}
+
+/// `b`, joining `seed`'s cluster with the seed's token when there is a seed.
+pub fn through(b: NodeBuilder, seed: Option<&Node>) -> NodeBuilder {
+    match seed {
+        Some(seed) => b
+            .seed(seed.grpc_addr())
+            .token(seed.join_token().expect("the seed can sign joins")),
+        None => b,
+    }
 }
 
 pub async fn wait_for_members(nodes: &[&Node], n: usize) {

@@ -98,4 +98,28 @@ impl Hosts {
             Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
         }
     }
+
+    /// Drops `pct` % of host `lossy`'s packets for `secs` seconds while host 1 calls every
+    /// one of the `nodes` through n1 every 300 ms ([`Hosts::greet_all`]); returns how many
+    /// calls it made and what the failed ones printed.
+    pub(crate) fn greet_all_under_loss(
+        &self,
+        lossy: usize,
+        pct: u32,
+        secs: u64,
+        nodes: usize,
+    ) -> (usize, Vec<String>) {
+        self.loss(lossy, pct);
+        let started = std::time::Instant::now();
+        let (mut calls, mut failed) = (0, Vec::new());
+        while started.elapsed() < Duration::from_secs(secs) {
+            calls += 1;
+            if let Err(e) = self.greet_all(1, 1, nodes) {
+                failed.push(e);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        self.loss(lossy, 0);
+        (calls, failed)
+    }
 }
