@@ -34,6 +34,11 @@ pub struct NodeMeta {
     /// In-flight invocations, a hint for "any" placement. Gossip is not a metrics bus: advertise
     /// changes at a bounded rate (every update is a new alive broadcast).
     pub load: u32,
+    /// For a node that accepts no connections (`--no-inbound`), the members it keeps
+    /// connections to, through which others reach it; empty for a node dialed at
+    /// [`grpc_addr`](Self::grpc_addr). Last, and absent from older nodes' metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<String>,
 }
 
 /// Encodes `meta` for gossip.
@@ -75,7 +80,26 @@ mod tests {
             labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
             modules_digest: u64::MAX,
             load: 7,
+            relays: Vec::new(),
         }
+    }
+
+    #[test]
+    fn relays_round_trip_and_older_metadata_has_none() {
+        let relayed = NodeMeta {
+            relays: vec!["n1".into(), "n2".into()],
+            ..sample()
+        };
+        assert_eq!(decode(&encode(&relayed).unwrap()).unwrap(), relayed);
+        // What a node without the field sent: four fields.
+        let mut old = vec![META_FORMAT];
+        let s = sample();
+        rmp_serde::encode::write(
+            &mut old,
+            &(&s.grpc_addr, &s.labels, s.modules_digest, s.load),
+        )
+        .unwrap();
+        assert_eq!(decode(&old).unwrap(), s);
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub struct NodeConfig {
     /// links ([`GossipMode::Tls`], one port for everything). Every node of a cluster must use
     /// the same.
     pub gossip_mode: GossipMode,
+    /// Accept no connections (`--no-inbound`): for a node behind NAT without a port-forward,
+    /// or a firewall that lets nothing in. It binds no port, keeps connections open to
+    /// members it can reach (its relays, the [`join`](Self::join) seeds first), and is reached
+    /// through them ([`crate::relay`]). Needs [`GossipMode::Tls`].
+    pub no_inbound: bool,
     /// Gossip addresses of nodes to join. Empty for the first node.
     pub join: Vec<SocketAddr>,
     /// gRPC addresses of running members. The node asks them for the gossip addresses to join,
@@ -100,6 +105,7 @@ impl Default for NodeConfig {
             gossip: localhost,
             gossip_advertise: None,
             gossip_mode: GossipMode::default(),
+            no_inbound: false,
             join: Vec::new(),
             seeds: Vec::new(),
             security: SecurityMode::default(),
@@ -241,6 +247,12 @@ impl NodeBuilder {
     /// Sets how gossip travels (default [`GossipMode::Udp`]).
     pub fn gossip_mode(mut self, mode: GossipMode) -> Self {
         self.config.gossip_mode = mode;
+        self
+    }
+
+    /// Accepts no connections: reached through relays ([`NodeConfig::no_inbound`]).
+    pub fn no_inbound(mut self, on: bool) -> Self {
+        self.config.no_inbound = on;
         self
     }
 

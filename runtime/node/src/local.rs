@@ -150,24 +150,29 @@ impl Inner {
 /// At most one metadata update per this long: the changes in between go out together.
 const ADVERTISE_EVERY: Duration = Duration::from_millis(500);
 
-/// Re-advertises the load and module digest when they change. It sleeps until the admission
+/// Re-advertises the load, the module digest and the relays when they change. It sleeps until the admission
 /// or the module index says something changed (an idle node does not wake), then waits
 /// [`ADVERTISE_EVERY`] so that a burst of calls costs one gossiped update, not one per call.
 pub(crate) async fn advertise(inner: Arc<Inner>) {
-    let mut last = (0u32, 0u64);
+    let mut last = (0u32, 0u64, Vec::new());
     loop {
         inner.meta_changed.notified().await;
         tokio::time::sleep(ADVERTISE_EVERY).await;
-        let now = (inner.admission.load(), inner.modules_digest());
+        let now = (
+            inner.admission.load(),
+            inner.modules_digest(),
+            inner.relay.my_relays(),
+        );
         if now == last {
             continue;
         }
-        last = now;
+        last = now.clone();
         let meta = NodeMeta {
             grpc_addr: inner.advertised_addr.clone(),
             labels: inner.config.labels.clone(),
             modules_digest: now.1,
             load: now.0,
+            relays: now.2,
         };
         match inner.membership.update_meta(meta).await {
             Ok(()) => {}

@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     pub(crate) fetches: moka::future::Cache<ModuleId, Arc<LoadedModule>>,
     pub(crate) modules: Mutex<BTreeMap<ModuleId, ModuleEntry>>,
     pub(crate) stats: Stats,
+    /// The dial-out-only nodes this node relays for, and this node's own relays.
+    pub(crate) relay: Arc<crate::relay::Switchboard>,
     /// The streams this node's processes serve.
     pub(crate) outlets: crate::streams::outlet::Outlets,
     /// Turns true when the node stops; long-lived streams end then.
@@ -119,16 +121,7 @@ impl Node {
     }
 
     pub(crate) async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| NodeError::Listen {
-                addr: config.listen,
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| NodeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        let (listener, local) = crate::addresses::bind(&config).await?;
         let listen_addr = local.to_string();
         // Before anything that must be undone: a refusal here leaves nothing running.
         let exporter = match config.metrics {
@@ -136,7 +129,11 @@ impl Node {
             None => None,
         };
         let metrics_addr = exporter.as_ref().and_then(|e| e.local_addr());
-        let grpc_addr = crate::addresses::grpc(local, config.advertise.as_deref())?;
+        let grpc_addr = if config.no_inbound {
+            local.to_string()
+        } else {
+            crate::addresses::grpc(local, config.advertise.as_deref())?
+        };
         let gossip_advertise = crate::addresses::gossip(config.gossip, config.gossip_advertise)?;
         let setup = crate::setup::prepare(&config, local, &grpc_addr).await?;
         let host = Arc::new(Host::new(config.host.clone())?);
@@ -166,6 +163,7 @@ impl Node {
                 labels: config.labels.clone(),
                 modules_digest: 0,
                 load: 0,
+                relays: Vec::new(),
             },
             profile: config.profile,
             gossip_key: keys.first().copied(),
@@ -216,10 +214,14 @@ impl Node {
                 .build(),
             modules: Mutex::new(BTreeMap::new()),
             stats: Stats::default(),
+            relay: Arc::default(),
             outlets: Default::default(),
             stopping: stopped.clone(),
             config,
         });
+        inner
+            .peers
+            .set_tunnels(crate::dial_out::Dialer::new(&inner));
         let server = tokio::spawn(crate::service::serve(inner.clone(), listener, stopped));
         let ticker = tokio::spawn(crate::local::advertise(inner.clone()));
         let watcher = tokio::spawn(crate::setup::watch_certificates(inner.clone()));
@@ -232,6 +234,9 @@ impl Node {
                 async move { inner.peers.maintain(inner.stopping.clone()).await }
             }),
         ];
+        if inner.config.no_inbound {
+            background.push(tokio::spawn(crate::dial_out::run(inner.clone())));
+        }
         if let Some(exporter) = exporter {
             background.push(crate::metrics::serve(exporter, Arc::downgrade(&inner)));
         }

@@ -26,7 +26,7 @@ pub(crate) const GOSSIP_KEY: &str = "/steinadler.v1.Node/GossipKey";
 /// Serves until `stopped` turns true, then drains in-flight calls.
 pub(crate) async fn serve(
     inner: Arc<Inner>,
-    listener: tokio::net::TcpListener,
+    listener: Option<tokio::net::TcpListener>,
     stopped: watch::Receiver<bool>,
 ) {
     let max = inner.config.max_message_bytes;
@@ -48,7 +48,8 @@ pub(crate) async fn serve(
         .add_service(registry)
         .add_service(supervisor)
         .add_service(streams)
-        .add_service(crate::gossip::service(&inner));
+        .add_service(crate::gossip::service(&inner))
+        .add_service(crate::relay::service(&inner));
     if let Ok(reflection) = reflection {
         router = router.add_service(reflection);
     }

@@ -84,6 +84,12 @@ pub(crate) trait Answer: Send + Sync + 'static {
 
     /// As [`Handler::authorize_opening`].
     fn authorize_opening(&self, request: &tonic::Request<()>) -> Result<(), Status>;
+
+    /// As [`Handler::server_config`].
+    fn server_config(&self) -> Option<Arc<rustls::ServerConfig>>;
+
+    /// As [`Handler::refused_tls`].
+    fn refused_tls(&self, reason: crate::TlsRefusal);
 }
 
 /// A [`Handler`] as an [`Answer`].
@@ -100,6 +106,14 @@ impl<H: Handler> Answer for Answering<H> {
     fn authorize_opening(&self, request: &tonic::Request<()>) -> Result<(), Status> {
         self.0.authorize_opening(request)
     }
+
+    fn server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.0.server_config()
+    }
+
+    fn refused_tls(&self, reason: crate::TlsRefusal) {
+        self.0.refused_tls(reason);
+    }
 }
 
 /// What serving the peer's calls needs. An end without it (a link dialed before the node
@@ -108,6 +122,8 @@ impl<H: Handler> Answer for Answering<H> {
 pub(crate) struct Serve {
     pub(crate) handler: Arc<dyn Answer>,
     pub(crate) serving: Serving,
+    /// Whether links run TLS: what a tunnel's accepting side expects.
+    pub(crate) secure: bool,
 }
 
 impl std::fmt::Debug for Serve {

@@ -25,6 +25,12 @@ impl Answer for AtOnce {
     fn authorize_opening(&self, _: &tonic::Request<()>) -> Result<(), Status> {
         Ok(())
     }
+
+    fn server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        None
+    }
+
+    fn refused_tls(&self, _: crate::TlsRefusal) {}
 }
 
 #[derive(Debug)]
@@ -62,6 +68,7 @@ async fn a_result_leaves_when_the_frame_after_its_call_is_not_a_call() {
     let serve = Serve {
         handler: Arc::new(AtOnce),
         serving,
+        secure: false,
     };
     let opened = crate::mux::Opened {
         reader: FrameReader::new(Box::new(read_half), 1 << 20),

@@ -18,6 +18,9 @@
 //!   [`max_peers`](TransportConfig::max_peers) peers open, the least recently used closed
 //!   first, and idle peers closed after [`peer_idle`](TransportConfig::peer_idle).
 //!
+//! - **tunnels** ([`Tunnels`]): links to and from a peer that accepts no connections, run
+//!   end to end over a byte stream another node relays.
+//!
 //! It knows nothing of wasm, the registry or processes. A node gives it two narrow handles:
 //! [`Credentials`], which says how to dial a peer (its TLS configuration and the opening's
 //! cookie), and a [`Handler`], which authorizes and answers what arrives on invoke streams.
@@ -46,6 +49,7 @@ mod pool;
 mod server;
 mod table;
 mod tls;
+mod tunnel;
 
 pub use mux::{Body, Mux, NOT_SENT};
 pub use pool::{
@@ -53,6 +57,7 @@ pub use pool::{
 };
 pub use server::{Handler, INVOKE_STREAM, MAGIC, result_of};
 pub use tls::{ClientTls, Conn, PeerInfo, TlsConn, TlsRefusal, connect, dial, error_chain};
+pub use tunnel::{ChunkConn, Opening, Tunnel, Tunnels};
 
 /// Locks `m`, going on after a panic elsewhere (every lock here guards bookkeeping that stays
 /// consistent between statements).

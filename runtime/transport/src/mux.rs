@@ -145,7 +145,7 @@ impl Mux {
     /// HTTP/2 side; the end's reader runs on its own task, serving the peer's calls with
     /// `serve` (refusing them without).
     pub(crate) async fn open(
-        creds: &dyn Credentials,
+        (creds, tunnel): (&dyn Credentials, Option<crate::tunnel::Opening>),
         (me, offer): (&str, bool),
         (addr, peer): (&str, &str),
         max_frame: usize,
@@ -154,7 +154,14 @@ impl Mux {
     ) -> Result<(Self, H2Pipe), Status> {
         let opened = tokio::time::timeout(
             OPEN_TIMEOUT,
-            Self::open_now(creds, (me, offer), addr, peer, max_frame, serve.as_ref()),
+            Self::open_now(
+                (creds, tunnel),
+                (me, offer),
+                addr,
+                peer,
+                max_frame,
+                serve.as_ref(),
+            ),
         )
         .await
         .unwrap_or_else(|_| {
@@ -168,7 +175,7 @@ impl Mux {
     }
 
     async fn open_now(
-        creds: &dyn Credentials,
+        (creds, tunnel): (&dyn Credentials, Option<crate::tunnel::Opening>),
         (me, offer): (&str, bool),
         addr: &str,
         peer: &str,
@@ -176,9 +183,16 @@ impl Mux {
         serve: Option<&Serve>,
     ) -> Result<Opened, Status> {
         let unavailable = |e: std::io::Error| Status::unavailable(e.to_string());
-        let (mut io, info) = crate::tls::dial_peer(addr, creds.client_tls(peer))
-            .await
-            .map_err(unavailable)?;
+        let tls = creds.client_tls(peer);
+        let tunnel = match tunnel {
+            Some(opening) => opening.await.map_err(unavailable)?,
+            None => None,
+        };
+        let dialed = match tunnel {
+            Some(tunnel) => crate::tls::over_tunnel(tunnel, tls).await,
+            None => crate::tls::dial_peer(addr, tls).await,
+        };
+        let (mut io, info) = dialed.map_err(unavailable)?;
         let mut opening = MAGIC.to_vec();
         framing::put_raw(&mut opening, &creds.opening_cookie(peer));
         framing::put_raw(&mut opening, me.as_bytes());

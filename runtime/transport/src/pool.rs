@@ -32,6 +32,7 @@ use crate::mux::Mux;
 use crate::server::Handler;
 use crate::table::{Link, Table};
 use crate::tls::{self, TlsConn};
+use crate::tunnel::{Tunnel, Tunnels};
 use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -88,6 +89,8 @@ pub struct Transport {
     serve: OnceLock<Serve>,
     /// Links dialed so far.
     dialed: std::sync::atomic::AtomicU64,
+    /// How peers that accept no connections are reached ([`Transport::set_tunnels`]).
+    tunnels: OnceLock<Arc<dyn Tunnels>>,
 }
 
 /// Who uses a connection, which decides whether it counts as used.
@@ -140,6 +143,7 @@ impl Transport {
             links: Arc::default(),
             serve: OnceLock::new(),
             dialed: std::sync::atomic::AtomicU64::new(0),
+            tunnels: OnceLock::new(),
         }
     }
 
@@ -213,8 +217,9 @@ impl Transport {
             addr: addr.to_owned(),
             detail,
         };
+        let tunnel = self.tunnels.get().map(|t| t.tunnel(name));
         let (mux, pipe) = Mux::open(
-            &*self.creds,
+            (&*self.creds, tunnel),
             (&self.config.name, kept),
             (addr, name),
             self.config.max_frame_bytes,
@@ -319,11 +324,13 @@ impl Transport {
     pub fn incoming_tls<H: Handler>(
         &self,
         handler: Arc<H>,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         stopped: watch::Receiver<bool>,
     ) -> ReceiverStream<io::Result<TlsConn>> {
-        let (serve, conns) = self.serving(handler.clone(), stopped.clone());
-        tls::incoming(handler, listener, stopped, serve);
+        let (serve, conns) = self.serving(handler.clone(), stopped.clone(), true);
+        if let Some(listener) = listener {
+            tls::incoming(handler, listener, stopped, serve);
+        }
         conns
     }
 
@@ -331,12 +338,30 @@ impl Transport {
     pub fn incoming_plain<H: Handler>(
         &self,
         handler: Arc<H>,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         stopped: watch::Receiver<bool>,
     ) -> ReceiverStream<io::Result<TlsConn>> {
-        let (serve, conns) = self.serving(handler, stopped.clone());
-        tls::plain_incoming(listener, stopped, serve);
+        let (serve, conns) = self.serving(handler, stopped.clone(), false);
+        if let Some(listener) = listener {
+            tls::plain_incoming(listener, stopped, serve);
+        }
         conns
+    }
+
+    /// Tells the pool how to reach peers that accept no connections: before it dials a peer
+    /// it asks `tunnels` for a tunnel to it through a relay. Set once; later calls are
+    /// ignored.
+    pub fn set_tunnels(&self, tunnels: Arc<dyn Tunnels>) {
+        let _ = self.tunnels.set(tunnels);
+    }
+
+    /// Serves a tunnel that a relay brought, as if this node's listener had accepted it: the
+    /// TLS handshake, then the link's opening. For a node that accepts no connections
+    /// (`--no-inbound`), its only way in. Does nothing before the node serves.
+    pub fn accept_tunnel(&self, tunnel: Tunnel) {
+        if let Some(serve) = self.serve.get().cloned() {
+            tokio::spawn(crate::tunnel::serve(tunnel, serve));
+        }
     }
 
     /// What served links share, and the stream of HTTP/2 connections for tonic. Links this
@@ -345,6 +370,7 @@ impl Transport {
         &self,
         handler: Arc<H>,
         stopping: watch::Receiver<bool>,
+        secure: bool,
     ) -> (Serve, ReceiverStream<io::Result<TlsConn>>) {
         let (h2, conns) = tokio::sync::mpsc::channel(64);
         let serving = crate::server::Serving {
@@ -360,6 +386,7 @@ impl Transport {
         let serve = Serve {
             handler: Arc::new(Answering(handler)),
             serving,
+            secure,
         };
         let _ = self.serve.set(serve.clone());
         (serve, ReceiverStream::new(conns))

@@ -287,7 +287,7 @@ pub enum TlsRefusal {
 
 impl TlsRefusal {
     /// The kind of a failed handshake, from the error rustls gave.
-    fn of(e: &std::io::Error) -> Self {
+    pub(crate) fn of(e: &std::io::Error) -> Self {
         use rustls::{CertificateError as C, Error as E};
         match e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
             Some(E::NoCertificatesPresented) => Self::NoCertificate,
@@ -449,7 +449,7 @@ pub(crate) async fn dial_peer(addr: &str, tls: ClientTls) -> io::Result<(Box<dyn
 }
 
 /// The identity the first of a peer's `certs` names; `None` without a certificate.
-fn identity_in(
+pub(crate) fn identity_in(
     certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
 ) -> Result<Option<steinadler_security::Identity>, String> {
     certs
@@ -474,6 +474,44 @@ async fn dial_tls(
     tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
+}
+
+/// As [`dial_peer`], over a tunnel through a relay instead of TCP: the TLS session runs end
+/// to end, and the peer's address is the relay's.
+pub(crate) async fn over_tunnel(
+    tunnel: crate::Tunnel,
+    tls: ClientTls,
+) -> io::Result<(Box<dyn Conn>, PeerInfo)> {
+    let remote = tunnel.via;
+    let (config, server_name) = match tls {
+        ClientTls::Off => {
+            let info = PeerInfo {
+                remote,
+                identity: None,
+            };
+            return Ok((tunnel.conn, info));
+        }
+        ClientTls::On {
+            config,
+            server_name,
+        } => (config, server_name),
+    };
+    let name = rustls::pki_types::ServerName::try_from(server_name.clone()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{server_name:?} is not a valid TLS server name"),
+        )
+    })?;
+    let io = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tunnel.conn)
+        .await?;
+    let identity = identity_in(io.get_ref().1.peer_certificates()).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unusable server certificate: {e}"),
+        )
+    })?;
+    Ok((Box::new(io), PeerInfo { remote, identity }))
 }
 
 /// An error with its causes, for messages: tonic's transport errors say only "transport error"

@@ -17,6 +17,7 @@ pub fn meta(name: &str, port: u16) -> NodeMeta {
         labels: BTreeMap::from([("node".to_owned(), name.to_owned())]),
         modules_digest: u64::from(port) * 1_000_003,
         load: 0,
+        relays: Vec::new(),
     }
 }
 
