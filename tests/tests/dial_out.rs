@@ -1,11 +1,12 @@
-//! Nodes that accept no connections (issue 21 §3, `--no-inbound`): they bind no port at all,
-//! so on loopback too the only way to them is through the relays they dial. Invocations by
+//! Nodes that accept no connections (issue 21 §3, `--no-inbound`): they advertise an address
+//! that reaches nothing, so on loopback too the only way to them is through the relays they
+//! dial, and every call that reaches them went through a relay. Invocations by
 //! name and on all nodes, process calls and sends reach them; two of them call each other;
 //! a relay's death moves a node to another relay; a dead one is noticed.
 
 use std::time::Duration;
 use steinadler_core::Term;
-use steinadler_node::{Address, GossipMode, Node, Target};
+use steinadler_node::{Address, Client, GossipMode, Node, Target};
 use steinadler_test_modules as m;
 
 mod common;
@@ -64,7 +65,7 @@ async fn nodes_that_accept_no_connections_are_reached_through_their_relays() {
             .await
             .unwrap();
     }
-    // Nothing listens for them: their address reaches nothing, and they name their relays.
+    // Their advertised address reaches nothing, and they name their relays.
     for d in [&d1, &d2] {
         let addr: std::net::SocketAddr = d.advertised_addr().parse().unwrap();
         assert!(
@@ -114,6 +115,32 @@ async fn nodes_that_accept_no_connections_are_reached_through_their_relays() {
         .await
         .unwrap();
     assert_eq!(got, Term::Int(201));
+
+    // A client (the CLI) reaches d1 through a relay too, with TLS to d1 itself.
+    let auth = common::login(&r1, "tester").await;
+    let listed = Client::connect(r2.grpc_addr(), &auth)
+        .await
+        .unwrap()
+        .members()
+        .await
+        .unwrap()
+        .members;
+    let d1_listed = listed.iter().find(|m| m.name == "d1").unwrap();
+    assert_eq!(d1_listed.relay_addrs.len(), 2, "{d1_listed:?}");
+    let mut on_d1 = Client::connect_through(&d1_listed.relay_addrs, "d1", &auth)
+        .await
+        .unwrap();
+    let processes = on_d1.processes().await.unwrap();
+    assert_eq!(processes.node, "d1");
+    assert!(
+        processes.processes.iter().any(|p| p.name == "c"),
+        "{processes:?}"
+    );
+    // A relay that a node is not attached to says so.
+    let err = Client::connect_through(&[r1.grpc_addr().to_owned()], "d2", &auth)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not attached"), "{err}");
 
     // r1 dies: d1 stays reachable through r2, and attaches to no dead relay.
     r1.kill().await;

@@ -58,6 +58,23 @@ impl NodeAddr {
             .await
             .map_err(|e| Failure::Runtime(e.into()))
     }
+
+    /// Connects to the member `name` as `ListMembers` listed it: at its address `addr`, or
+    /// through its relays (`relay_addrs`) if it accepts no connections (`--no-inbound`).
+    pub(crate) async fn connect_to_member(
+        &self,
+        name: &str,
+        addr: &str,
+        relay_addrs: &[String],
+    ) -> Result<Client, Failure> {
+        if relay_addrs.is_empty() {
+            return self.connect_to(addr).await;
+        }
+        let auth = self.auth()?;
+        Client::connect_through(relay_addrs, name, &auth)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))
+    }
 }
 
 /// `$XDG_CONFIG_HOME/steinadler`, or `~/.config/steinadler`.

@@ -238,7 +238,11 @@ pub(crate) async fn nodes(args: NodesArgs) -> Result<(), Failure> {
     // process) costs the listing that long, not a connect timeout per node.
     let probes = futures::stream::iter(reply.members.iter().map(|m| async {
         let ask = async {
-            let mut c = args.node.connect_to(&m.grpc_addr).await.ok()?;
+            let mut c = args
+                .node
+                .connect_to_member(&m.name, &m.grpc_addr, &m.relay_addrs)
+                .await
+                .ok()?;
             c.modules().await.ok()
         };
         tokio::time::timeout(NODE_PROBE, ask).await.ok().flatten()

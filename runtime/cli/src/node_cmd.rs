@@ -19,7 +19,7 @@ pub(crate) enum NodeCommand {
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {
     /// A TOML file with the same settings (name, listen, advertise, gossip, advertise_gossip,
-    /// gossip_wire, join, labels, data_dir, max_peers, peer_idle, fanout, max_memory, max_timeout,
+    /// gossip_wire, no_inbound, join, labels, data_dir, max_peers, peer_idle, fanout, max_memory, max_timeout,
     /// metrics, otlp); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -42,6 +42,13 @@ pub(crate) struct StartArgs {
     /// node of a cluster must use the same [default: udp].
     #[arg(long, value_enum, value_name = "udp|tls")]
     gossip_wire: Option<WireArg>,
+    /// Accept no connections from peers: for a node behind NAT without a port-forward, or a
+    /// firewall that lets nothing in. It dials out to its relays (the --join members first,
+    /// then others) and keeps those connections; peers reach it through them, with mutual TLS
+    /// end to end. --listen then serves only clients on this machine. Needs --gossip-wire tls
+    /// on every node.
+    #[arg(long)]
+    no_inbound: bool,
     /// The gossip address (UDP and TCP) other nodes reach this node at, IP:PORT, when it
     /// differs from --gossip [default: the --gossip address; for 0.0.0.0 or [::], the
     /// machine's first non-loopback address].
@@ -130,6 +137,8 @@ struct FileConfig {
     advertise_gossip: Option<SocketAddr>,
     gossip_wire: Option<WireArg>,
     #[serde(default)]
+    no_inbound: bool,
+    #[serde(default)]
     join: Vec<String>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -193,7 +202,9 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
     let node = crate::progress::while_waiting(starting, NodeBuilder::from_config(config).start())
         .await
         .map_err(|e| Failure::Runtime(anyhow!(e).context(format!("cannot start node {name}"))))?;
-    let advertised = if node.advertised_addr() == node.grpc_addr() {
+    let advertised = if node.accepts_no_connections() {
+        " (for clients here only: it accepts no connections from peers, which reach it through its relays)".to_owned()
+    } else if node.advertised_addr() == node.grpc_addr() {
         String::new()
     } else {
         format!(" (advertised as {})", node.advertised_addr())
@@ -269,6 +280,7 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
             Some(WireArg::Tls) => GossipMode::Tls,
             Some(WireArg::Udp) | None => GossipMode::Udp,
         },
+        no_inbound: args.no_inbound || file.no_inbound,
         metrics: args.metrics.or(file.metrics),
         ..NodeConfig::default()
     };

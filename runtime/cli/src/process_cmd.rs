@@ -89,7 +89,10 @@ pub(crate) async fn spawn(args: SpawnArgs) -> Result<(), Failure> {
         let chosen = fitting
             .first()
             .ok_or_else(|| Failure::Runtime(anyhow!("no live node matches --on {on}")))?;
-        client = args.node.connect_to(&chosen.grpc_addr).await?;
+        client = args
+            .node
+            .connect_to_member(&chosen.name, &chosen.grpc_addr, &chosen.relay_addrs)
+            .await?;
     }
     let pid = client
         .spawn(&args.module, &init, args.name.as_deref())
@@ -190,7 +193,10 @@ pub(crate) async fn ps(args: PsArgs) -> Result<(), Failure> {
         if args.on_node.as_ref().is_some_and(|n| *n != m.name) {
             continue;
         }
-        let mut c = args.node.connect_to(&m.grpc_addr).await?;
+        let mut c = args
+            .node
+            .connect_to_member(&m.name, &m.grpc_addr, &m.relay_addrs)
+            .await?;
         let reply = c.processes().await.map_err(|e| {
             Failure::Runtime(anyhow!("listing processes on {} failed: {e}", m.name))
         })?;

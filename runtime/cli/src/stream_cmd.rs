@@ -95,7 +95,9 @@ pub(crate) async fn print(
                     "no live node is named {name}; `steinadler nodes` lists them"
                 ))
             })?;
-            client = node.connect_to(&member.grpc_addr).await?;
+            client = node
+                .connect_to_member(&member.name, &member.grpc_addr, &member.relay_addrs)
+                .await?;
         }
     }
     let options = StreamOptions { window };

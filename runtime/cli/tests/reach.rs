@@ -1,7 +1,9 @@
-//! Reach across NAT (issue 21 §4): real `steinadler node start` processes on test hosts in
-//! network namespaces, one of them behind a router that masquerades its traffic and forwards
-//! its two ports, as a home router with a port-forward does. Without root, `ip` and `nft` the
-//! tests say so and pass; `.ci/run` runs them as root.
+//! Reach across NAT and firewalls (issue 21 §4): real `steinadler node start` processes on
+//! test hosts in network namespaces, one of them behind a router that masquerades its traffic
+//! and forwards its two ports, as a home router with a port-forward does; or behind one that
+//! forwards nothing, with the node dialing out only (`--no-inbound`); or behind a firewall
+//! that admits one TCP port. Without root, `ip` and `nft` the tests say so and pass;
+//! `.ci/run` runs them as root.
 
 mod netns;
 
@@ -66,6 +68,54 @@ fn a_node_behind_nat_with_a_port_forward_joins_serves_and_is_missed_when_killed(
     eprintln!("nat: kill -9 of n3 behind the router noticed by n1 in {noticed:?}");
 }
 
+/// n1 deploys `range`, and a stream from n3 yields its items.
+fn n3_streams(h: &Hosts) {
+    ok(&h.cli(1, &["deploy", steinadler_test_modules::RANGE]));
+    let items = ok(&h.cli(
+        1,
+        &[
+            "stream", "range", "range", "--args", "[0, 5]", "--on", "node:n3",
+        ],
+    ));
+    assert_eq!(items, "0\n1\n2\n3\n4\n");
+}
+
+#[test]
+fn a_node_behind_nat_without_a_port_forward_dials_out_serves_through_relays_and_is_missed_when_killed()
+ {
+    let Some(mut h) = Hosts::up_behind_nat_without_forward(3, 3) else {
+        return;
+    };
+    h.start_all();
+    // Nothing reaches n3 from outside: its router forwards no port.
+    let target = h.grpc(3);
+    let refused = h
+        .in_host(1, move || {
+            let addr = target.parse().unwrap();
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err()
+        })
+        .join()
+        .unwrap();
+    assert!(refused, "n3's router let a connection in");
+    // n3 advertises no address anybody can dial, only the relays it dialed out to.
+    let nodes = ok(&h.cli(1, &["nodes", "--json"]));
+    assert!(
+        !nodes.contains("192.168."),
+        "a private address leaked: {nodes}"
+    );
+    assert!(!nodes.contains(&h.grpc(3)), "{nodes}");
+
+    // Deploy, call every node, n3 by name, a process on n3 called from n1 and n2, and a
+    // stream from n3: all through its relay.
+    n3_serves(&h, "dialed");
+    n3_streams(&h);
+
+    h.kill(3);
+    let noticed = h.wait_members(1, &["n1", "n2"], PATIENCE);
+    h.wait_members(2, &["n1", "n2"], PATIENCE);
+    eprintln!("no inbound: kill -9 of n3 behind the router noticed by n1 in {noticed:?}");
+}
+
 #[test]
 fn behind_a_firewall_that_admits_one_tcp_port_a_node_gossiping_on_tls_serves_and_rides_out_loss() {
     let Some(mut h) = Hosts::up_one_port(3) else {
@@ -90,14 +140,7 @@ fn behind_a_firewall_that_admits_one_tcp_port_a_node_gossiping_on_tls_serves_and
 
     // Deploy, call every node, then n3 by name, a process on n3, and a stream from n3.
     n3_serves(&h, "walled");
-    ok(&h.cli(1, &["deploy", steinadler_test_modules::RANGE]));
-    let items = ok(&h.cli(
-        1,
-        &[
-            "stream", "range", "range", "--args", "[0, 5]", "--on", "node:n3",
-        ],
-    ));
-    assert_eq!(items, "0\n1\n2\n3\n4\n");
+    n3_streams(&h);
 
     // A fifth of n3's packets lost for 30 s: no call fails, nobody is declared dead.
     let (calls, failed) = h.greet_all_under_loss(3, 20, 30, 3);

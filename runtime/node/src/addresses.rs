@@ -13,40 +13,29 @@
 use crate::node::NodeError;
 use std::net::{IpAddr, SocketAddr};
 
-/// Binds the gRPC listener, and gives the address bound. A node that accepts no connections
-/// (`--no-inbound`) binds nothing: its address is one nobody can dial
-/// ([`crate::relay::unreachable_addr`]), and it needs gossip on its links.
+/// The gRPC address to gossip for a node that accepts no connections (`--no-inbound`): one
+/// nobody can dial ([`crate::relay::unreachable_addr`]). Its listener still serves clients
+/// that reach it where it runs, the CLI on its machine say; peers never learn that address.
 ///
 /// # Errors
 ///
-/// [`NodeError::Listen`] if the address cannot be bound; [`NodeError::Advertise`] for
-/// `--no-inbound` with `--advertise` or with gossip on its own port.
-pub(crate) async fn bind(
-    config: &crate::NodeConfig,
-) -> Result<(Option<tokio::net::TcpListener>, SocketAddr), NodeError> {
-    if config.no_inbound {
-        if config.gossip_mode != crate::GossipMode::Tls {
-            return Err(NodeError::Advertise(
-                "--no-inbound needs gossip on the TLS links, since nobody can send this node a                  packet: start it, and every node of its cluster, with --gossip-wire tls"
-                    .into(),
-            ));
-        }
-        if let Some(addr) = &config.advertise {
-            return Err(NodeError::Advertise(format!(
-                "--no-inbound means nobody dials this node, so there is no address to                  advertise: drop --advertise {addr}, or drop --no-inbound if others can reach it"
-            )));
-        }
-        return Ok((None, crate::relay::unreachable_addr(&config.name)));
+/// [`NodeError::Advertise`] with gossip on its own port, which peers would have to reach,
+/// or with `--advertise`.
+pub(crate) fn no_inbound(config: &crate::NodeConfig) -> Result<String, NodeError> {
+    if config.gossip_mode != crate::GossipMode::Tls {
+        return Err(NodeError::Advertise(
+            "--no-inbound needs gossip on the TLS links, since nobody can send this node a \
+             packet: start it, and every node of its cluster, with --gossip-wire tls"
+                .into(),
+        ));
     }
-    let listen = |source| NodeError::Listen {
-        addr: config.listen,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(listen)?;
-    let local = listener.local_addr().map_err(listen)?;
-    Ok((Some(listener), local))
+    if let Some(addr) = &config.advertise {
+        return Err(NodeError::Advertise(format!(
+            "--no-inbound means no peer dials this node, so there is no address to \
+             advertise: drop --advertise {addr}, or drop --no-inbound if others can reach it"
+        )));
+    }
+    Ok(crate::relay::unreachable_addr(&config.name).to_string())
 }
 
 /// The gRPC address to gossip, for a listener bound at `bound` (its real port, when port 0

@@ -67,7 +67,33 @@ impl Client {
     ///
     /// [`ClientError::Connect`] if nothing answers there or the TLS handshake fails.
     pub async fn connect(addr: &str, auth: &ClientAuth) -> Result<Self, ClientError> {
-        let (tls, signer) = match auth {
+        let (tls, signer) = Self::tls_of(auth)?;
+        let channel = transport::connect(addr, tls)
+            .await
+            .map_err(|e| ClientError::Connect {
+                addr: addr.to_owned(),
+                detail: transport::error_chain(&e),
+            })?;
+        Ok(Self::over(channel, addr, signer))
+    }
+
+    /// A client on `channel`, to the node at `addr`.
+    pub(crate) fn over(channel: Channel, addr: &str, signer: Option<Arc<CookieSigner>>) -> Self {
+        Self {
+            channel: channel.clone(),
+            inner: NodeClient::new(channel)
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+            addr: addr.to_owned(),
+            signer,
+        }
+    }
+
+    /// How `auth` secures a connection (to any node of the cluster), and its cookie signer.
+    pub(crate) fn tls_of(
+        auth: &ClientAuth,
+    ) -> Result<(ClientTls, Option<Arc<CookieSigner>>), ClientError> {
+        Ok(match auth {
             ClientAuth::Insecure => (ClientTls::Off, None),
             ClientAuth::Certificate(c) => (
                 ClientTls::On {
@@ -89,20 +115,6 @@ impl Client {
                 },
                 Some(Arc::new(CookieSigner::new(&m.secret))),
             ),
-        };
-        let channel = transport::connect(addr, tls)
-            .await
-            .map_err(|e| ClientError::Connect {
-                addr: addr.to_owned(),
-                detail: transport::error_chain(&e),
-            })?;
-        Ok(Self {
-            channel: channel.clone(),
-            inner: NodeClient::new(channel)
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
-            addr: addr.to_owned(),
-            signer,
         })
     }
 

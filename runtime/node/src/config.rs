@@ -28,10 +28,11 @@ pub struct NodeConfig {
     /// links ([`GossipMode::Tls`], one port for everything). Every node of a cluster must use
     /// the same.
     pub gossip_mode: GossipMode,
-    /// Accept no connections (`--no-inbound`): for a node behind NAT without a port-forward,
-    /// or a firewall that lets nothing in. It binds no port, keeps connections open to
-    /// members it can reach (its relays, the [`join`](Self::join) seeds first), and is reached
-    /// through them ([`crate::relay`]). Needs [`GossipMode::Tls`].
+    /// Accept no connections from peers (`--no-inbound`): for a node behind NAT without a
+    /// port-forward, or a firewall that lets nothing in. It advertises no address (its
+    /// listener serves only clients that reach it where it runs), keeps connections open to
+    /// members it can reach (its relays, its seeds first), and is reached through them
+    /// (`docs/topology.md`). Needs [`GossipMode::Tls`].
     pub no_inbound: bool,
     /// Gossip addresses of nodes to join. Empty for the first node.
     pub join: Vec<SocketAddr>,

@@ -48,6 +48,7 @@ mod answer;
 mod args;
 mod client;
 mod client_cluster;
+mod client_relay;
 mod cluster_service;
 mod config;
 mod coordinator;

@@ -121,7 +121,16 @@ impl Node {
     }
 
     pub(crate) async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        let (listener, local) = crate::addresses::bind(&config).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| NodeError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| NodeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
         let listen_addr = local.to_string();
         // Before anything that must be undone: a refusal here leaves nothing running.
         let exporter = match config.metrics {
@@ -130,7 +139,7 @@ impl Node {
         };
         let metrics_addr = exporter.as_ref().and_then(|e| e.local_addr());
         let grpc_addr = if config.no_inbound {
-            local.to_string()
+            crate::addresses::no_inbound(&config)?
         } else {
             crate::addresses::grpc(local, config.advertise.as_deref())?
         };
@@ -311,6 +320,11 @@ impl Node {
     /// The gRPC address gossiped to peers: the advertised one, or else the bound one.
     pub fn advertised_addr(&self) -> &str {
         &self.inner.advertised_addr
+    }
+
+    /// Whether this node accepts no connections from peers ([`NodeConfig::no_inbound`]).
+    pub fn accepts_no_connections(&self) -> bool {
+        self.inner.config.no_inbound
     }
 
     /// How many peers this node holds open connections to, and the bound.

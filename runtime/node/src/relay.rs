@@ -1,6 +1,7 @@
 //! Relays: how a node that accepts no connections (`--no-inbound`) is reached.
 //!
-//! Such a node binds no port. It dials out to one or more members it can reach, its relays,
+//! Such a node advertises no address peers can dial (its listener, if any, serves only clients
+//! where it runs). It dials out to one or more members it can reach, its relays,
 //! and keeps an `Attach` call open on each ([`crate::dial_out`]). Its gossiped metadata names
 //! them ([`NodeMeta::relays`](steinadler_membership::NodeMeta)) and gives an address that
 //! nobody can dial ([`unreachable_addr`]). A peer that needs a link to it opens a `Tunnel`
@@ -263,17 +264,14 @@ impl RelayService {
     fn caller<T>(
         &self,
         request: &Request<T>,
-        method: &str,
+        (method, access): (&str, Access),
         claimed: impl FnOnce(&T) -> String,
         body: impl FnOnce(&T) -> Vec<u8>,
     ) -> Result<String, Status> {
-        let identity = self.inner.security.authorize(
-            request,
-            method,
-            Access::Node,
-            &self.inner.stats,
-            body,
-        )?;
+        let identity =
+            self.inner
+                .security
+                .authorize(request, method, access, &self.inner.stats, body)?;
         let name = identity.map_or_else(|| claimed(request.get_ref()), |i| i.name);
         if name.is_empty() {
             return Err(Status::invalid_argument("the caller did not say who it is"));
@@ -291,7 +289,7 @@ impl Relay for RelayService {
     async fn attach(&self, request: Request<pb::RelayAttach>) -> Result<Response<Offers>, Status> {
         let name = self.caller(
             &request,
-            ATTACH,
+            (ATTACH, Access::Node),
             |r| r.name.clone(),
             prost::Message::encode_to_vec,
         )?;
@@ -313,7 +311,14 @@ impl Relay for RelayService {
         &self,
         request: Request<Streaming<pb::RelayChunk>>,
     ) -> Result<Response<Chunks>, Status> {
-        let from = self.caller(&request, TUNNEL, |_| "peer".to_owned(), |_| Vec::new())?;
+        // Clients too: a client reaches such a node only this way, and the tunnel gives it no
+        // more than a connection to the node, whose TLS checks its certificate.
+        let from = self.caller(
+            &request,
+            (TUNNEL, Access::Client),
+            |_| "peer".to_owned(),
+            |_| Vec::new(),
+        )?;
         let mut chunks = request.into_inner();
         let first = chunks
             .message()
@@ -341,7 +346,12 @@ impl Relay for RelayService {
     ) -> Result<Response<Chunks>, Status> {
         // Insecure clusters have no names to check an acceptor by: the offer's id is all.
         let insecure = !self.inner.security.is_secure();
-        let by = self.caller(&request, ACCEPT, |_| String::new(), |_| Vec::new());
+        let by = self.caller(
+            &request,
+            (ACCEPT, Access::Node),
+            |_| String::new(),
+            |_| Vec::new(),
+        );
         let by = match by {
             Ok(name) => Some(name),
             Err(status) if insecure && status.code() == tonic::Code::InvalidArgument => None,

@@ -26,7 +26,7 @@ pub(crate) const GOSSIP_KEY: &str = "/steinadler.v1.Node/GossipKey";
 /// Serves until `stopped` turns true, then drains in-flight calls.
 pub(crate) async fn serve(
     inner: Arc<Inner>,
-    listener: Option<tokio::net::TcpListener>,
+    listener: tokio::net::TcpListener,
     stopped: watch::Receiver<bool>,
 ) {
     let max = inner.config.max_message_bytes;
@@ -306,10 +306,17 @@ impl NodeApi for Service {
     ) -> Result<Response<pb::ListMembersReply>, Status> {
         self.authorize(&request, "/steinadler.v1.Node/ListMembers", Access::Client)?;
         let members = self.inner.membership.members().await;
+        let addr_of: std::collections::HashMap<_, _> = members
+            .iter()
+            .map(|m| (m.name.clone(), m.meta.grpc_addr.clone()))
+            .collect();
         Ok(Response::new(pb::ListMembersReply {
             members: members
                 .into_iter()
                 .map(|m| pb::Member {
+                    relay_addrs: (m.meta.relays.iter())
+                        .filter_map(|r| addr_of.get(r).cloned())
+                        .collect(),
                     name: m.name,
                     grpc_addr: m.meta.grpc_addr,
                     gossip_addr: m.gossip_addr.to_string(),

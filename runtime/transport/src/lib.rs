@@ -56,7 +56,9 @@ pub use pool::{
     ConnectError, DEFAULT_MAX_PEERS, DEFAULT_PEER_IDLE, PoolStats, Transport, TransportConfig,
 };
 pub use server::{Handler, INVOKE_STREAM, MAGIC, result_of};
-pub use tls::{ClientTls, Conn, PeerInfo, TlsConn, TlsRefusal, connect, dial, error_chain};
+pub use tls::{
+    ClientTls, Conn, PeerInfo, TlsConn, TlsRefusal, connect, connect_over, dial, error_chain,
+};
 pub use tunnel::{ChunkConn, Opening, Tunnel, Tunnels};
 
 /// Locks `m`, going on after a panic elsewhere (every lock here guards bookkeeping that stays

@@ -324,13 +324,11 @@ impl Transport {
     pub fn incoming_tls<H: Handler>(
         &self,
         handler: Arc<H>,
-        listener: Option<TcpListener>,
+        listener: TcpListener,
         stopped: watch::Receiver<bool>,
     ) -> ReceiverStream<io::Result<TlsConn>> {
         let (serve, conns) = self.serving(handler.clone(), stopped.clone(), true);
-        if let Some(listener) = listener {
-            tls::incoming(handler, listener, stopped, serve);
-        }
+        tls::incoming(handler, listener, stopped, serve);
         conns
     }
 
@@ -338,13 +336,11 @@ impl Transport {
     pub fn incoming_plain<H: Handler>(
         &self,
         handler: Arc<H>,
-        listener: Option<TcpListener>,
+        listener: TcpListener,
         stopped: watch::Receiver<bool>,
     ) -> ReceiverStream<io::Result<TlsConn>> {
         let (serve, conns) = self.serving(handler, stopped.clone(), false);
-        if let Some(listener) = listener {
-            tls::plain_incoming(listener, stopped, serve);
-        }
+        tls::plain_incoming(listener, stopped, serve);
         conns
     }
 

@@ -62,7 +62,7 @@ async fn node(name: &str, stopped: watch::Receiver<bool>) -> (Arc<Transport>, St
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     // Nothing serves HTTP/2 here: only invoke frames are answered.
-    let h2 = transport.incoming_plain(Arc::new(Serves), Some(listener), stopped);
+    let h2 = transport.incoming_plain(Arc::new(Serves), listener, stopped);
     (transport, addr, h2)
 }
 

@@ -406,6 +406,38 @@ pub async fn connect(
     endpoint.connect_with_connector(connector).await
 }
 
+/// As [`connect`], over `tunnel` (to a node that accepts no connections, through its relay)
+/// instead of a TCP connection to `addr`, which only names the channel. The channel has that
+/// one connection: once it breaks, its calls fail, and a new channel needs a new tunnel.
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn connect_over(
+    addr: &str,
+    tunnel: crate::Tunnel,
+    tls: ClientTls,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let tunnel = Arc::new(std::sync::Mutex::new(Some(tunnel)));
+    let connector = tower::service_fn(move |_uri: http::Uri| {
+        let (tunnel, tls) = (crate::lock(&tunnel).take(), tls.clone());
+        async move {
+            let tunnel = tunnel.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the tunnel closed; connect again for a new one",
+                )
+            })?;
+            over_tunnel(tunnel, tls)
+                .await
+                .map(|(io, _)| TokioIo::new(io))
+        }
+    });
+    crate::pool::endpoint(addr)?
+        .connect_with_connector(connector)
+        .await
+}
+
 /// A byte stream to `addr`, with TLS as `tls` says (for invoke streams, [`crate::Mux`]).
 ///
 /// # Errors

@@ -142,9 +142,8 @@ impl AsyncWrite for ChunkConn {
     }
 }
 
-/// Serves `tunnel` as [`crate::tls`]'s accept loop serves a connection that starts a link:
-/// the TLS handshake on a secure node, the first bytes, then the link. A tunnel carries only
-/// links: anything else is closed.
+/// Serves `tunnel` as [`crate::tls`]'s accept loop serves a connection: the TLS handshake on
+/// a secure node, then by its first bytes a peer's link, or a client's HTTP/2 for tonic.
 pub(crate) async fn serve(tunnel: Tunnel, serve: Serve) {
     let remote = tunnel.via;
     let (mut io, identity): (Box<dyn Conn>, _) = if serve.secure {
@@ -182,13 +181,18 @@ pub(crate) async fn serve(tunnel: Tunnel, serve: Serve) {
         _ => return,
     };
     first.truncate(n);
-    if first[0] != MAGIC[0] {
-        tracing::debug!(via = %remote, "closed a tunnel that does not start a link");
-        return;
+    let (prefix, info) = (Bytes::from(first), PeerInfo { remote, identity });
+    if prefix[0] == MAGIC[0] {
+        let token = serve.serving.tracker.token();
+        crate::server::serve_conn(io, prefix, info, serve, token).await;
+    } else {
+        // A client's HTTP/2, through the relay.
+        let _ = serve
+            .serving
+            .h2
+            .send(Ok(crate::TlsConn::new(io, info, prefix)))
+            .await;
     }
-    let token = serve.serving.tracker.token();
-    let info = PeerInfo { remote, identity };
-    crate::server::serve_conn(io, Bytes::from(first), info, serve, token).await;
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ pub(super) async fn serve(bytes: Vec<u8>) -> String {
     let addr = listener.local_addr().unwrap().to_string();
     let transport = steinadler_transport::Transport::new(Default::default(), Arc::new(NoCreds));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let incoming = transport.incoming_plain(Arc::new(Plain), Some(listener), stopped);
+    let incoming = transport.incoming_plain(Arc::new(Plain), listener, stopped);
     tokio::spawn(async move {
         let _keep = (transport, stop);
         let _ = tonic::transport::Server::builder()

@@ -7,18 +7,28 @@ use std::time::{Duration, Instant};
 
 impl Hosts {
     /// Runs the CLI on host `i` against its own node; for the host behind the router, on host 1
-    /// against the router's forwarded port, as a user outside reaches it.
+    /// against the router's forwarded port, as a user outside reaches it, or where the router
+    /// forwards nothing, on the host itself against its private address.
     pub(crate) fn cli(&self, i: usize, args: &[&str]) -> Output {
-        let from = if self.nat == Some(i) { 1 } else { i };
+        let from = if self.nat == Some(i) && !self.no_inbound {
+            1
+        } else {
+            i
+        };
         self.cli_from(from, i, args)
     }
 
     /// Runs the CLI on host `from` against host `node`'s node.
     pub(crate) fn cli_from(&self, from: usize, node: usize, args: &[&str]) -> Output {
+        let addr = if self.nat == Some(node) && self.no_inbound {
+            format!("{}:{}", self.private_ip(node), super::GRPC_PORT)
+        } else {
+            self.grpc(node)
+        };
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns(from), BIN])
             .args(args)
-            .args(["--node", &self.grpc(node)])
+            .args(["--node", &addr])
             .env("RUST_LOG", "warn");
         if self.secure.is_some() {
             cmd.env("XDG_CONFIG_HOME", self.config_home());

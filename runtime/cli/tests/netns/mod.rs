@@ -39,12 +39,16 @@ pub(crate) struct Hosts {
     pub(crate) dir: PathBuf,
     /// `--gossip-wire` for every node, if not the default ([`Hosts::up_one_port`]).
     gossip_wire: Option<&'static str>,
+    /// The host behind the router runs `--no-inbound`, and the router forwards nothing
+    /// ([`Hosts::up_behind_nat_without_forward`]).
+    no_inbound: bool,
     /// Mutual TLS and the cookie ([`Hosts::up_secure`]): the cluster's join token, once host
     /// 1's node made the cluster.
     secure: Option<Option<String>>,
 }
 
 mod cli;
+mod dial_out;
 mod firewall;
 mod secure;
 
@@ -140,6 +144,7 @@ impl Hosts {
             nodes: (0..n).map(|_| None).collect(),
             dir,
             gossip_wire: None,
+            no_inbound: false,
             secure: None,
         };
         hosts.clean();
@@ -345,7 +350,9 @@ impl Hosts {
         if let Some(token) = &token {
             cmd.args(["--token", token]);
         }
-        if self.nat == Some(i) {
+        if self.nat == Some(i) && self.no_inbound {
+            cmd.arg("--no-inbound");
+        } else if self.nat == Some(i) {
             let gossip = format!("{}:{}", self.ip(i), GRPC_PORT + 1);
             cmd.args(["--advertise", &self.grpc(i), "--advertise-gossip", &gossip]);
         }
