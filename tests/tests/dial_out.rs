@@ -1,12 +1,13 @@
 //! Nodes that accept no connections (issue 21 §3, `--no-inbound`): they advertise an address
 //! that reaches nothing, so on loopback too the only way to them is through the relays they
 //! dial, and every call that reaches them went through a relay. Invocations by
-//! name and on all nodes, process calls and sends reach them; two of them call each other;
-//! a relay's death moves a node to another relay; a dead one is noticed.
+//! name and on all nodes, process calls and sends, a supervised child placed on one, and a
+//! client reach them; two of them call each other; a relay's death moves a node to another
+//! relay; a dead one is noticed.
 
 use std::time::Duration;
 use steinadler_core::Term;
-use steinadler_node::{Address, Client, GossipMode, Node, Target};
+use steinadler_node::{Address, ChildSpec, ChildState, Client, GossipMode, Node, Target};
 use steinadler_test_modules as m;
 
 mod common;
@@ -19,6 +20,7 @@ async fn start(name: &str, seeds: &[&Node], no_inbound: bool) -> Node {
         Node::builder()
             .name(name)
             .gossip_mode(GossipMode::Tls)
+            .label("name", name)
             .no_inbound(no_inbound),
         seeds.first().copied(),
     );
@@ -115,6 +117,35 @@ async fn nodes_that_accept_no_connections_are_reached_through_their_relays() {
         .await
         .unwrap();
     assert_eq!(got, Term::Int(201));
+
+    // A supervised child placed on d1 from r2, named globally, called by name from d2, and
+    // restarted on d1 after a crash.
+    let spec = ChildSpec {
+        name: Some("kept".into()),
+        placement: "label:name=d1".parse().unwrap(),
+        ..ChildSpec::new("counter", Term::Int(7))
+    };
+    let child = r2.start_child(spec).await.unwrap();
+    let ChildState::Running(first) = child.state.clone() else {
+        panic!("{child:?}");
+    };
+    assert_eq!(first.node, "d1");
+    let kept: Address = "kept".parse().unwrap();
+    common::eventually(T, "d2 resolves kept", || async {
+        d2.whereis_global("kept").await == Some(first.clone())
+    })
+    .await;
+    assert_eq!(d2.call(&kept, "get".into(), T).await.unwrap(), Term::Int(7));
+    // Past i64::MAX the counter crashes.
+    let overflow = msg(&["add".into(), Term::Int(i64::MAX)]);
+    assert!(d2.call(&kept, overflow, T).await.is_err());
+    common::eventually(T, "kept restarted on d1", || async {
+        r2.children().into_iter().any(|c| {
+            c.id == child.id
+                && matches!(&c.state, ChildState::Running(pid) if *pid != first && pid.node == "d1")
+        })
+    })
+    .await;
 
     // A client (the CLI) reaches d1 through a relay too, with TLS to d1 itself.
     let auth = common::login(&r1, "tester").await;
