@@ -81,8 +81,7 @@ fn n3_streams(h: &Hosts) {
 }
 
 #[test]
-fn a_node_behind_nat_without_a_port_forward_dials_out_serves_through_relays_and_is_missed_when_gone()
- {
+fn behind_nat_without_a_port_forward_a_node_dials_out_and_is_reached_through_relays() {
     let Some(mut h) = Hosts::up_behind_nat_without_forward(3, 3) else {
         return;
     };
