@@ -1,13 +1,15 @@
 //! Nodes that accept no connections (issue 21 §3, `--no-inbound`): they advertise an address
 //! that reaches nothing, so on loopback too the only way to them is through the relays they
 //! dial, and every call that reaches them went through a relay. Invocations by
-//! name and on all nodes, process calls and sends, a supervised child placed on one, and a
-//! client reach them; two of them call each other; a relay's death moves a node to another
+//! name, label and on all nodes, streams both ways, process calls, sends and monitors, a
+//! supervised child placed on one, and a client reach them; two of them call each other; a relay's death moves a node to another
 //! relay; a dead one is noticed.
 
 use std::time::Duration;
 use steinadler_core::Term;
-use steinadler_node::{Address, ChildSpec, ChildState, Client, GossipMode, Node, Target};
+use steinadler_node::{
+    Address, ChildSpec, ChildState, Client, ExitReason, GossipMode, Node, StreamOptions, Target,
+};
 use steinadler_test_modules as m;
 
 mod common;
@@ -102,6 +104,32 @@ async fn nodes_that_accept_no_connections_are_reached_through_their_relays() {
     greet(&d1, "d2").await.unwrap();
     greet(&d2, "d1").await.unwrap();
 
+    // By label.
+    let on_d2 = Target::Labels([("name".to_owned(), "d2".to_owned())].into());
+    let results = r1.invoke(&on_d2, "hello", "greet", &args).await.unwrap();
+    assert_eq!(results.len(), 1, "{results:?}");
+    results.iter().for_each(hello_ok);
+
+    // Streams from d1 to r2, and from r2 to d1 (r2 fetches the module from d1 for it).
+    d1.deploy("range", m::RANGE_WASM).await.unwrap();
+    for (consumer, producer) in [(&r2, "d1"), (&d1, "r2")] {
+        let mut stream = consumer
+            .open_stream(
+                Some(producer),
+                "range",
+                "range",
+                &common::args(&[0, 300]),
+                StreamOptions { window: 16 },
+            )
+            .await
+            .unwrap();
+        for i in 0..300 {
+            let item = tokio::time::timeout(T, stream.next()).await.unwrap();
+            assert_eq!(item.unwrap().unwrap(), Term::Int(i), "from {producer}");
+        }
+        assert!(stream.next().await.is_none(), "from {producer}");
+    }
+
     // A process on d1, called and sent to from r2 and from d2.
     d1.deploy("counter", m::COUNTER_WASM).await.unwrap();
     let pid = d1.spawn("counter", Term::Int(0), Some("c")).await.unwrap();
@@ -117,6 +145,14 @@ async fn nodes_that_accept_no_connections_are_reached_through_their_relays() {
         .await
         .unwrap();
     assert_eq!(got, Term::Int(201));
+    // A monitor from r2 sees a process on d1 stop.
+    let short = d1.spawn("counter", Term::Int(0), None).await.unwrap();
+    let watch = r2.monitor(&short);
+    r2.call(&Address::Pid(short.clone()), "stop".into(), T)
+        .await
+        .unwrap();
+    let down = tokio::time::timeout(T, watch.down()).await.unwrap();
+    assert_eq!(down, ExitReason::Normal);
 
     // A supervised child placed on d1 from r2, named globally, called by name from d2, and
     // restarted on d1 after a crash.

@@ -266,13 +266,13 @@ pub(crate) async fn nodes(args: NodesArgs) -> Result<(), Failure> {
         };
         let mut labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         labels.sort();
-        rows.push((
-            m.name.clone(),
-            m.grpc_addr.clone(),
-            status,
-            labels.join(","),
-            modules,
-        ));
+        // A node that accepts no connections has no address to give: say how it is reached.
+        let addr = if m.relay_addrs.is_empty() {
+            m.grpc_addr.clone()
+        } else {
+            format!("via {}", m.relay_addrs.join(","))
+        };
+        rows.push((m.name.clone(), addr, status, labels.join(","), modules));
     }
     if args.json {
         let list: Vec<_> = rows

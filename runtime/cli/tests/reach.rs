@@ -96,8 +96,21 @@ fn behind_nat_without_a_port_forward_a_node_dials_out_and_is_reached_through_rel
         .join()
         .unwrap();
     assert!(refused, "n3's router let a connection in");
-    // n3 advertises no address anybody can dial, only the relays it dialed out to.
-    let nodes = ok(&h.cli(1, &["nodes", "--json"]));
+    // n3 advertises no address anybody can dial, only the relay it dialed out to (once it has
+    // attached), and answers through it.
+    let via = format!(r#""address":"via {}","status":"alive""#, h.grpc(1));
+    let started = Instant::now();
+    let nodes = loop {
+        let nodes = ok(&h.cli(1, &["nodes", "--json"]));
+        if nodes.contains(&via) {
+            break nodes;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "n3 is not listed {via}: {nodes}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
         !nodes.contains("192.168."),
         "a private address leaked: {nodes}"
