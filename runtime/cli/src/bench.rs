@@ -6,6 +6,9 @@
 //! n2, and a fan-out to all 5 nodes. Each is measured at 1, 16 and 64 calls in flight, in rounds
 //! that alternate between the two clusters, reporting the median round's p50, p99 and calls/s.
 //!
+//! Then processes, streams and the registry, and a section against Erlang Distribution, run
+//! beside these rounds when `erl` is on the PATH ([`bench_erlang`](crate::bench_erlang)).
+//!
 //! `--only scale` runs the scale harness instead, and nothing else: `--nodes` node processes
 //! (see [`bench_scale`](crate::bench_scale)). A plain `steinadler bench` does not run it.
 
@@ -26,8 +29,8 @@ pub(crate) struct BenchArgs {
     /// Rounds per figure; plaintext and mTLS alternate, and each figure is the median round.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Run only the benchmarks whose label contains this text; `processes`, `streams` and
-    /// `registry` pick those sections; `scale` runs the scale harness alone.
+    /// Run only the benchmarks whose label contains this text; `processes`, `streams`,
+    /// `registry` and `erlang` pick those sections; `scale` runs the scale harness alone.
     #[arg(long)]
     only: Option<String>,
     /// Node processes for `--only scale`.
@@ -147,6 +150,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench_registry::run(&plain_nodes, "plain", 100).await?;
         crate::bench_registry::run(&tls_nodes, "mTLS", 100).await?;
     }
+    if selected("erlang") {
+        println!(
+            "\nagainst Erlang Distribution (its rounds interleaved with these; n1 -> n2 in this process, and apart: to a node in a process of its own):"
+        );
+        crate::bench_erlang::run(&tls_nodes, args.rounds, args.calls).await?;
+    }
     // Last, because once done it starts the bench's quiet shutdown (`shutting_down`).
     if selected("streams apart") || stream_rows {
         println!(
@@ -163,10 +172,10 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
 /// One measurement's figures.
 #[derive(Debug, Clone, Copy)]
-struct Figures {
-    p50: Duration,
-    p99: Duration,
-    rate: f64,
+pub(crate) struct Figures {
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) rate: f64,
 }
 
 impl Figures {
@@ -236,14 +245,18 @@ pub(crate) async fn client_auth(addr: &str, token: Option<&str>) -> anyhow::Resu
 
 /// What one call is.
 #[derive(Clone)]
-enum Scenario {
+pub(crate) enum Scenario {
     Tcp(std::net::SocketAddr),
     Ping(Client),
     Invoke(Arc<Node>, Target, Vec<u8>),
 }
 
 /// Runs `calls` calls from `inflight` concurrent workers.
-async fn measure(scenario: &Scenario, inflight: usize, calls: usize) -> anyhow::Result<Figures> {
+pub(crate) async fn measure(
+    scenario: &Scenario,
+    inflight: usize,
+    calls: usize,
+) -> anyhow::Result<Figures> {
     let per_worker = calls.div_ceil(inflight).max(1);
     let started = Instant::now();
     let workers: Vec<_> = (0..inflight)

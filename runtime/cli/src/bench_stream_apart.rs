@@ -63,8 +63,8 @@ fn consume(
         .enable_all()
         .build()?;
     let producers = [
-        ProducerNode::start(false, producer_cpu)?,
-        ProducerNode::start(true, producer_cpu)?,
+        ProducerNode::start(false, Some(producer_cpu))?,
+        ProducerNode::start(true, Some(producer_cpu))?,
     ];
     let measured = runtime.block_on(async {
         let mut consumers = Vec::new();
@@ -126,23 +126,25 @@ async fn join(producer: &ProducerNode) -> anyhow::Result<(Arc<Node>, Client)> {
 /// The child node's name.
 const PRODUCER: &str = "p";
 
-/// A `steinadler node start` child held to one core.
-struct ProducerNode {
+/// A `steinadler node start` child, held to one core or not.
+pub(crate) struct ProducerNode {
     child: Child,
     /// Kept open, so that the node's writes to stdout never fail.
     _stdout: BufReader<ChildStdout>,
-    addr: String,
+    pub(crate) addr: String,
     /// The join token of the cluster the child created (mutual TLS only).
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     dir: PathBuf,
 }
 
 impl ProducerNode {
-    fn start(secure: bool, cpu: usize) -> anyhow::Result<Self> {
+    /// Starts a child node named [`PRODUCER`], held to `cpu` if one is given.
+    pub(crate) fn start(secure: bool, cpu: Option<usize>) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!(
-            "steinadler-bench-{}-{}",
+            "steinadler-bench-{}-{}-{}",
             std::process::id(),
-            if secure { "tls" } else { "plain" }
+            if secure { "tls" } else { "plain" },
+            cpu.map_or_else(|| "any".to_owned(), |c| c.to_string())
         ));
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["node", "start", "--name", PRODUCER]);
@@ -156,10 +158,12 @@ impl ProducerNode {
             .env("RUST_LOG", "error,memberlist_core::broadcast=off")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
-        // SAFETY: between fork and exec the closure makes one system call and touches no lock
-        // or allocation.
-        unsafe {
-            command.pre_exec(move || pin(cpu));
+        if let Some(cpu) = cpu {
+            // SAFETY: between fork and exec the closure makes one system call and touches no
+            // lock or allocation.
+            unsafe {
+                command.pre_exec(move || pin(cpu));
+            }
         }
         let mut child = command
             .spawn()
@@ -183,8 +187,13 @@ impl ProducerNode {
         })
     }
 
+    /// The child node's name.
+    pub(crate) fn name(&self) -> &'static str {
+        PRODUCER
+    }
+
     /// Stops the child as an operator would (SIGTERM), and removes its data.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         // Its pid is its own: the child has not been waited for.
         let pid = i32::try_from(self.child.id()).unwrap_or(i32::MAX);
         // SAFETY: kill(2) has no memory effects.

@@ -7,6 +7,7 @@
 mod auth;
 mod bench;
 mod bench_cpu;
+mod bench_erlang;
 mod bench_proc;
 mod bench_registry;
 mod bench_scale;
