@@ -27,6 +27,10 @@ const MAX_RELAYS: usize = 3;
 /// How often a node short of relays looks for more, when membership says nothing new.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// A relay whose attachment failed or ended is tried again only after the other candidates,
+/// for this long: long enough for gossip to declare a dead one dead.
+const COOL_DOWN: Duration = Duration::from_secs(10);
+
 /// The address reported for a tunnel whose relay's address does not parse.
 const NO_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
@@ -186,7 +190,14 @@ async fn top_up(inner: &Arc<Inner>, want: usize) {
     let seeded = |m: &steinadler_membership::Member| {
         inner.config.join.contains(&m.gossip_addr) || inner.config.seeds.contains(&m.meta.grpc_addr)
     };
-    candidates.sort_by_key(|m| (!seeded(m), m.name.clone()));
+    // Seeds first, and relays that just failed last.
+    candidates.sort_by_key(|m| {
+        (
+            board.is_cooling(&m.name, COOL_DOWN),
+            !seeded(m),
+            m.name.clone(),
+        )
+    });
     for member in candidates.into_iter().take(want - board.my_relay_count()) {
         board.set_relay(&member.name, false);
         tokio::spawn(attach(inner.clone(), member.name, member.meta.grpc_addr));
@@ -196,12 +207,10 @@ async fn top_up(inner: &Arc<Inner>, want: usize) {
 /// Stays attached to `relay` at `addr` until the attachment ends, then forgets it.
 async fn attach(inner: Arc<Inner>, relay: String, addr: String) {
     let ended = attached(&inner, &relay, &addr).await;
-    inner.relay.drop_relay(&relay);
+    inner.relay.drop_relay(&relay, COOL_DOWN);
     inner.meta_changed.notify_one();
     if !*inner.stopping.borrow() {
         tracing::warn!(%relay, "the link to a relay ended ({ended}); attaching to another member");
-        // Not at once to the same one, if it is still listed.
-        tokio::time::sleep(RECHECK).await;
     }
 }
 

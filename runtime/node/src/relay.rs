@@ -95,6 +95,8 @@ pub(crate) struct Switchboard {
     next: AtomicU64,
     /// On a dial-out-only node: the relays it is attaching to, and whether it is attached.
     mine: Mutex<BTreeMap<String, bool>>,
+    /// On a dial-out-only node: relays whose attachment just failed or ended, and since when.
+    cooling: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Switchboard {
@@ -215,9 +217,21 @@ impl Switchboard {
         lock(&self.mine).insert(name.to_owned(), attached);
     }
 
-    /// Forgets the relay `name`.
-    pub(crate) fn drop_relay(&self, name: &str) {
+    /// Forgets the relay `name`, and passes it over for `cool_down` when choosing relays,
+    /// so that a relay that just failed is not retried before the others.
+    pub(crate) fn drop_relay(&self, name: &str, cool_down: Duration) {
         lock(&self.mine).remove(name);
+        let mut cooling = lock(&self.cooling);
+        let now = std::time::Instant::now();
+        cooling.retain(|_, since| now.duration_since(*since) < cool_down);
+        cooling.insert(name.to_owned(), now);
+    }
+
+    /// Whether the relay `name` failed within `cool_down`.
+    pub(crate) fn is_cooling(&self, name: &str, cool_down: Duration) -> bool {
+        lock(&self.cooling)
+            .get(name)
+            .is_some_and(|since| since.elapsed() < cool_down)
     }
 }
 
