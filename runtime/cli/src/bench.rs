@@ -30,7 +30,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Run only the benchmarks whose label contains this text; `processes`, `streams`,
-    /// `registry` and `erlang` pick those sections; `scale` runs the scale harness alone.
+    /// `registry`, `relay` and `erlang` pick those sections; `scale` runs the scale harness alone.
     #[arg(long)]
     only: Option<String>,
     /// Node processes for `--only scale`.
@@ -150,6 +150,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench_registry::run(&plain_nodes, "plain", 100).await?;
         crate::bench_registry::run(&tls_nodes, "mTLS", 100).await?;
     }
+    if selected("relay") {
+        println!(
+            "\nrelay (mTLS, gossip on the TLS port; d accepts no connections, and r is its relay):"
+        );
+        crate::bench_relay::run(args.rounds, args.calls).await?;
+    }
     if selected("erlang") {
         println!(
             "\nagainst Erlang Distribution (its rounds interleaved with these; n1 -> n2 in this process, and apart: to a node in a process of its own):"
@@ -180,7 +186,7 @@ pub(crate) struct Figures {
 
 impl Figures {
     /// The round with the median throughput.
-    fn median_of(mut rounds: Vec<Figures>) -> Figures {
+    pub(crate) fn median_of(mut rounds: Vec<Figures>) -> Figures {
         rounds.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         rounds[rounds.len() / 2]
     }

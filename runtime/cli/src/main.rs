@@ -10,6 +10,7 @@ mod bench_cpu;
 mod bench_erlang;
 mod bench_proc;
 mod bench_registry;
+mod bench_relay;
 mod bench_scale;
 mod bench_scale_proc;
 mod bench_stream;

@@ -349,6 +349,10 @@ impl Relay for RelayService {
             .relay
             .offer(&first.to, &from, Box::pin(chunks))
             .await?;
+        self.inner
+            .stats
+            .tunnels_relayed
+            .fetch_add(1, Ordering::Relaxed);
         Ok(Response::new(Box::pin(replies)))
     }
 

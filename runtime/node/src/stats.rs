@@ -26,6 +26,8 @@ pub struct Stats {
     pub streams_open: std::sync::atomic::AtomicU64,
     /// Items this node's stream producers have produced.
     pub stream_items_produced: std::sync::atomic::AtomicU64,
+    /// Tunnels this node relayed for nodes that accept no connections (`--no-inbound`).
+    pub tunnels_relayed: std::sync::atomic::AtomicU64,
 }
 
 impl Stats {
