@@ -68,6 +68,7 @@ mod processes;
 mod quorum;
 mod reconnect;
 mod registry;
+mod renew;
 mod rotate;
 mod security;
 mod service;

@@ -227,6 +227,7 @@ impl Node {
             tokio::spawn(crate::registry::sync::run(inner.clone())),
             tokio::spawn(crate::supervisor::run::run(inner.clone())),
             tokio::spawn(crate::reconnect::run(inner.clone())),
+            tokio::spawn(crate::renew::run(inner.clone())),
             tokio::spawn({
                 let inner = inner.clone();
                 async move { inner.peers.maintain(inner.stopping.clone()).await }

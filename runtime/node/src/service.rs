@@ -378,6 +378,15 @@ impl NodeApi for Service {
             .map(Response::new)
     }
 
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewReply>, Status> {
+        let caller = self.authorize(&request, crate::renew::RENEW, Access::Node)?;
+        let remote = remote_of(&request);
+        crate::renew::serve(&self.inner, caller, request.into_inner(), &remote).map(Response::new)
+    }
+
     async fn gossip_key(
         &self,
         request: Request<pb::GossipKeyRequest>,

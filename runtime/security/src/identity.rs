@@ -50,8 +50,30 @@ pub struct Identity {
     pub role: Role,
     /// The node name (first DNS SAN, else CN) or the client name (CN).
     pub name: String,
+    /// Start of the validity window.
+    pub not_before: SystemTime,
     /// End of the validity window.
     pub not_after: SystemTime,
+}
+
+impl Identity {
+    /// When the certificate is due for renewal: two thirds into its lifetime. The lifetime
+    /// runs from its issue, which for this cluster's certificates is `not_before` plus
+    /// [`BACKDATE`](crate::BACKDATE) (backdated for clock skew); a window no longer than that
+    /// (an operator's certificate) counts whole. Always inside the window.
+    #[must_use]
+    pub fn renew_at(&self) -> SystemTime {
+        let window = self
+            .not_after
+            .duration_since(self.not_before)
+            .unwrap_or(Duration::ZERO);
+        let (issued, lifetime) = if window > crate::BACKDATE {
+            (self.not_before + crate::BACKDATE, window - crate::BACKDATE)
+        } else {
+            (self.not_before, window)
+        };
+        issued + lifetime * 2 / 3
+    }
 }
 
 pub(crate) fn parse_cert<'a>(der: &'a [u8]) -> Result<X509Certificate<'a>, SecurityError> {
@@ -81,7 +103,10 @@ fn first_dns_san(cert: &X509Certificate<'_>) -> Result<Option<String>, SecurityE
 }
 
 fn not_after_of(cert: &X509Certificate<'_>) -> SystemTime {
-    let secs = cert.validity().not_after.timestamp();
+    at(cert.validity().not_after.timestamp())
+}
+
+fn at(secs: i64) -> SystemTime {
     match u64::try_from(secs) {
         Ok(secs) => UNIX_EPOCH + Duration::from_secs(secs),
         Err(_) => UNIX_EPOCH,
@@ -119,6 +144,7 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, SecurityError>
     Ok(Identity {
         role,
         name,
+        not_before: at(x509.validity().not_before.timestamp()),
         not_after: not_after_of(&x509),
     })
 }

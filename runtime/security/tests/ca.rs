@@ -30,6 +30,31 @@ fn node_and_client_identities() {
 }
 
 #[test]
+fn renewal_is_due_two_thirds_into_the_lifetime_not_counting_the_backdating() {
+    let ca = Ca::generate().unwrap();
+    for lifetime in [Duration::from_secs(30), NODE_CERT_VALIDITY] {
+        let issued = SystemTime::now();
+        let node = ca.issue_node("n1", &[], &[], lifetime).unwrap();
+        let id = identity_of(&first_cert_der(&node.cert_pem).unwrap()).unwrap();
+        let due = id.renew_at().duration_since(issued).unwrap();
+        let want = lifetime * 2 / 3;
+        // Certificate times have whole seconds.
+        assert!(
+            due + Duration::from_secs(2) > want && due < want + Duration::from_secs(2),
+            "{lifetime:?}: renewal due after {due:?}, want {want:?}"
+        );
+    }
+    // A window shorter than the backdating (an operator's certificate) counts whole.
+    let now = SystemTime::now();
+    let short = ca
+        .issue_node_with_window("n1", now, now + Duration::from_secs(90))
+        .unwrap();
+    let id = identity_of(&first_cert_der(&short.cert_pem).unwrap()).unwrap();
+    let due = id.renew_at().duration_since(id.not_before).unwrap();
+    assert_eq!(due, Duration::from_secs(60));
+}
+
+#[test]
 fn ca_is_not_an_identity_and_round_trips() {
     let ca = Ca::generate().unwrap();
     assert!(matches!(
