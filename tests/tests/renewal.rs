@@ -1,7 +1,9 @@
 //! Certificate renewal on real nodes over mutual TLS on 127.0.0.1, with certificates that live
 //! 20 s: a 3-node cluster serves every call across several renewals of each node's
 //! certificate, the one CA holder signing its own and the other two asking it over
-//! `Node.Renew`; and a node cannot get a certificate for another node's name.
+//! `Node.Renew`; token-joined nodes without a data dir renewing in memory; a node that finds
+//! no CA holder retrying and counting each failure; and a node that cannot get a certificate
+//! for another node's name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -232,6 +234,61 @@ async fn a_node_cannot_renew_a_certificate_for_another_name() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_renew_keeps_trying_and_counts_each_failure() {
+    // No node holds the CA key: nobody can sign.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path();
+    pki::init(pki).unwrap();
+    for name in ["n1", "n2"] {
+        pki::issue_node(pki, name, &[], &[]).unwrap();
+    }
+    let n1 = start(pki, "n1", None).await;
+    let n2 = start(pki, "n2", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2], 2).await;
+    for node in [&n1, &n2] {
+        // A second failure means it tried again after the first (1 s of backoff later).
+        let failures = &node.stats().renewal_failures;
+        common::eventually(Duration::from_secs(90), "two failed renewals", || async {
+            failures.load(Ordering::Relaxed) >= 2
+        })
+        .await;
+        assert_eq!(node.stats().renewals.load(Ordering::Relaxed), 0);
+    }
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_joined_nodes_without_a_data_dir_renew_in_memory() {
+    let short = |b: steinadler_node::NodeBuilder| b.cert_lifetimes(LIFETIME, CLIENT_CERT_VALIDITY);
+    let n1 = short(Node::builder().name("n1")).start().await.unwrap();
+    let n2 = common::through(short(Node::builder().name("n2")), Some(&n1))
+        .start()
+        .await
+        .unwrap();
+    common::wait_for_members(&[&n1, &n2], 2).await;
+    n1.deploy("hello", m::HELLO_WASM).await.unwrap();
+    // Both hold the CA key (token join hands it over): each signs its own renewal.
+    let first = [
+        presented_not_after(&n1).await,
+        presented_not_after(&n2).await,
+    ];
+    for node in [&n1, &n2] {
+        let renewals = &node.stats().renewals;
+        common::eventually(Duration::from_secs(90), "a renewal", || async {
+            renewals.load(Ordering::Relaxed) >= 1
+        })
+        .await;
+    }
+    assert!(presented_not_after(&n1).await > first[0]);
+    assert!(presented_not_after(&n2).await > first[1]);
+    assert_serving(&n1, "n2").await;
+    assert_serving(&n2, "n1").await;
     n2.shutdown().await;
     n1.shutdown().await;
 }
