@@ -128,7 +128,12 @@ async fn renew(inner: &Inner, loaded: &Loaded) -> Result<(String, Identity), Ren
     let csr = steinadler_security::make_csr(name)?;
     let (from, cert_pem, ca_cert_pem) = match &loaded.ca {
         Some(ca) => {
-            let cert = ca.sign_csr(&csr.der, Role::Node, name, inner.config.cert_lifetime)?;
+            // Its own certificate's further names (a new cluster's first covers its address).
+            let (ips, dns) = steinadler_security::sans_of(&steinadler_security::first_cert_der(
+                &loaded.material.cert_pem,
+            )?)?;
+            let lifetime = inner.config.cert_lifetime;
+            let cert = ca.sign_node_csr(&csr.der, name, &ips, &dns, lifetime)?;
             (name.clone(), cert, loaded.material.ca_cert_pem.clone())
         }
         None => ask_ca_holders(inner, name, &csr.der).await?,

@@ -292,6 +292,36 @@ impl Ca {
         name: &str,
         validity: Duration,
     ) -> Result<String, SecurityError> {
+        self.sign_request(csr_der, role, name, &[], &[], validity)
+    }
+
+    /// As [`Ca::sign_csr`] for a node, with the further SANs `ips` and `dns` as
+    /// [`Ca::issue_node`] sets them: for a node renewing a certificate whose SANs the signer
+    /// already trusts (its own, read with [`sans_of`](crate::sans_of)), never SANs a CSR asks for.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ca::sign_csr`].
+    pub fn sign_node_csr(
+        &self,
+        csr_der: &[u8],
+        name: &str,
+        ips: &[IpAddr],
+        dns: &[String],
+        validity: Duration,
+    ) -> Result<String, SecurityError> {
+        self.sign_request(csr_der, Role::Node, name, ips, dns, validity)
+    }
+
+    fn sign_request(
+        &self,
+        csr_der: &[u8],
+        role: Role,
+        name: &str,
+        ips: &[IpAddr],
+        dns: &[String],
+        validity: Duration,
+    ) -> Result<String, SecurityError> {
         let request =
             CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
                 .map_err(|e| SecurityError::Csr(e.to_string()))?;
@@ -299,8 +329,8 @@ impl Ca {
         let params = leaf_params(
             role,
             name,
-            &[],
-            &[],
+            ips,
+            dns,
             now.checked_sub(BACKDATE),
             now.checked_add(validity),
         )?;

@@ -6,6 +6,7 @@
 //! serverAuth makes a client (named by its subject CN).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::CertificateDer;
@@ -111,6 +112,37 @@ fn at(secs: i64) -> SystemTime {
         Ok(secs) => UNIX_EPOCH + Duration::from_secs(secs),
         Err(_) => UNIX_EPOCH,
     }
+}
+
+/// The subject alternative names of a DER certificate: its IP addresses, and its DNS names
+/// after the first (which names a node).
+///
+/// # Errors
+///
+/// [`SecurityError::Certificate`] if the certificate or its SAN extension cannot be parsed.
+pub fn sans_of(cert: &CertificateDer<'_>) -> Result<(Vec<IpAddr>, Vec<String>), SecurityError> {
+    let x509 = parse_cert(cert.as_ref())?;
+    let san = x509
+        .subject_alternative_name()
+        .map_err(|e| SecurityError::Certificate(format!("bad subjectAltName: {e}")))?;
+    let (mut ips, mut dns) = (Vec::new(), Vec::new());
+    for name in san.iter().flat_map(|san| san.value.general_names.iter()) {
+        match name {
+            GeneralName::DNSName(name) => dns.push((*name).to_owned()),
+            GeneralName::IPAddress(bytes) => {
+                if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                    ips.push(IpAddr::from(v4));
+                } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                    ips.push(IpAddr::from(v6));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !dns.is_empty() {
+        dns.remove(0);
+    }
+    Ok((ips, dns))
 }
 
 /// Reads role, name and expiry from a DER certificate.

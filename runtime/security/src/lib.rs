@@ -38,7 +38,7 @@ pub use ca::{
 pub use cookie::{COOKIE_HEADER, CookieSigner, CookieVerifier, REPLAY_WINDOW};
 pub use error::{AuthError, SecurityError, TokenError};
 pub use identity::{
-    EXPIRY_WARNING, Identity, Role, expires_in, identity_of, validate_client_name,
+    EXPIRY_WARNING, Identity, Role, expires_in, identity_of, sans_of, validate_client_name,
     validate_node_name,
 };
 pub use material::{ClientCredentials, Material, save_gossip_keys};

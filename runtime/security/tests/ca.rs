@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use steinadler_security::{
     CLIENT_CERT_VALIDITY, Ca, NODE_CERT_VALIDITY, Role, SecurityError, first_cert_der, identity_of,
-    make_csr,
+    make_csr, sans_of,
 };
 
 #[test]
@@ -27,6 +27,25 @@ fn node_and_client_identities() {
     let id = identity_of(&first_cert_der(&client.cert_pem).unwrap()).unwrap();
     assert_eq!((id.role, id.name.as_str()), (Role::Client, "alice"));
     assert!(!format!("{client:?}").contains("PRIVATE"));
+}
+
+#[test]
+fn a_renewal_keeps_the_sans_the_signer_reads_from_the_old_certificate() {
+    let ca = Ca::generate().unwrap();
+    let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let old = ca
+        .issue_node("n1", &[ip], &["n1.example.com".into()], NODE_CERT_VALIDITY)
+        .unwrap();
+    let (ips, dns) = sans_of(&first_cert_der(&old.cert_pem).unwrap()).unwrap();
+    assert!(ips.contains(&ip), "{ips:?}");
+    assert_eq!(dns, ["n1.example.com"]);
+    let csr = make_csr("n1").unwrap();
+    let renewed = ca
+        .sign_node_csr(&csr.der, "n1", &ips, &dns, NODE_CERT_VALIDITY)
+        .unwrap();
+    let der = first_cert_der(&renewed).unwrap();
+    assert_eq!(sans_of(&der).unwrap(), (ips, dns));
+    assert_eq!(identity_of(&der).unwrap().name, "n1");
 }
 
 #[test]
