@@ -2,8 +2,8 @@
 //! 20 s: a 3-node cluster serves every call across several renewals of each node's
 //! certificate, the one CA holder signing its own and the other two asking it over
 //! `Node.Renew`; token-joined nodes without a data dir renewing in memory; a node that finds
-//! no CA holder retrying and counting each failure; and a node that cannot get a certificate
-//! for another node's name.
+//! no CA holder retrying and counting each failure; a node that cannot get a certificate for
+//! another node's name; and a client renewing its own certificate only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -290,5 +290,51 @@ async fn token_joined_nodes_without_a_data_dir_renew_in_memory() {
     assert_serving(&n1, "n2").await;
     assert_serving(&n2, "n1").await;
     n2.shutdown().await;
+    n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_renews_its_own_certificate_and_no_other() {
+    let n1 = Node::builder()
+        .name("n1")
+        .cert_lifetimes(
+            steinadler_security::NODE_CERT_VALIDITY,
+            Duration::from_secs(60),
+        )
+        .start()
+        .await
+        .unwrap();
+    let steinadler_node::ClientAuth::Certificate(old) = common::login(&n1, "tester").await else {
+        unreachable!("a login gives a certificate");
+    };
+    let auth = steinadler_node::ClientAuth::Certificate(old.clone());
+    let client = Client::connect(n1.grpc_addr(), &auth).await.unwrap();
+    let renewed = client.renew_certificate(&old).await.unwrap();
+    let (was, now) = (
+        identity_of(&first_cert_der(&old.cert_pem).unwrap()).unwrap(),
+        identity_of(&first_cert_der(&renewed.cert_pem).unwrap()).unwrap(),
+    );
+    assert_eq!((now.role, now.name.as_str()), (was.role, "tester"));
+    assert_ne!(renewed.key_pem, old.key_pem);
+    let mut with_new = Client::connect(
+        n1.grpc_addr(),
+        &steinadler_node::ClientAuth::Certificate(std::sync::Arc::new(renewed)),
+    )
+    .await
+    .unwrap();
+    with_new.members().await.unwrap();
+
+    // A certificate for another client's name: refused.
+    let csr = steinadler_security::make_csr("alice").unwrap();
+    let status = client
+        .raw()
+        .renew_client(pb::RenewRequest {
+            name: "alice".into(),
+            csr: csr.der.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    wait_count(&n1.stats().rejected_renewal, 1).await;
     n1.shutdown().await;
 }

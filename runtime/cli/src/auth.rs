@@ -6,8 +6,9 @@ use anyhow::anyhow;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 use steinadler_node::{Client, ClientAuth};
-use steinadler_security::ClientCredentials;
+use steinadler_security::{ClientCredentials, identity_of};
 
 /// Which node to talk to, and how.
 #[derive(Debug, Args, Clone)]
@@ -30,10 +31,7 @@ impl NodeAddr {
         if self.insecure {
             return Ok(ClientAuth::Insecure);
         }
-        let dir = match &self.credentials {
-            Some(dir) => dir.clone(),
-            None => default_credentials_dir().map_err(Failure::Usage)?,
-        };
+        let dir = self.credentials_dir().map_err(Failure::Usage)?;
         if !dir.join("client.crt").exists() {
             return Err(Failure::Usage(anyhow!(
                 "no client certificate in {}: run `steinadler login --node ADDR --token TOKEN` \
@@ -51,12 +49,58 @@ impl NodeAddr {
         self.connect_to(&self.node).await
     }
 
-    /// Connects to another node of the same cluster with the same credentials.
+    /// Connects to another node of the same cluster with the same credentials. A client
+    /// certificate two thirds through its lifetime is renewed on the way ([`renew_if_due`]).
     pub(crate) async fn connect_to(&self, addr: &str) -> Result<Client, Failure> {
         let auth = self.auth()?;
-        Client::connect(addr, &auth)
+        let client = Client::connect(addr, &auth)
             .await
-            .map_err(|e| Failure::Runtime(e.into()))
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        if let ClientAuth::Certificate(creds) = &auth {
+            renew_if_due(
+                &client,
+                creds,
+                &self.credentials_dir().map_err(Failure::Usage)?,
+            )
+            .await;
+        }
+        Ok(client)
+    }
+
+    fn credentials_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.credentials {
+            Some(dir) => Ok(dir.clone()),
+            None => default_credentials_dir(),
+        }
+    }
+}
+
+/// Renews `creds` through `client` and saves them to `dir` once the certificate is two thirds
+/// through its lifetime. A failure is a warning, not an error: the current certificate still
+/// works until it expires, and the next command tries again.
+async fn renew_if_due(client: &Client, creds: &ClientCredentials, dir: &std::path::Path) {
+    let Ok(identity) =
+        steinadler_security::first_cert_der(&creds.cert_pem).and_then(|d| identity_of(&d))
+    else {
+        return;
+    };
+    if SystemTime::now() < identity.renew_at() {
+        return;
+    }
+    let left = identity
+        .not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    match client.renew_certificate(creds).await {
+        Ok(renewed) => match renewed.save(dir) {
+            Ok(()) => tracing::info!(dir = %dir.display(), "renewed the client certificate"),
+            Err(e) => tracing::warn!("cannot save the renewed client certificate: {e}"),
+        },
+        Err(e) => tracing::warn!(
+            seconds_left = left.as_secs(),
+            "the client certificate is due for renewal, and renewing it failed: {e}. Run \
+             `steinadler login` again before it expires"
+        ),
     }
 }
 

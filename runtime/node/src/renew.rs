@@ -199,27 +199,44 @@ async fn ask_ca_holders(
     Err(RenewError::NoCaHolder(refused.join("; ")))
 }
 
-/// Serves `Node.Renew` for `caller`, whose node certificate and cookie were checked: signs
-/// `req.csr` for the caller's own name, and for no other.
+/// Serves `Node.Renew` (`role` node) or `Node.RenewClient` (`role` client) for `caller`, whose
+/// certificate (and, for a node, cookie) was checked: signs `req.csr` for the caller's own
+/// name in its own role, and for no other.
 pub(crate) fn serve(
     inner: &Inner,
     caller: Option<Identity>,
     req: pb::RenewRequest,
     remote: &str,
+    role: Role,
 ) -> Result<pb::RenewReply, Status> {
     let (Some(loaded), Some(caller)) = (inner.security.loaded(), caller) else {
         return Err(Status::failed_precondition(
             "this node runs --insecure: it has no cluster CA and signs nothing",
         ));
     };
-    if req.name != caller.name {
+    let refuse = |reason: &'static str, message: String| {
         inner.stats.rejected_renewal.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::rejected("renewal", "other_name");
-        tracing::warn!(peer = %remote, caller = %caller.name, asked = %req.name, "refused a renewal for another node's name");
-        return Err(Status::permission_denied(format!(
-            "{} may renew only its own certificate, not one for {:?}",
-            caller.name, req.name
-        )));
+        crate::metrics::rejected("renewal", reason);
+        tracing::warn!(peer = %remote, caller = %caller.name, asked = %req.name, %role, "refused a renewal: {message}");
+        Status::permission_denied(message)
+    };
+    if caller.role != role {
+        return Err(refuse(
+            "role",
+            format!(
+                "{} holds a {} certificate; it cannot renew a {role} certificate",
+                caller.name, caller.role
+            ),
+        ));
+    }
+    if req.name != caller.name {
+        return Err(refuse(
+            "other_name",
+            format!(
+                "{} may renew only its own certificate, not one for {:?}",
+                caller.name, req.name
+            ),
+        ));
     }
     let Some(ca) = &loaded.ca else {
         return Err(Status::failed_precondition(format!(
@@ -227,15 +244,14 @@ pub(crate) fn serve(
             inner.config.name
         )));
     };
+    let lifetime = match role {
+        Role::Node => inner.config.cert_lifetime,
+        Role::Client => inner.config.client_cert_lifetime,
+    };
     let cert_pem = ca
-        .sign_csr(
-            &req.csr,
-            Role::Node,
-            &caller.name,
-            inner.config.cert_lifetime,
-        )
+        .sign_csr(&req.csr, role, &caller.name, lifetime)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    tracing::info!(peer = %remote, name = %caller.name, "signed a renewed node certificate");
+    tracing::info!(peer = %remote, name = %caller.name, %role, "signed a renewed {role} certificate");
     Ok(pb::RenewReply {
         cert_pem,
         ca_cert_pem: loaded.material.ca_cert_pem.clone(),

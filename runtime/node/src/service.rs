@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_server::{Node as NodeApi, NodeServer};
+use steinadler_security::Role;
 use steinadler_transport::PeerInfo;
 use tokio::sync::watch;
 use tokio_stream::Stream;
@@ -384,7 +385,31 @@ impl NodeApi for Service {
     ) -> Result<Response<pb::RenewReply>, Status> {
         let caller = self.authorize(&request, crate::renew::RENEW, Access::Node)?;
         let remote = remote_of(&request);
-        crate::renew::serve(&self.inner, caller, request.into_inner(), &remote).map(Response::new)
+        crate::renew::serve(
+            &self.inner,
+            caller,
+            request.into_inner(),
+            &remote,
+            Role::Node,
+        )
+        .map(Response::new)
+    }
+
+    async fn renew_client(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewReply>, Status> {
+        let path = "/steinadler.v1.Node/RenewClient";
+        let caller = self.authorize(&request, path, Access::Client)?;
+        let remote = remote_of(&request);
+        crate::renew::serve(
+            &self.inner,
+            caller,
+            request.into_inner(),
+            &remote,
+            Role::Client,
+        )
+        .map(Response::new)
     }
 
     async fn gossip_key(

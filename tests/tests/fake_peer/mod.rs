@@ -85,6 +85,12 @@ impl NodeApi for Liar {
     ) -> Result<Response<pb::RenewReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn renew_client(
+        &self,
+        _: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn gossip_key(
         &self,
         _: Request<pb::GossipKeyRequest>,
