@@ -71,6 +71,7 @@ mod registry;
 mod renew;
 mod rotate;
 mod security;
+mod server;
 mod service;
 mod setup;
 mod spread;

@@ -220,7 +220,7 @@ impl Node {
             stopping: stopped.clone(),
             config,
         });
-        let server = tokio::spawn(crate::service::serve(inner.clone(), listener, stopped));
+        let server = tokio::spawn(crate::server::serve(inner.clone(), listener, stopped));
         let ticker = tokio::spawn(crate::local::advertise(inner.clone()));
         let watcher = tokio::spawn(crate::setup::watch_certificates(inner.clone()));
         let mut background = vec![
