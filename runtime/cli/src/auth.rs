@@ -6,6 +6,7 @@ use anyhow::anyhow;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 use steinadler_node::{Client, ClientAuth};
 use steinadler_security::{ClientCredentials, identity_of};
@@ -44,27 +45,28 @@ impl NodeAddr {
         Ok(ClientAuth::Certificate(Arc::new(creds)))
     }
 
-    /// Connects to the node.
+    /// Connects to the node. A client certificate two thirds through its lifetime is renewed
+    /// on the way, once per command ([`renew_if_due`]).
     pub(crate) async fn connect(&self) -> Result<Client, Failure> {
-        self.connect_to(&self.node).await
-    }
-
-    /// Connects to another node of the same cluster with the same credentials. A client
-    /// certificate two thirds through its lifetime is renewed on the way ([`renew_if_due`]).
-    pub(crate) async fn connect_to(&self, addr: &str) -> Result<Client, Failure> {
         let auth = self.auth()?;
-        let client = Client::connect(addr, &auth)
+        let client = Client::connect(&self.node, &auth)
             .await
             .map_err(|e| Failure::Runtime(e.into()))?;
-        if let ClientAuth::Certificate(creds) = &auth {
-            renew_if_due(
-                &client,
-                creds,
-                &self.credentials_dir().map_err(Failure::Usage)?,
-            )
-            .await;
+        if let ClientAuth::Certificate(creds) = &auth
+            && !RENEWAL_TRIED.swap(true, Ordering::Relaxed)
+        {
+            let dir = self.credentials_dir().map_err(Failure::Usage)?;
+            renew_if_due(&client, creds, &dir).await;
         }
         Ok(client)
+    }
+
+    /// Connects to another node of the same cluster with the same credentials.
+    pub(crate) async fn connect_to(&self, addr: &str) -> Result<Client, Failure> {
+        let auth = self.auth()?;
+        Client::connect(addr, &auth)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))
     }
 
     fn credentials_dir(&self) -> anyhow::Result<PathBuf> {
@@ -74,6 +76,10 @@ impl NodeAddr {
         }
     }
 }
+
+/// Set once a command has looked at its certificate's renewal: two renewals at once could
+/// leave one's key beside the other's certificate.
+static RENEWAL_TRIED: AtomicBool = AtomicBool::new(false);
 
 /// Renews `creds` through `client` and saves them to `dir` once the certificate is two thirds
 /// through its lifetime. A failure is a warning, not an error: the current certificate still
