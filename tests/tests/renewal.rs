@@ -3,7 +3,8 @@
 //! certificate, the one CA holder signing its own and the other two asking it over
 //! `Node.Renew`; token-joined nodes without a data dir renewing in memory; a node that finds
 //! no CA holder retrying and counting each failure; a node that cannot get a certificate for
-//! another node's name; and a client renewing its own certificate only.
+//! another node's name; a client renewing its own certificate only; and gossip on the TLS
+//! links (`--gossip-wire tls`) keeping every member through renewals.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -337,4 +338,46 @@ async fn a_client_renews_its_own_certificate_and_no_other() {
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     wait_count(&n1.stats().rejected_renewal, 1).await;
     n1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_on_the_tls_links_survives_renewals() {
+    let short = |name: &str| {
+        Node::builder()
+            .name(name)
+            .gossip_mode(steinadler_node::GossipMode::Tls)
+            .cert_lifetimes(LIFETIME, CLIENT_CERT_VALIDITY)
+    };
+    let n1 = short("n1").start().await.unwrap();
+    let n2 = common::through(short("n2"), Some(&n1))
+        .start()
+        .await
+        .unwrap();
+    let n3 = common::through(short("n3"), Some(&n1))
+        .start()
+        .await
+        .unwrap();
+    let nodes = [&n1, &n2, &n3];
+    common::wait_for_members(&nodes, 3).await;
+    n1.deploy("hello", m::HELLO_WASM).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while nodes
+        .iter()
+        .any(|n| n.stats().renewals.load(Ordering::Relaxed) < 2)
+    {
+        for node in nodes {
+            let results = node
+                .invoke(&Target::All, "hello", "greet", &greet())
+                .await
+                .unwrap_or_else(|e| panic!("a call from {} failed: {e}", node.name()));
+            // Every member answers: none was taken for dead while links were reopened.
+            assert_eq!(results.len(), 3, "{results:?}");
+            results.iter().for_each(common::hello_ok);
+        }
+        assert!(Instant::now() < deadline, "not every node renewed twice");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
 }
