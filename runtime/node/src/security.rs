@@ -91,6 +91,9 @@ struct Secure {
     verifier: CookieVerifier,
     /// Join nonces already used, so a captured join request cannot be replayed.
     join_nonces: moka::sync::Cache<[u8; 16], ()>,
+    /// Held by a reload and an install, so that a reload never reads the files between the
+    /// key and the certificate an install writes.
+    swapping: Mutex<()>,
 }
 
 impl Security {
@@ -107,6 +110,7 @@ impl Security {
                 verifier: CookieVerifier::new(&secret),
                 secret,
                 loaded: RwLock::new(Arc::new(loaded)),
+                swapping: Mutex::new(()),
                 join_nonces: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_live(2 * steinadler_security::REPLAY_WINDOW)
@@ -136,6 +140,7 @@ impl Security {
         let Some(dir) = &secure.dir else {
             return Ok(false);
         };
+        let _swapping = secure.swapping.lock().unwrap_or_else(|e| e.into_inner());
         let material = Material::load(dir)?;
         if let Some(current) = self.loaded()
             && same_certificates(&current.material, &material)
@@ -158,6 +163,7 @@ impl Security {
             return Ok(());
         };
         let loaded = Loaded::new(material)?;
+        let _swapping = secure.swapping.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(dir) = &secure.dir {
             loaded.material.save_node_certificate(dir)?;
         }
