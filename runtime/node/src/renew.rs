@@ -1,5 +1,6 @@
 //! Certificate renewal: this node renewing its own certificate ([`run`]), and a CA holder
-//! signing a renewal for the node that asks ([`serve`], `Node.Renew`).
+//! signing a renewal for the node (`Node.Renew`) or client (`Node.RenewClient`) that asks
+//! ([`serve`]). The client's side is [`Client::renew_certificate`](crate::Client::renew_certificate).
 //!
 //! A node renews at two thirds of its certificate's lifetime
 //! ([`Identity::renew_at`](steinadler_security::Identity::renew_at)). It makes a new key and a
