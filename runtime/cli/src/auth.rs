@@ -6,8 +6,10 @@ use anyhow::anyhow;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 use steinadler_node::{Client, ClientAuth};
-use steinadler_security::ClientCredentials;
+use steinadler_security::{ClientCredentials, identity_of};
 
 /// Which node to talk to, and how.
 #[derive(Debug, Args, Clone)]
@@ -30,10 +32,7 @@ impl NodeAddr {
         if self.insecure {
             return Ok(ClientAuth::Insecure);
         }
-        let dir = match &self.credentials {
-            Some(dir) => dir.clone(),
-            None => default_credentials_dir().map_err(Failure::Usage)?,
-        };
+        let dir = self.credentials_dir().map_err(Failure::Usage)?;
         if !dir.join("client.crt").exists() {
             return Err(Failure::Usage(anyhow!(
                 "no client certificate in {}: run `steinadler login --node ADDR --token TOKEN` \
@@ -46,9 +45,20 @@ impl NodeAddr {
         Ok(ClientAuth::Certificate(Arc::new(creds)))
     }
 
-    /// Connects to the node.
+    /// Connects to the node. A client certificate two thirds through its lifetime is renewed
+    /// on the way, once per command ([`renew_if_due`]).
     pub(crate) async fn connect(&self) -> Result<Client, Failure> {
-        self.connect_to(&self.node).await
+        let auth = self.auth()?;
+        let client = Client::connect(&self.node, &auth)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        if let ClientAuth::Certificate(creds) = &auth
+            && !RENEWAL_TRIED.swap(true, Ordering::Relaxed)
+        {
+            let dir = self.credentials_dir().map_err(Failure::Usage)?;
+            renew_if_due(&client, creds, &dir).await;
+        }
+        Ok(client)
     }
 
     /// Connects to another node of the same cluster with the same credentials.
@@ -74,6 +84,46 @@ impl NodeAddr {
         Client::connect_through(relay_addrs, name, &auth)
             .await
             .map_err(|e| Failure::Runtime(e.into()))
+    }
+
+    fn credentials_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.credentials {
+            Some(dir) => Ok(dir.clone()),
+            None => default_credentials_dir(),
+        }
+    }
+}
+
+/// Set once a command has looked at its certificate's renewal: two renewals at once could
+/// leave one's key beside the other's certificate.
+static RENEWAL_TRIED: AtomicBool = AtomicBool::new(false);
+
+/// Renews `creds` through `client` and saves them to `dir` once the certificate is two thirds
+/// through its lifetime. A failure is a warning, not an error: the current certificate still
+/// works until it expires, and the next command tries again.
+async fn renew_if_due(client: &Client, creds: &ClientCredentials, dir: &std::path::Path) {
+    let Ok(identity) =
+        steinadler_security::first_cert_der(&creds.cert_pem).and_then(|d| identity_of(&d))
+    else {
+        return;
+    };
+    if SystemTime::now() < identity.renew_at() {
+        return;
+    }
+    let left = identity
+        .not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    match client.renew_certificate(creds).await {
+        Ok(renewed) => match renewed.save(dir) {
+            Ok(()) => tracing::info!(dir = %dir.display(), "renewed the client certificate"),
+            Err(e) => tracing::warn!("cannot save the renewed client certificate: {e}"),
+        },
+        Err(e) => tracing::warn!(
+            seconds_left = left.as_secs(),
+            "the client certificate is due for renewal, and renewing it failed: {e}. Run \
+             `steinadler login` again before it expires"
+        ),
     }
 }
 

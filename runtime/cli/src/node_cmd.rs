@@ -19,8 +19,9 @@ pub(crate) enum NodeCommand {
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {
     /// A TOML file with the same settings (name, listen, advertise, gossip, advertise_gossip,
-    /// gossip_wire, no_inbound, join, labels, data_dir, max_peers, peer_idle, fanout, max_memory, max_timeout,
-    /// metrics, otlp); flags override it.
+    /// gossip_wire, no_inbound, join, labels, data_dir, max_peers, peer_idle, fanout,
+    /// max_memory, max_timeout, metrics, otlp, cert_lifetime, client_cert_lifetime); flags
+    /// override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The node's name, unique in the cluster.
@@ -97,6 +98,15 @@ pub(crate) struct StartArgs {
     /// [default: 60s].
     #[arg(long, value_parser = crate::parse::duration)]
     max_timeout: Option<Duration>,
+    /// How long the node certificates this node signs live, like 7d, when it holds the CA key:
+    /// for joining nodes, for renewals, and its own first one when it creates a cluster.
+    /// Every node renews its certificate at two thirds of its lifetime [default: 7d].
+    #[arg(long, value_parser = crate::parse::duration)]
+    cert_lifetime: Option<Duration>,
+    /// How long the client certificates this node signs (`steinadler login`) live, like 30d
+    /// [default: 30d].
+    #[arg(long, value_parser = crate::parse::duration)]
+    client_cert_lifetime: Option<Duration>,
     /// Serve Prometheus metrics at http://ADDR/metrics, in plain HTTP on a port of its own,
     /// like 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "ADDR")]
@@ -107,6 +117,9 @@ pub(crate) struct StartArgs {
     #[arg(long, value_name = "ENDPOINT")]
     otlp: Option<String>,
 }
+
+/// The shortest certificate lifetime accepted.
+const MIN_CERT_LIFETIME: Duration = Duration::from_secs(10);
 
 /// The `--config` file.
 /// `--gossip-wire`, and `gossip_wire` in the file.
@@ -160,6 +173,18 @@ struct FileConfig {
     metrics: Option<SocketAddr>,
     /// Like "http://127.0.0.1:4317".
     otlp: Option<String>,
+    /// Like "7d".
+    cert_lifetime: Option<String>,
+    /// Like "30d".
+    client_cert_lifetime: Option<String>,
+}
+
+/// A duration from the file, like "30s", or `None`; an error names the setting.
+fn file_duration(value: Option<&str>, what: &str) -> anyhow::Result<Option<Duration>> {
+    value
+        .map(crate::parse::duration)
+        .transpose()
+        .map_err(|e| anyhow!("{what} in --config: {e}"))
 }
 
 pub(crate) async fn run(cmd: NodeCommand) -> Result<(), Failure> {
@@ -309,12 +334,7 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
         }
         config.max_peers = max;
     }
-    let file_idle = file
-        .peer_idle
-        .as_deref()
-        .map(crate::parse::duration)
-        .transpose()
-        .map_err(|e| anyhow!("peer_idle in --config: {e}"))?;
+    let file_idle = file_duration(file.peer_idle.as_deref(), "peer_idle")?;
     if let Some(idle) = args.peer_idle.or(file_idle) {
         config.peer_idle = idle;
     }
@@ -338,17 +358,36 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
         }
         config.max_memory_bytes = max;
     }
-    let file_timeout = file
-        .max_timeout
-        .as_deref()
-        .map(crate::parse::duration)
-        .transpose()
-        .map_err(|e| anyhow!("max_timeout in --config: {e}"))?;
+    let file_timeout = file_duration(file.max_timeout.as_deref(), "max_timeout")?;
     if let Some(max) = args.max_timeout.or(file_timeout) {
         if max.is_zero() {
             return Err(anyhow!("--max-timeout must be more than zero, like 60s"));
         }
         config.max_timeout = max;
+    }
+    for (flag, arg, from_file, slot) in [
+        (
+            "--cert-lifetime",
+            args.cert_lifetime,
+            file_duration(file.cert_lifetime.as_deref(), "cert_lifetime")?,
+            &mut config.cert_lifetime,
+        ),
+        (
+            "--client-cert-lifetime",
+            args.client_cert_lifetime,
+            file_duration(file.client_cert_lifetime.as_deref(), "client_cert_lifetime")?,
+            &mut config.client_cert_lifetime,
+        ),
+    ] {
+        if let Some(lifetime) = arg.or(from_file) {
+            if lifetime < MIN_CERT_LIFETIME {
+                return Err(anyhow!(
+                    "{flag} must be at least 10s: a certificate is renewed at two thirds of its \
+                     lifetime, and the renewal needs time to happen"
+                ));
+            }
+            *slot = lifetime;
+        }
     }
     config.security = if args.insecure || file.insecure {
         SecurityMode::Insecure
@@ -403,94 +442,5 @@ async fn wait_for_signal() {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        start: StartArgs,
-    }
-
-    async fn config(file: &str, flags: &[&str]) -> anyhow::Result<NodeConfig> {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("steinadler-node-{}-{n}.toml", std::process::id()));
-        std::fs::write(&path, file).unwrap();
-        let mut argv = vec![
-            "node",
-            "--name",
-            "n1",
-            "--insecure",
-            "--config",
-            path.to_str().unwrap(),
-        ];
-        argv.extend_from_slice(flags);
-        let parsed = node_config(Cli::try_parse_from(argv)?.start).await;
-        let _ = std::fs::remove_file(&path);
-        parsed
-    }
-
-    #[tokio::test]
-    async fn the_maximums_come_from_the_file_and_flags_override_them() {
-        let defaults = config("", &[]).await.unwrap();
-        assert_eq!(
-            defaults.max_memory_bytes,
-            steinadler_node::DEFAULT_MAX_MEMORY
-        );
-        assert_eq!(defaults.max_timeout, steinadler_node::DEFAULT_MAX_TIMEOUT);
-
-        let file = "max_memory = \"128MiB\"\nmax_timeout = \"30s\"\n";
-        let from_file = config(file, &[]).await.unwrap();
-        assert_eq!(from_file.max_memory_bytes, 128 << 20);
-        assert_eq!(from_file.max_timeout, Duration::from_secs(30));
-
-        let flags = config(file, &["--max-memory", "1GiB", "--max-timeout", "2m"])
-            .await
-            .unwrap();
-        assert_eq!(flags.max_memory_bytes, 1 << 30);
-        assert_eq!(flags.max_timeout, Duration::from_secs(120));
-    }
-
-    #[tokio::test]
-    async fn metrics_are_off_unless_the_file_or_a_flag_sets_an_address() {
-        assert_eq!(config("", &[]).await.unwrap().metrics, None);
-        let file = "metrics = \"127.0.0.1:9464\"\n";
-        let from_file = config(file, &[]).await.unwrap();
-        assert_eq!(from_file.metrics, Some("127.0.0.1:9464".parse().unwrap()));
-        let flag = config(file, &["--metrics", "0.0.0.0:9465"]).await.unwrap();
-        assert_eq!(flag.metrics, Some("0.0.0.0:9465".parse().unwrap()));
-        let e = config("metrics = \"nowhere\"\n", &[]).await.unwrap_err();
-        assert!(format!("{e:#}").contains("metrics"), "{e:#}");
-    }
-
-    #[test]
-    fn otlp_is_off_unless_the_file_or_a_flag_names_a_collector() {
-        let path =
-            std::env::temp_dir().join(format!("steinadler-otlp-{}.toml", std::process::id()));
-        let otlp = |file: &str, flags: &[&str]| {
-            std::fs::write(&path, file).unwrap();
-            let mut argv = vec!["node", "--name", "n1", "--config", path.to_str().unwrap()];
-            argv.extend_from_slice(flags);
-            otlp_of(&Cli::try_parse_from(argv).unwrap().start)
-        };
-        assert_eq!(otlp("", &[]), None);
-        let file = "otlp = \"http://127.0.0.1:4317\"\n";
-        assert_eq!(otlp(file, &[]).as_deref(), Some("http://127.0.0.1:4317"));
-        let flag = otlp(file, &["--otlp", "http://collector:4317"]);
-        assert_eq!(flag.as_deref(), Some("http://collector:4317"));
-        let _ = std::fs::remove_file(&path);
-    }
-
-    #[tokio::test]
-    async fn maximums_too_small_to_run_anything_are_refused() {
-        let e = config("max_memory = \"64KiB\"\n", &[]).await.unwrap_err();
-        assert!(e.to_string().contains("at least 1MiB"), "{e}");
-        let e = config("max_timeout = \"0s\"\n", &[]).await.unwrap_err();
-        assert!(e.to_string().contains("more than zero"), "{e}");
-        let e = config("max_memory = \"lots\"\n", &[]).await.unwrap_err();
-        assert!(e.to_string().contains("max_memory in --config"), "{e:#}");
-    }
-}
+#[path = "node_cmd_tests.rs"]
+mod tests;

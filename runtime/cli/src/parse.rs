@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+/// Parses `250ms`, `5s`, `2m`, `12h`, `7d` or a bare number of seconds.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -17,9 +17,11 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
         "ms" => value / 1e3,
         "us" | "µs" => value / 1e6,
         "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         other => {
             return Err(format!(
-                "invalid duration unit {other:?} in {s:?}: use ms, s or m"
+                "invalid duration unit {other:?} in {s:?}: use ms, s, m, h or d"
             ));
         }
     };
@@ -61,7 +63,9 @@ mod tests {
         assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(duration("fast").is_err());
-        assert!(duration("5h").is_err());
+        assert_eq!(duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(duration("5y").is_err());
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub enum ClientError {
     /// The node refused or failed the request.
     #[error("{}", .0.message())]
     Status(#[from] tonic::Status),
+    /// The certificate a renewal returned does not fit the credentials it should replace.
+    #[error("the node at {addr} returned an unusable client certificate: {reason}")]
+    Renewal {
+        /// The node.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Client {
@@ -131,6 +139,54 @@ impl Client {
     /// The address this client talks to.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Renews the client certificate in `creds`, which this client is connected with: a new
+    /// key and CSR, signed by the node (which must hold the CA key) for the name the current
+    /// certificate proves. Returns the new credentials; the key never leaves this process.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Status`] if the node refuses (`FAILED_PRECONDITION`: it is no CA
+    /// holder), [`ClientError::Renewal`] if the certificate that came back does not fit.
+    pub async fn renew_certificate(
+        &self,
+        creds: &ClientCredentials,
+    ) -> Result<ClientCredentials, ClientError> {
+        let name = steinadler_security::identity_of(&steinadler_security::first_cert_der(
+            &creds.cert_pem,
+        )?)?
+        .name;
+        let csr = steinadler_security::make_csr(&name)?;
+        let reply = self
+            .raw()
+            .renew_client(pb::RenewRequest {
+                name: name.clone(),
+                csr: csr.der.into(),
+            })
+            .await?
+            .into_inner();
+        let unusable = |reason: String| ClientError::Renewal {
+            addr: self.addr.clone(),
+            reason,
+        };
+        if reply.ca_cert_pem.trim() != creds.ca_cert_pem.trim() {
+            return Err(unusable("it comes from another CA".into()));
+        }
+        let id = steinadler_security::identity_of(&steinadler_security::first_cert_der(
+            &reply.cert_pem,
+        )?)?;
+        if id.role != steinadler_security::Role::Client || id.name != name {
+            return Err(unusable(format!(
+                "it is issued to {} {:?}, not to client {name:?}",
+                id.role, id.name
+            )));
+        }
+        Ok(ClientCredentials {
+            ca_cert_pem: creds.ca_cert_pem.clone(),
+            cert_pem: reply.cert_pem,
+            key_pem: csr.key_pem,
+        })
     }
 
     /// Uploads a module in chunks and names it; returns its id and functions.

@@ -84,6 +84,13 @@ pub struct NodeConfig {
     /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP); `None`, the default,
     /// serves none. The recorder is process-wide: one node per process may set it at a time.
     pub metrics: Option<SocketAddr>,
+    /// How long the node certificates this node signs live, as a CA holder: for joining
+    /// nodes, for renewals, and for its own first certificate when it creates a cluster
+    /// (default 7 days). Every node renews its own at two thirds of its lifetime.
+    pub cert_lifetime: Duration,
+    /// How long the client certificates this node signs (`steinadler login`) live (default
+    /// 30 days).
+    pub client_cert_lifetime: Duration,
 }
 
 impl NodeConfig {
@@ -128,6 +135,8 @@ impl Default for NodeConfig {
             max_memory_bytes: DEFAULT_MAX_MEMORY,
             max_timeout: DEFAULT_MAX_TIMEOUT,
             metrics: None,
+            cert_lifetime: steinadler_security::NODE_CERT_VALIDITY,
+            client_cert_lifetime: steinadler_security::CLIENT_CERT_VALIDITY,
         }
     }
 }
@@ -279,6 +288,14 @@ impl NodeBuilder {
     /// ([`Node::metrics_addr`](crate::Node::metrics_addr)). Off by default.
     pub fn metrics(mut self, addr: SocketAddr) -> Self {
         self.config.metrics = Some(addr);
+        self
+    }
+
+    /// Sets how long the node and client certificates this node signs live (defaults 7 and
+    /// 30 days).
+    pub fn cert_lifetimes(mut self, node: Duration, client: Duration) -> Self {
+        self.config.cert_lifetime = node;
+        self.config.client_cert_lifetime = client;
         self
     }
 

@@ -212,8 +212,8 @@ pub(crate) async fn serve(
         }
     }
     let validity = match role {
-        Role::Node => steinadler_security::NODE_CERT_VALIDITY,
-        Role::Client => steinadler_security::CLIENT_CERT_VALIDITY,
+        Role::Node => inner.config.cert_lifetime,
+        Role::Client => inner.config.client_cert_lifetime,
     };
     let cert_pem = ca
         .sign_csr(&req.csr, role, &req.name, validity)

@@ -231,13 +231,14 @@ impl Node {
         inner
             .peers
             .set_tunnels(crate::dial_out::Dialer::new(&inner));
-        let server = tokio::spawn(crate::service::serve(inner.clone(), listener, stopped));
+        let server = tokio::spawn(crate::server::serve(inner.clone(), listener, stopped));
         let ticker = tokio::spawn(crate::local::advertise(inner.clone()));
         let watcher = tokio::spawn(crate::setup::watch_certificates(inner.clone()));
         let mut background = vec![
             tokio::spawn(crate::registry::sync::run(inner.clone())),
             tokio::spawn(crate::supervisor::run::run(inner.clone())),
             tokio::spawn(crate::reconnect::run(inner.clone())),
+            tokio::spawn(crate::renew::run(inner.clone())),
             tokio::spawn({
                 let inner = inner.clone();
                 async move { inner.peers.maintain(inner.stopping.clone()).await }

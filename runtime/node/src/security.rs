@@ -5,7 +5,8 @@
 //! `steinadler-security`; this module decides how a node uses them:
 //! - [`Security::authorize`] is called first by every gRPC method, with the method's [`Access`];
 //! - [`Security::sign`] adds the cookie to every node-to-node request;
-//! - [`Security::reload`] swaps in certificates changed on disk, for new connections.
+//! - [`Security::reload`] swaps in certificates changed on disk, and [`Security::install`] a
+//!   renewed one ([`crate::renew`]), for new connections.
 //!
 //! With `--insecure` there is no material: every call is allowed and nothing is signed.
 
@@ -40,7 +41,8 @@ pub(crate) struct Loaded {
     pub(crate) identity: Identity,
     pub(crate) server: Arc<rustls::ServerConfig>,
     pub(crate) client: Arc<rustls::ClientConfig>,
-    /// Present on nodes that may sign join requests (they hold the CA key and a token secret).
+    /// Present on CA holders, the nodes that hold the CA key: they sign renewals, and join
+    /// requests too when they also hold the token secret.
     pub(crate) ca: Option<Ca>,
 }
 
@@ -56,10 +58,11 @@ impl Loaded {
             &material.ca_cert_pem,
             Some((&material.cert_pem, &material.key_pem)),
         )?;
-        let ca = match (&material.ca_key_pem, &material.token_secret) {
-            (Some(key), Some(_)) => Some(Ca::from_pem(&material.ca_cert_pem, key)?),
-            _ => None,
-        };
+        let ca = material
+            .ca_key_pem
+            .as_deref()
+            .map(|key| Ca::from_pem(&material.ca_cert_pem, key))
+            .transpose()?;
         Ok(Self {
             material,
             identity,
@@ -88,6 +91,9 @@ struct Secure {
     verifier: CookieVerifier,
     /// Join nonces already used, so a captured join request cannot be replayed.
     join_nonces: moka::sync::Cache<[u8; 16], ()>,
+    /// Held by a reload and an install, so that a reload never reads the files between the
+    /// key and the certificate an install writes.
+    swapping: Mutex<()>,
 }
 
 impl Security {
@@ -104,6 +110,7 @@ impl Security {
                 verifier: CookieVerifier::new(&secret),
                 secret,
                 loaded: RwLock::new(Arc::new(loaded)),
+                swapping: Mutex::new(()),
                 join_nonces: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_live(2 * steinadler_security::REPLAY_WINDOW)
@@ -124,6 +131,8 @@ impl Security {
     }
 
     /// Reloads the material from its directory. New connections use it; open ones keep theirs.
+    /// False when there is nothing to reload, or the files hold what the node already uses
+    /// (as after [`Security::install`] wrote them).
     pub(crate) fn reload(&self) -> Result<bool, steinadler_security::SecurityError> {
         let Some(secure) = &self.secure else {
             return Ok(false);
@@ -131,10 +140,35 @@ impl Security {
         let Some(dir) = &secure.dir else {
             return Ok(false);
         };
-        let loaded = Loaded::new(Material::load(dir)?)?;
+        let _swapping = secure.swapping.lock().unwrap_or_else(|e| e.into_inner());
+        let material = Material::load(dir)?;
+        if let Some(current) = self.loaded()
+            && same_certificates(&current.material, &material)
+        {
+            return Ok(false);
+        }
+        let loaded = Loaded::new(material)?;
         warn_if_expiring(&loaded);
         *secure.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         Ok(true)
+    }
+
+    /// Uses `material` from now on (for new connections) and, if the node has a directory,
+    /// writes its certificate and key there (the key first, each file atomically).
+    pub(crate) fn install(
+        &self,
+        material: Material,
+    ) -> Result<(), steinadler_security::SecurityError> {
+        let Some(secure) = &self.secure else {
+            return Ok(());
+        };
+        let loaded = Loaded::new(material)?;
+        let _swapping = secure.swapping.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dir) = &secure.dir {
+            loaded.material.save_node_certificate(dir)?;
+        }
+        *secure.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        Ok(())
     }
 
     /// The directory the material lives in, if any.
@@ -264,18 +298,31 @@ impl Credentials for Security {
     }
 }
 
-/// Logs a warning when the node's certificate expires within two weeks.
+/// Whether two sets of material hold the same certificates, keys and token secret: what a
+/// reload would change.
+fn same_certificates(a: &Material, b: &Material) -> bool {
+    a.ca_cert_pem == b.ca_cert_pem
+        && a.ca_key_pem == b.ca_key_pem
+        && a.cert_pem == b.cert_pem
+        && a.key_pem == b.key_pem
+        && a.token_secret == b.token_secret
+}
+
+/// Logs a warning when the node's certificate is past its renewal time, two thirds into its
+/// lifetime: the node renews it then ([`crate::renew`]), so this means renewal has not worked.
 pub(crate) fn warn_if_expiring(loaded: &Loaded) {
+    let now = SystemTime::now();
+    if now < loaded.identity.renew_at() {
+        return;
+    }
     let left = loaded
         .identity
         .not_after
-        .duration_since(SystemTime::now())
+        .duration_since(now)
         .unwrap_or(Duration::ZERO);
-    if left <= steinadler_security::EXPIRY_WARNING {
-        tracing::warn!(
-            name = %loaded.identity.name,
-            days_left = left.as_secs() / 86_400,
-            "this node's certificate expires within 14 days; issue a new one (`steinadler cluster issue`) and replace node.crt and node.key: the node reloads them without a restart"
-        );
-    }
+    tracing::warn!(
+        name = %loaded.identity.name,
+        seconds_left = left.as_secs(),
+        "this node's certificate is past its renewal time; the node renews it from a CA holder, and failing that needs a new one (`steinadler cluster issue`, then replace node.crt and node.key: the node reloads them without a restart)"
+    );
 }

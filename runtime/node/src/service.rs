@@ -1,4 +1,5 @@
-//! The gRPC service: the `Node` API plus the standard health and reflection services.
+//! The `Node` API's gRPC service: each method authorizes its caller and hands over to the
+//! module that owns it. The router that serves it with the other services is [`crate::server`].
 
 use crate::coordinator;
 use crate::node::Inner;
@@ -9,8 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_server::{Node as NodeApi, NodeServer};
+use steinadler_security::Role;
 use steinadler_transport::PeerInfo;
-use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -23,62 +24,18 @@ pub(crate) const INVOKE: &str = "/steinadler.v1.Node/Invoke";
 pub(crate) const FETCH_MODULE: &str = "/steinadler.v1.Node/FetchModule";
 pub(crate) const GOSSIP_KEY: &str = "/steinadler.v1.Node/GossipKey";
 
-/// Serves until `stopped` turns true, then drains in-flight calls.
-pub(crate) async fn serve(
-    inner: Arc<Inner>,
-    listener: tokio::net::TcpListener,
-    stopped: watch::Receiver<bool>,
-) {
+/// The `Node` API, ready for the router ([`crate::server`]).
+pub(crate) fn api(inner: &Arc<Inner>) -> NodeServer<Service> {
     let max = inner.config.max_message_bytes;
-    let api = NodeServer::new(Service {
+    NodeServer::new(Service {
         inner: inner.clone(),
     })
     .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<NodeServer<Service>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(steinadler_proto::FILE_DESCRIPTOR_SET)
-        .build_v1();
-    let (registry, supervisor, streams) = crate::cluster_service::services(&inner);
-    let mut router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(health)
-        .add_service(api)
-        .add_service(registry)
-        .add_service(supervisor)
-        .add_service(streams)
-        .add_service(crate::gossip::service(&inner))
-        .add_service(crate::relay::service(&inner));
-    if let Ok(reflection) = reflection {
-        router = router.add_service(reflection);
-    }
-    let mut stop = stopped.clone();
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    let served = if inner.security.is_secure() {
-        let incoming = inner.peers.incoming_tls(inner.clone(), listener, stopped);
-        router
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-    } else {
-        // Our accept loop: it sets TCP_NODELAY (`Server::tcp_nodelay` applies only to
-        // listeners tonic binds itself) and takes the invoke streams between nodes.
-        let incoming = inner.peers.incoming_plain(inner.clone(), listener, stopped);
-        router
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-    };
-    if let Err(e) = served {
-        tracing::error!(node = %inner.config.name, "the gRPC server stopped: {e}");
-    }
-    // The invoke streams from peers finish their calls in flight too.
-    inner.peers.drain().await;
+    .max_encoding_message_size(max)
 }
 
 #[derive(Debug)]
-struct Service {
+pub(crate) struct Service {
     inner: Arc<Inner>,
 }
 
@@ -384,6 +341,39 @@ impl NodeApi for Service {
         crate::join::serve(&self.inner, request.into_inner(), &remote)
             .await
             .map(Response::new)
+    }
+
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewReply>, Status> {
+        let caller = self.authorize(&request, crate::renew::RENEW, Access::Node)?;
+        let remote = remote_of(&request);
+        crate::renew::serve(
+            &self.inner,
+            caller,
+            request.into_inner(),
+            &remote,
+            Role::Node,
+        )
+        .map(Response::new)
+    }
+
+    async fn renew_client(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewReply>, Status> {
+        let path = "/steinadler.v1.Node/RenewClient";
+        let caller = self.authorize(&request, path, Access::Client)?;
+        let remote = remote_of(&request);
+        crate::renew::serve(
+            &self.inner,
+            caller,
+            request.into_inner(),
+            &remote,
+            Role::Client,
+        )
+        .map(Response::new)
     }
 
     async fn gossip_key(

@@ -92,7 +92,8 @@ pub(crate) async fn prepare(
                         None => {}
                     }
                     (
-                        Material::bootstrap(&config.name, &ips, &names).map_err(security_err)?,
+                        Material::bootstrap(&config.name, &ips, &names, config.cert_lifetime)
+                            .map_err(security_err)?,
                         dir,
                     )
                 }
@@ -255,10 +256,12 @@ pub(crate) async fn watch_certificates(inner: Arc<Inner>) {
             }
         };
         match inner.security.reload() {
-            Ok(_) => {
+            Ok(true) => {
                 inner.peers.clear();
                 tracing::info!(dir = %dir.display(), "reloaded the certificates ({reason})");
             }
+            // What this node wrote itself (a renewal), or nothing new.
+            Ok(false) => {}
             Err(e) => {
                 tracing::error!(dir = %dir.display(), "cannot reload the certificates ({reason}), keeping the old ones: {e}")
             }

@@ -22,6 +22,12 @@ pub struct Stats {
     pub rejected_cookie: std::sync::atomic::AtomicU64,
     /// Join requests with a bad HMAC, a stale timestamp or a replayed nonce.
     pub rejected_join: std::sync::atomic::AtomicU64,
+    /// Renewal requests for a name other than the caller's own, refused.
+    pub rejected_renewal: std::sync::atomic::AtomicU64,
+    /// Times this node renewed its own certificate.
+    pub renewals: std::sync::atomic::AtomicU64,
+    /// Attempts to renew this node's certificate that failed (each is retried with backoff).
+    pub renewal_failures: std::sync::atomic::AtomicU64,
     /// Streams this node produces right now.
     pub streams_open: std::sync::atomic::AtomicU64,
     /// Items this node's stream producers have produced.
@@ -39,6 +45,7 @@ impl Stats {
             &self.rejected_role,
             &self.rejected_cookie,
             &self.rejected_join,
+            &self.rejected_renewal,
         ]
         .iter()
         .map(|c| c.load(Ordering::Relaxed))

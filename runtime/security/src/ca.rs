@@ -21,10 +21,16 @@ use crate::error::rcgen_err;
 use crate::identity::{parse_cert, validate_client_name, validate_node_name};
 use crate::{Role, SecurityError};
 
-/// Validity of a node certificate: 365 days.
-pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
-/// Validity of a client certificate: 90 days.
-pub const CLIENT_CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Default validity of a node certificate a node signs (token join, renewal): 7 days. Nodes
+/// renew theirs at two thirds of its lifetime ([`Identity::renew_at`](crate::Identity::renew_at)).
+pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default validity of a client certificate a node signs (`steinadler login`): 30 days.
+pub const CLIENT_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Validity of a node certificate from the offline PKI (`cluster issue`): 365 days. Nobody
+/// online holds that CA's key, so the operator renews these by hand.
+pub const OFFLINE_NODE_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Validity of a client certificate from the offline PKI (`cluster issue-client`): 90 days.
+pub const OFFLINE_CLIENT_CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Validity of a generated CA: 10 years.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How far `not_before` is set in the past, to tolerate clock skew between nodes: 1 hour.
@@ -286,6 +292,36 @@ impl Ca {
         name: &str,
         validity: Duration,
     ) -> Result<String, SecurityError> {
+        self.sign_request(csr_der, role, name, &[], &[], validity)
+    }
+
+    /// As [`Ca::sign_csr`] for a node, with the further SANs `ips` and `dns` as
+    /// [`Ca::issue_node`] sets them: for a node renewing a certificate whose SANs the signer
+    /// already trusts (its own, read with [`sans_of`](crate::sans_of)), never SANs a CSR asks for.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ca::sign_csr`].
+    pub fn sign_node_csr(
+        &self,
+        csr_der: &[u8],
+        name: &str,
+        ips: &[IpAddr],
+        dns: &[String],
+        validity: Duration,
+    ) -> Result<String, SecurityError> {
+        self.sign_request(csr_der, Role::Node, name, ips, dns, validity)
+    }
+
+    fn sign_request(
+        &self,
+        csr_der: &[u8],
+        role: Role,
+        name: &str,
+        ips: &[IpAddr],
+        dns: &[String],
+        validity: Duration,
+    ) -> Result<String, SecurityError> {
         let request =
             CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
                 .map_err(|e| SecurityError::Csr(e.to_string()))?;
@@ -293,8 +329,8 @@ impl Ca {
         let params = leaf_params(
             role,
             name,
-            &[],
-            &[],
+            ips,
+            dns,
             now.checked_sub(BACKDATE),
             now.checked_add(validity),
         )?;

@@ -6,6 +6,7 @@
 //! serverAuth makes a client (named by its subject CN).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::CertificateDer;
@@ -50,8 +51,30 @@ pub struct Identity {
     pub role: Role,
     /// The node name (first DNS SAN, else CN) or the client name (CN).
     pub name: String,
+    /// Start of the validity window.
+    pub not_before: SystemTime,
     /// End of the validity window.
     pub not_after: SystemTime,
+}
+
+impl Identity {
+    /// When the certificate is due for renewal: two thirds into its lifetime. The lifetime
+    /// runs from its issue, which for this cluster's certificates is `not_before` plus
+    /// [`BACKDATE`](crate::BACKDATE) (backdated for clock skew); a window no longer than that
+    /// (an operator's certificate) counts whole. Always inside the window.
+    #[must_use]
+    pub fn renew_at(&self) -> SystemTime {
+        let window = self
+            .not_after
+            .duration_since(self.not_before)
+            .unwrap_or(Duration::ZERO);
+        let (issued, lifetime) = if window > crate::BACKDATE {
+            (self.not_before + crate::BACKDATE, window - crate::BACKDATE)
+        } else {
+            (self.not_before, window)
+        };
+        issued + lifetime * 2 / 3
+    }
 }
 
 pub(crate) fn parse_cert<'a>(der: &'a [u8]) -> Result<X509Certificate<'a>, SecurityError> {
@@ -81,11 +104,45 @@ fn first_dns_san(cert: &X509Certificate<'_>) -> Result<Option<String>, SecurityE
 }
 
 fn not_after_of(cert: &X509Certificate<'_>) -> SystemTime {
-    let secs = cert.validity().not_after.timestamp();
+    at(cert.validity().not_after.timestamp())
+}
+
+fn at(secs: i64) -> SystemTime {
     match u64::try_from(secs) {
         Ok(secs) => UNIX_EPOCH + Duration::from_secs(secs),
         Err(_) => UNIX_EPOCH,
     }
+}
+
+/// The subject alternative names of a DER certificate: its IP addresses, and its DNS names
+/// after the first (which names a node).
+///
+/// # Errors
+///
+/// [`SecurityError::Certificate`] if the certificate or its SAN extension cannot be parsed.
+pub fn sans_of(cert: &CertificateDer<'_>) -> Result<(Vec<IpAddr>, Vec<String>), SecurityError> {
+    let x509 = parse_cert(cert.as_ref())?;
+    let san = x509
+        .subject_alternative_name()
+        .map_err(|e| SecurityError::Certificate(format!("bad subjectAltName: {e}")))?;
+    let (mut ips, mut dns) = (Vec::new(), Vec::new());
+    for name in san.iter().flat_map(|san| san.value.general_names.iter()) {
+        match name {
+            GeneralName::DNSName(name) => dns.push((*name).to_owned()),
+            GeneralName::IPAddress(bytes) => {
+                if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                    ips.push(IpAddr::from(v4));
+                } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                    ips.push(IpAddr::from(v6));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !dns.is_empty() {
+        dns.remove(0);
+    }
+    Ok((ips, dns))
 }
 
 /// Reads role, name and expiry from a DER certificate.
@@ -119,6 +176,7 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, SecurityError>
     Ok(Identity {
         role,
         name,
+        not_before: at(x509.validity().not_before.timestamp()),
         not_after: not_after_of(&x509),
     })
 }

@@ -31,11 +31,14 @@ mod secret;
 mod tls;
 mod token;
 
-pub use ca::{BACKDATE, CLIENT_CERT_VALIDITY, Ca, Csr, IssuedCert, NODE_CERT_VALIDITY, make_csr};
+pub use ca::{
+    BACKDATE, CLIENT_CERT_VALIDITY, Ca, Csr, IssuedCert, NODE_CERT_VALIDITY,
+    OFFLINE_CLIENT_CERT_VALIDITY, OFFLINE_NODE_CERT_VALIDITY, make_csr,
+};
 pub use cookie::{COOKIE_HEADER, CookieSigner, CookieVerifier, REPLAY_WINDOW};
 pub use error::{AuthError, SecurityError, TokenError};
 pub use identity::{
-    EXPIRY_WARNING, Identity, Role, expires_in, identity_of, validate_client_name,
+    EXPIRY_WARNING, Identity, Role, expires_in, identity_of, sans_of, validate_client_name,
     validate_node_name,
 };
 pub use material::{ClientCredentials, Material, save_gossip_keys};

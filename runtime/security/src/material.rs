@@ -10,14 +10,15 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::files::{
     Sensitivity, ensure_dir, hex_line, parse_hex32, parse_key_lines, path_of, read_optional,
     read_required, write_file,
 };
 use crate::{
-    Ca, ClusterSecret, Identity, NODE_CERT_VALIDITY, SecurityError, Token, first_cert_der,
-    identity_of, private_key_from_pem, validate_node_name,
+    Ca, ClusterSecret, Identity, SecurityError, Token, first_cert_der, identity_of,
+    private_key_from_pem, validate_node_name,
 };
 
 pub(crate) const CA_CERT: &str = "ca.crt";
@@ -221,6 +222,22 @@ impl Material {
         Ok(())
     }
 
+    /// Writes only `node.key` and `node.crt` to `dir` (in that order, each atomically): what
+    /// a renewal changes.
+    ///
+    /// # Errors
+    ///
+    /// [`SecurityError::Io`] naming the file that could not be written.
+    pub fn save_node_certificate(&self, dir: &Path) -> Result<(), SecurityError> {
+        write_file(dir, NODE_KEY, self.key_pem.as_bytes(), Sensitivity::Secret)?;
+        write_file(
+            dir,
+            NODE_CERT,
+            self.cert_pem.as_bytes(),
+            Sensitivity::Public,
+        )
+    }
+
     /// Role, name and expiry of `node.crt`.
     ///
     /// # Errors
@@ -261,8 +278,8 @@ impl Material {
     }
 
     /// Material for the first node of a new cluster: a new CA (key kept), a node certificate
-    /// for `name` (SANs as [`Ca::issue_node`]), a cluster secret, its gossip key and a token
-    /// secret.
+    /// for `name` (SANs as [`Ca::issue_node`]) valid for `validity`, a cluster secret, its
+    /// gossip key and a token secret.
     ///
     /// # Errors
     ///
@@ -272,10 +289,11 @@ impl Material {
         name: &str,
         ips: &[IpAddr],
         dns: &[String],
+        validity: Duration,
     ) -> Result<Material, SecurityError> {
         validate_node_name(name)?;
         let ca = Ca::generate()?;
-        let node = ca.issue_node(name, ips, dns, NODE_CERT_VALIDITY)?;
+        let node = ca.issue_node(name, ips, dns, validity)?;
         let secret = ClusterSecret::generate();
         Ok(Material {
             ca_cert_pem: ca.cert_pem().to_owned(),

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::files::{Sensitivity, ensure_dir, read_required, write_file};
 use crate::material::{CA_CERT, CA_KEY, SECRET, load_gossip_keys, load_secret, save_secrets};
 use crate::{
-    CLIENT_CERT_VALIDITY, Ca, ClientCredentials, ClusterSecret, Material, NODE_CERT_VALIDITY,
-    SecurityError, validate_client_name, validate_node_name,
+    Ca, ClientCredentials, ClusterSecret, Material, OFFLINE_CLIENT_CERT_VALIDITY,
+    OFFLINE_NODE_CERT_VALIDITY, SecurityError, validate_client_name, validate_node_name,
 };
 
 const PKI_HINT: &str = "this is not a cluster PKI directory; create one with `steinadler \
@@ -73,7 +73,7 @@ pub fn issue_node(
     let ca = load_ca(dir)?;
     let secret = load_secret(dir)?;
     let gossip_keys = load_gossip_keys(dir, &secret)?;
-    let issued = ca.issue_node(name, ips, dns, NODE_CERT_VALIDITY)?;
+    let issued = ca.issue_node(name, ips, dns, OFFLINE_NODE_CERT_VALIDITY)?;
     let out = dir.join("nodes").join(name);
     Material {
         ca_cert_pem: ca.cert_pem().to_owned(),
@@ -98,7 +98,7 @@ pub fn issue_node(
 pub fn issue_client(dir: &Path, name: &str) -> Result<PathBuf, SecurityError> {
     validate_client_name(name)?;
     let ca = load_ca(dir)?;
-    let issued = ca.issue_client(name, CLIENT_CERT_VALIDITY)?;
+    let issued = ca.issue_client(name, OFFLINE_CLIENT_CERT_VALIDITY)?;
     let out = dir.join("clients").join(name);
     ClientCredentials {
         ca_cert_pem: ca.cert_pem().to_owned(),

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use steinadler_security::{
     CLIENT_CERT_VALIDITY, Ca, NODE_CERT_VALIDITY, Role, SecurityError, first_cert_der, identity_of,
-    make_csr,
+    make_csr, sans_of,
 };
 
 #[test]
@@ -27,6 +27,50 @@ fn node_and_client_identities() {
     let id = identity_of(&first_cert_der(&client.cert_pem).unwrap()).unwrap();
     assert_eq!((id.role, id.name.as_str()), (Role::Client, "alice"));
     assert!(!format!("{client:?}").contains("PRIVATE"));
+}
+
+#[test]
+fn a_renewal_keeps_the_sans_the_signer_reads_from_the_old_certificate() {
+    let ca = Ca::generate().unwrap();
+    let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let old = ca
+        .issue_node("n1", &[ip], &["n1.example.com".into()], NODE_CERT_VALIDITY)
+        .unwrap();
+    let (ips, dns) = sans_of(&first_cert_der(&old.cert_pem).unwrap()).unwrap();
+    assert!(ips.contains(&ip), "{ips:?}");
+    assert_eq!(dns, ["n1.example.com"]);
+    let csr = make_csr("n1").unwrap();
+    let renewed = ca
+        .sign_node_csr(&csr.der, "n1", &ips, &dns, NODE_CERT_VALIDITY)
+        .unwrap();
+    let der = first_cert_der(&renewed).unwrap();
+    assert_eq!(sans_of(&der).unwrap(), (ips, dns));
+    assert_eq!(identity_of(&der).unwrap().name, "n1");
+}
+
+#[test]
+fn renewal_is_due_two_thirds_into_the_lifetime_not_counting_the_backdating() {
+    let ca = Ca::generate().unwrap();
+    for lifetime in [Duration::from_secs(30), NODE_CERT_VALIDITY] {
+        let issued = SystemTime::now();
+        let node = ca.issue_node("n1", &[], &[], lifetime).unwrap();
+        let id = identity_of(&first_cert_der(&node.cert_pem).unwrap()).unwrap();
+        let due = id.renew_at().duration_since(issued).unwrap();
+        let want = lifetime * 2 / 3;
+        // Certificate times have whole seconds.
+        assert!(
+            due + Duration::from_secs(2) > want && due < want + Duration::from_secs(2),
+            "{lifetime:?}: renewal due after {due:?}, want {want:?}"
+        );
+    }
+    // A window shorter than the backdating (an operator's certificate) counts whole.
+    let now = SystemTime::now();
+    let short = ca
+        .issue_node_with_window("n1", now, now + Duration::from_secs(90))
+        .unwrap();
+    let id = identity_of(&first_cert_der(&short.cert_pem).unwrap()).unwrap();
+    let due = id.renew_at().duration_since(id.not_before).unwrap();
+    assert_eq!(due, Duration::from_secs(60));
 }
 
 #[test]

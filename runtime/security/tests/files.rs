@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use steinadler_security::{
-    ClientCredentials, EXPIRY_WARNING, Material, NODE_CERT_VALIDITY, Role, SecurityError, Token,
-    client_config, expires_in, first_cert_der, identity_of, pki, server_config,
+    ClientCredentials, Material, NODE_CERT_VALIDITY, Role, SecurityError, Token, client_config,
+    expires_in, first_cert_der, identity_of, pki, server_config,
 };
 
 #[cfg(unix)]
@@ -20,7 +20,13 @@ fn material_round_trip_with_private_modes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
     assert!(!Material::exists(&dir));
-    let material = Material::bootstrap("n1", &["10.1.2.3".parse().unwrap()], &[]).unwrap();
+    let material = Material::bootstrap(
+        "n1",
+        &["10.1.2.3".parse().unwrap()],
+        &[],
+        NODE_CERT_VALIDITY,
+    )
+    .unwrap();
     material.save(&dir).unwrap();
     assert!(Material::exists(&dir));
 
@@ -86,7 +92,7 @@ fn material_round_trip_with_private_modes() {
 fn material_defaults_and_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut material = Material::bootstrap("n1", &[], &[]).unwrap();
+    let mut material = Material::bootstrap("n1", &[], &[], NODE_CERT_VALIDITY).unwrap();
     material.ca_key_pem = None;
     material.token_secret = None;
     material.gossip_keys.clear();
@@ -129,8 +135,10 @@ fn material_defaults_and_errors() {
 #[test]
 fn material_rejects_a_foreign_ca_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut material = Material::bootstrap("n1", &[], &[]).unwrap();
-    material.ca_key_pem = Material::bootstrap("n2", &[], &[]).unwrap().ca_key_pem;
+    let mut material = Material::bootstrap("n1", &[], &[], NODE_CERT_VALIDITY).unwrap();
+    material.ca_key_pem = Material::bootstrap("n2", &[], &[], NODE_CERT_VALIDITY)
+        .unwrap()
+        .ca_key_pem;
     material.save(tmp.path()).unwrap();
     let err = Material::load(tmp.path()).unwrap_err().to_string();
     assert!(
@@ -207,9 +215,9 @@ fn pki_issues_usable_node_dirs_and_client_credentials() {
 #[test]
 fn client_credentials_round_trip_and_expiry() {
     let tmp = tempfile::tempdir().unwrap();
-    let material = Material::bootstrap("n1", &[], &[]).unwrap();
+    let material = Material::bootstrap("n1", &[], &[], NODE_CERT_VALIDITY).unwrap();
     let left = expires_in(&material.cert_pem).unwrap();
-    assert!(left > NODE_CERT_VALIDITY - Duration::from_secs(60) && left > EXPIRY_WARNING);
+    assert!(left > NODE_CERT_VALIDITY - Duration::from_secs(60));
 
     let creds = ClientCredentials {
         ca_cert_pem: material.ca_cert_pem.clone(),

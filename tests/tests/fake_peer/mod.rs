@@ -79,6 +79,18 @@ impl NodeApi for Liar {
     async fn join(&self, _: Request<pb::JoinRequest>) -> Result<Response<pb::JoinReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn renew(
+        &self,
+        _: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn renew_client(
+        &self,
+        _: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn gossip_key(
         &self,
         _: Request<pb::GossipKeyRequest>,

@@ -3,12 +3,12 @@
 //! recorder wrapper that keeps histogram samples bounded without a timer.
 
 use super::{
-    ADMISSION_QUEUED, ADMISSION_REJECTIONS, ADMISSION_RUNNING, ARGS_CACHE, FANOUT_TARGETS,
-    INVOCATION_SECONDS, INVOCATIONS, MAILBOX_DEPTH_MAX, MAILBOX_MESSAGES, MEMBERS,
-    MESSAGES_RECEIVED, MESSAGES_SENT, MODULE_FETCHES, MODULE_LOOKUPS, MODULE_NAMES, MetricsError,
-    ON, PEER_DIALS, PEER_LINKS_INBOUND, PEERS_OPEN, PROCESSES, REGISTRY_NAMES, REJECTIONS,
-    STREAM_BYTES, STREAM_ITEMS, STREAMS_OPEN, SUPERVISOR_CHILDREN, SUPERVISOR_GIVE_UPS,
-    SUPERVISOR_RESTARTS,
+    ADMISSION_QUEUED, ADMISSION_REJECTIONS, ADMISSION_RUNNING, ARGS_CACHE, CERT_EXPIRY,
+    CERT_RENEWALS, FANOUT_TARGETS, INVOCATION_SECONDS, INVOCATIONS, MAILBOX_DEPTH_MAX,
+    MAILBOX_MESSAGES, MEMBERS, MESSAGES_RECEIVED, MESSAGES_SENT, MODULE_FETCHES, MODULE_LOOKUPS,
+    MODULE_NAMES, MetricsError, ON, PEER_DIALS, PEER_LINKS_INBOUND, PEERS_OPEN, PROCESSES,
+    REGISTRY_NAMES, REJECTIONS, STREAM_BYTES, STREAM_ITEMS, STREAMS_OPEN, SUPERVISOR_CHILDREN,
+    SUPERVISOR_GIVE_UPS, SUPERVISOR_RESTARTS,
 };
 use crate::node::Inner;
 use metrics::{Counter, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
@@ -185,6 +185,15 @@ fn describe() {
         "Refused connections and requests, by kind and reason"
     );
     g!(MEMBERS, "Members this node knows, by state");
+    c!(
+        CERT_RENEWALS,
+        "Attempts to renew this node's certificate, by outcome (an error is retried)"
+    );
+    g!(
+        CERT_EXPIRY,
+        Unit::Seconds,
+        "Seconds until this node's certificate expires"
+    );
     // memberlist-core's own (0.8.5), described here so that every metric has help text.
     for (name, help) in [
         (

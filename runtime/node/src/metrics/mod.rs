@@ -95,6 +95,8 @@ const MODULE_LOOKUPS: &str = "steinadler_module_lookups";
 const ARGS_CACHE: &str = "steinadler_args_cache";
 const REJECTIONS: &str = "steinadler_rejections";
 const MEMBERS: &str = "steinadler_members";
+const CERT_RENEWALS: &str = "steinadler_cert_renewals";
+const CERT_EXPIRY: &str = "steinadler_cert_expiry_seconds";
 
 /// One invocation that ran on this node, or found no module (`loaded` is `None`). The module
 /// label is the id's short form, the same on every node (a node that fetched a module knows
@@ -242,8 +244,16 @@ pub(crate) enum ArgsCache {
     Stored,
 }
 
-/// A refused connection or request: `kind` is `tls`, `unauthenticated`, `role`, `cookie` or
-/// `join`; `reason` one of a fixed few per kind.
+/// This node tried to renew its certificate: `ok`, or `error` (it retries with backoff).
+pub(crate) fn cert_renewal(ok: bool) {
+    if on() {
+        let outcome = if ok { "ok" } else { "error" };
+        metrics::counter!(CERT_RENEWALS, "outcome" => outcome).increment(1);
+    }
+}
+
+/// A refused connection or request: `kind` is `tls`, `unauthenticated`, `role`, `cookie`,
+/// `join` or `renewal`; `reason` one of a fixed few per kind.
 pub(crate) fn rejected(kind: &'static str, reason: &'static str) {
     if on() {
         metrics::counter!(REJECTIONS, "kind" => kind, "reason" => reason).increment(1);
@@ -311,6 +321,14 @@ pub(crate) async fn collect(inner: &Inner) {
             State::GaveUp => "gave_up",
         };
         metrics::gauge!(SUPERVISOR_CHILDREN, "state" => label).set(n as f64);
+    }
+    if let Some(loaded) = inner.security.loaded() {
+        let left = loaded
+            .identity
+            .not_after
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        metrics::gauge!(CERT_EXPIRY).set(left.as_secs_f64());
     }
     let stats = &inner.stats;
     set(
