@@ -146,6 +146,10 @@ impl Apart {
             .deploy("counter", steinadler_test_modules::COUNTER_WASM)
             .await?;
         let pid = client.spawn("counter", &Term::Int(0), None).await?;
+        // The caller holds it by name too, as n1 does in the rest of the bench: a caller that
+        // does not asks which module the name is first.
+        from.deploy("noop", steinadler_test_modules::NOOP_WASM)
+            .await?;
         let from = Arc::new(from);
         // Warm: the first call fetches and compiles the module.
         from.invoke(
