@@ -152,7 +152,6 @@ pub(crate) fn incoming<H: Handler>(
     mut stopped: watch::Receiver<bool>,
     serve: Serve,
 ) {
-    let tx = serve.serving.h2.clone();
     tokio::spawn(async move {
         let waiting = Arc::new(Handshakes::new(MAX_WAITING, WAITING_PER_SOURCE));
         let handshakes = Arc::new(Handshakes::new(MAX_HANDSHAKES, PER_SOURCE));
@@ -174,8 +173,7 @@ pub(crate) fn incoming<H: Handler>(
                 );
             }
             let _ = tcp.set_nodelay(true);
-            let (handler, tx, serve, log) =
-                (handler.clone(), tx.clone(), serve.clone(), log.clone());
+            let (handler, serve, log) = (handler.clone(), serve.clone(), log.clone());
             let handshakes = handshakes.clone();
             tokio::spawn(async move {
                 let arrived = tokio::select! {
@@ -226,29 +224,32 @@ pub(crate) fn incoming<H: Handler>(
                     }
                 };
                 tracing::debug!(peer = %remote, identity = ?identity, "TLS connection accepted");
-                let mut io = io;
-                let mut first = vec![0; 64];
-                let n = match tokio::time::timeout(HANDSHAKE_TIMEOUT, io.read(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => n,
-                    _ => return,
-                };
-                first.truncate(n);
-                let (prefix, info) = (Bytes::from(first), PeerInfo { remote, identity });
-                if prefix[0] == MAGIC[0] {
-                    let token = serve.serving.tracker.token();
-                    tokio::spawn(crate::server::serve_conn(
-                        Box::new(io),
-                        prefix,
-                        info,
-                        serve,
-                        token,
-                    ));
-                } else {
-                    let _ = tx.send(Ok(TlsConn::new(Box::new(io), info, prefix))).await;
-                }
+                dispatch(Box::new(io), PeerInfo { remote, identity }, serve).await;
             });
         }
     });
+}
+
+/// Serves a connection whose handshake is done by its first bytes: [`MAGIC`] starts a peer's
+/// link, served here until it closes; anything else is a client's HTTP/2, handed to tonic.
+pub(crate) async fn dispatch(mut io: Box<dyn Conn>, info: PeerInfo, serve: Serve) {
+    let mut first = vec![0; 64];
+    let n = match tokio::time::timeout(HANDSHAKE_TIMEOUT, io.read(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return,
+    };
+    first.truncate(n);
+    let prefix = Bytes::from(first);
+    if prefix[0] == MAGIC[0] {
+        let token = serve.serving.tracker.token();
+        crate::server::serve_conn(io, prefix, info, serve, token).await;
+    } else {
+        let _ = serve
+            .serving
+            .h2
+            .send(Ok(TlsConn::new(io, info, prefix)))
+            .await;
+    }
 }
 
 /// Counts a refused connection and logs it (at most a line a second).

@@ -17,7 +17,6 @@
 
 use crate::admit::HANDSHAKE_TIMEOUT;
 use crate::end::Serve;
-use crate::server::MAGIC;
 use crate::tls::{Conn, PeerInfo, TlsRefusal, identity_in};
 use bytes::Bytes;
 use std::future::Future;
@@ -25,7 +24,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_util::sync::PollSender;
@@ -143,10 +142,11 @@ impl AsyncWrite for ChunkConn {
 }
 
 /// Serves `tunnel` as [`crate::tls`]'s accept loop serves a connection: the TLS handshake on
-/// a secure node, then by its first bytes a peer's link, or a client's HTTP/2 for tonic.
+/// a secure node, then by its first bytes a peer's link, or a client's HTTP/2 for tonic
+/// ([`crate::tls::dispatch`]).
 pub(crate) async fn serve(tunnel: Tunnel, serve: Serve) {
     let remote = tunnel.via;
-    let (mut io, identity): (Box<dyn Conn>, _) = if serve.secure {
+    let (io, identity): (Box<dyn Conn>, _) = if serve.secure {
         let Some(config) = serve.handler.server_config() else {
             return;
         };
@@ -175,24 +175,7 @@ pub(crate) async fn serve(tunnel: Tunnel, serve: Serve) {
     } else {
         (tunnel.conn, None)
     };
-    let mut first = vec![0; 64];
-    let n = match tokio::time::timeout(HANDSHAKE_TIMEOUT, io.read(&mut first)).await {
-        Ok(Ok(n)) if n > 0 => n,
-        _ => return,
-    };
-    first.truncate(n);
-    let (prefix, info) = (Bytes::from(first), PeerInfo { remote, identity });
-    if prefix[0] == MAGIC[0] {
-        let token = serve.serving.tracker.token();
-        crate::server::serve_conn(io, prefix, info, serve, token).await;
-    } else {
-        // A client's HTTP/2, through the relay.
-        let _ = serve
-            .serving
-            .h2
-            .send(Ok(crate::TlsConn::new(io, info, prefix)))
-            .await;
-    }
+    crate::tls::dispatch(io, PeerInfo { remote, identity }, serve).await;
 }
 
 #[cfg(test)]
