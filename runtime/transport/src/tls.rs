@@ -466,12 +466,7 @@ pub(crate) async fn dial_peer(addr: &str, tls: ClientTls) -> io::Result<(Box<dyn
             server_name,
         } => {
             let io = dial_tls(addr, config, &server_name).await?;
-            let identity = identity_in(io.get_ref().1.peer_certificates()).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("unusable server certificate: {e}"),
-                )
-            })?;
+            let identity = server_identity(io.get_ref().1.peer_certificates())?;
             let info = PeerInfo {
                 remote: io.get_ref().0.peer_addr()?,
                 identity,
@@ -479,6 +474,28 @@ pub(crate) async fn dial_peer(addr: &str, tls: ClientTls) -> io::Result<(Box<dyn
             Ok((Box::new(io), info))
         }
     }
+}
+
+/// As [`identity_in`], for a server's certificate, as an I/O error.
+fn server_identity(
+    certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+) -> io::Result<Option<steinadler_security::Identity>> {
+    identity_in(certs).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unusable server certificate: {e}"),
+        )
+    })
+}
+
+/// `name` as the name a server's certificate must be valid for.
+fn tls_server_name(name: &str) -> io::Result<rustls::pki_types::ServerName<'static>> {
+    rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a valid TLS server name"),
+        )
+    })
 }
 
 /// The identity the first of a peer's `certs` names; `None` without a certificate.
@@ -496,12 +513,7 @@ async fn dial_tls(
     config: Arc<rustls::ClientConfig>,
     server_name: &str,
 ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{server_name:?} is not a valid TLS server name"),
-        )
-    })?;
+    let name = tls_server_name(server_name)?;
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     tokio_rustls::TlsConnector::from(config)
@@ -529,21 +541,10 @@ pub(crate) async fn over_tunnel(
             server_name,
         } => (config, server_name),
     };
-    let name = rustls::pki_types::ServerName::try_from(server_name.clone()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{server_name:?} is not a valid TLS server name"),
-        )
-    })?;
     let io = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tunnel.conn)
+        .connect(tls_server_name(&server_name)?, tunnel.conn)
         .await?;
-    let identity = identity_in(io.get_ref().1.peer_certificates()).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unusable server certificate: {e}"),
-        )
-    })?;
+    let identity = server_identity(io.get_ref().1.peer_certificates())?;
     Ok((Box::new(io), PeerInfo { remote, identity }))
 }
 
