@@ -170,23 +170,27 @@ impl Switchboard {
         result
     }
 
-    /// Takes the offered tunnel `id` for the node `by`, giving it `chunks`; returns what it
-    /// reads.
-    fn take(&self, id: u64, by: &str, chunks: Streaming<pb::RelayChunk>) -> Result<Chunks, Status> {
+    /// Takes the offered tunnel `id` for the node `by` (`None` on insecure clusters, which
+    /// cannot tell who is asking), giving it `chunks`; returns what it reads.
+    fn take(
+        &self,
+        id: u64,
+        by: Option<&str>,
+        chunks: Streaming<pb::RelayChunk>,
+    ) -> Result<Chunks, Status> {
         let mut pending = lock(&self.pending);
-        match pending.get(&id) {
-            None => return Err(Status::not_found(format!("no tunnel {id} is offered"))),
-            Some(p) if p.to != by => {
-                return Err(Status::permission_denied(format!(
-                    "tunnel {id} is offered to {}, not to {by}",
-                    p.to
-                )));
-            }
-            Some(_) => {}
+        if let (Some(by), Some(p)) = (by, pending.get(&id))
+            && p.to != by
+        {
+            return Err(Status::permission_denied(format!(
+                "tunnel {id} is offered to {}, not to {by}",
+                p.to
+            )));
         }
-        let Some(p) = pending.remove(&id) else {
-            return Err(Status::not_found(format!("no tunnel {id} is offered")));
-        };
+        let p = pending
+            .remove(&id)
+            .ok_or_else(|| Status::not_found(format!("no tunnel {id} is offered")))?;
+        drop(pending);
         p.give
             .send(chunks)
             .map_err(|_| Status::unavailable("the asking side gave up on the tunnel"))?;
@@ -274,23 +278,19 @@ pub(crate) fn service(inner: &Arc<Inner>) -> RelayServer<RelayService> {
 }
 
 impl RelayService {
-    /// The caller's name: its certificate's, or on insecure clusters the one it claims.
+    /// The caller's name, as its certificate gives it; `None` on insecure clusters, which
+    /// have no certificates.
     fn caller<T>(
         &self,
         request: &Request<T>,
         (method, access): (&str, Access),
-        claimed: impl FnOnce(&T) -> String,
         body: impl FnOnce(&T) -> Vec<u8>,
-    ) -> Result<String, Status> {
+    ) -> Result<Option<String>, Status> {
         let identity =
             self.inner
                 .security
                 .authorize(request, method, access, &self.inner.stats, body)?;
-        let name = identity.map_or_else(|| claimed(request.get_ref()), |i| i.name);
-        if name.is_empty() {
-            return Err(Status::invalid_argument("the caller did not say who it is"));
-        }
-        Ok(name)
+        Ok(identity.map(|i| i.name))
     }
 }
 
@@ -301,12 +301,15 @@ impl Relay for RelayService {
     type AttachStream = Offers;
 
     async fn attach(&self, request: Request<pb::RelayAttach>) -> Result<Response<Offers>, Status> {
-        let name = self.caller(
+        let certified = self.caller(
             &request,
             (ATTACH, Access::Node),
-            |r| r.name.clone(),
             prost::Message::encode_to_vec,
         )?;
+        let name = certified.unwrap_or_else(|| request.get_ref().name.clone());
+        if name.is_empty() {
+            return Err(Status::invalid_argument("the caller did not say who it is"));
+        }
         let (offers, rx) = mpsc::channel(OFFERS);
         let board = self.inner.relay.clone();
         board.attach(&name, offers.clone());
@@ -327,12 +330,9 @@ impl Relay for RelayService {
     ) -> Result<Response<Chunks>, Status> {
         // Clients too: a client reaches such a node only this way, and the tunnel gives it no
         // more than a connection to the node, whose TLS checks its certificate.
-        let from = self.caller(
-            &request,
-            (TUNNEL, Access::Client),
-            |_| "peer".to_owned(),
-            |_| Vec::new(),
-        )?;
+        let from = self
+            .caller(&request, (TUNNEL, Access::Client), |_| Vec::new())?
+            .unwrap_or_else(|| "peer".to_owned());
         let mut chunks = request.into_inner();
         let first = chunks
             .message()
@@ -363,31 +363,13 @@ impl Relay for RelayService {
         request: Request<Streaming<pb::RelayChunk>>,
     ) -> Result<Response<Chunks>, Status> {
         // Insecure clusters have no names to check an acceptor by: the offer's id is all.
-        let insecure = !self.inner.security.is_secure();
-        let by = self.caller(
-            &request,
-            (ACCEPT, Access::Node),
-            |_| String::new(),
-            |_| Vec::new(),
-        );
-        let by = match by {
-            Ok(name) => Some(name),
-            Err(status) if insecure && status.code() == tonic::Code::InvalidArgument => None,
-            Err(status) => return Err(status),
-        };
+        let by = self.caller(&request, (ACCEPT, Access::Node), |_| Vec::new())?;
         let mut chunks = request.into_inner();
         let first = chunks
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("the accept ended before its first chunk"))?;
-        let by = match by {
-            Some(name) => name,
-            None => lock(&self.inner.relay.pending)
-                .get(&first.id)
-                .map(|p| p.to.clone())
-                .unwrap_or_default(),
-        };
-        let toward = self.inner.relay.take(first.id, &by, chunks)?;
+        let toward = self.inner.relay.take(first.id, by.as_deref(), chunks)?;
         Ok(Response::new(toward))
     }
 }
