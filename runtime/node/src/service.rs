@@ -40,6 +40,19 @@ pub(crate) struct Service {
 }
 
 impl Service {
+    /// Renews the caller's certificate for `role`, once it may call `path` with `access`.
+    fn renew_as(
+        &self,
+        request: Request<pb::RenewRequest>,
+        (path, access): (&str, Access),
+        role: Role,
+    ) -> Result<Response<pb::RenewReply>, Status> {
+        let caller = self.authorize(&request, path, access)?;
+        let remote = remote_of(&request);
+        crate::renew::serve(&self.inner, caller, request.into_inner(), &remote, role)
+            .map(Response::new)
+    }
+
     /// See [`crate::security::Security::authorize`].
     fn authorize<T: prost::Message>(
         &self,
@@ -347,16 +360,7 @@ impl NodeApi for Service {
         &self,
         request: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::RenewReply>, Status> {
-        let caller = self.authorize(&request, crate::renew::RENEW, Access::Node)?;
-        let remote = remote_of(&request);
-        crate::renew::serve(
-            &self.inner,
-            caller,
-            request.into_inner(),
-            &remote,
-            Role::Node,
-        )
-        .map(Response::new)
+        self.renew_as(request, (crate::renew::RENEW, Access::Node), Role::Node)
     }
 
     async fn renew_client(
@@ -364,16 +368,7 @@ impl NodeApi for Service {
         request: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::RenewReply>, Status> {
         let path = "/steinadler.v1.Node/RenewClient";
-        let caller = self.authorize(&request, path, Access::Client)?;
-        let remote = remote_of(&request);
-        crate::renew::serve(
-            &self.inner,
-            caller,
-            request.into_inner(),
-            &remote,
-            Role::Client,
-        )
-        .map(Response::new)
+        self.renew_as(request, (path, Access::Client), Role::Client)
     }
 
     async fn gossip_key(
