@@ -29,10 +29,13 @@ pub struct NodeMeta {
     pub grpc_addr: String,
     /// Free-form labels used for placement (for example `zone = "a"`).
     pub labels: BTreeMap<String, String>,
-    /// A digest of the node's module set; the full index is fetched over gRPC when it changes.
+    /// Steinadler nodes advertise 0 here: the module set is on gRPC. A deploy changes every
+    /// node's module set at once, and a digest of it here made each deploy an alive broadcast
+    /// from every node to every node. Kept so that metadata keeps its layout across versions.
     pub modules_digest: u64,
-    /// In-flight invocations, a hint for "any" placement. Gossip is not a metrics bus: advertise
-    /// changes at a bounded rate (every update is a new alive broadcast).
+    /// A load hint for "any" placement (Steinadler nodes advertise a coarse level of their
+    /// in-flight invocations). Gossip is not a metrics bus: advertise changes rarely and at a
+    /// bounded rate (every update is a new alive broadcast to every member).
     pub load: u32,
     /// For a node that accepts no connections (`--no-inbound`), the members it keeps
     /// connections to, through which others reach it; empty for a node dialed at

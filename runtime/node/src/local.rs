@@ -1,5 +1,5 @@
 //! This node's own modules and invocations: loading and naming modules, running one
-//! invocation under its limits, and advertising the module set and load in gossip.
+//! invocation under its limits, and advertising the load level in gossip.
 //!
 //! [`crate::node`] owns the state these work on ([`Inner`]). The coordinator and the
 //! invocation stream's handler ([`crate::answer`]) call in here when an invocation lands on this
@@ -7,7 +7,6 @@
 
 use crate::node::{Inner, ModuleEntry};
 use crate::wire::{self, RemoteError};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -31,7 +30,9 @@ impl Inner {
             size: module.size(),
             functions: module.functions().map(str::to_owned).collect(),
         });
-        self.meta_changed.notify_one();
+        // No metadata update: a deploy reaches every node at once, and one alive broadcast
+        // from each of N nodes to all N was a storm that the first call after `deploy --wait`
+        // ran into (the design section of the README).
         Ok(module)
     }
 
@@ -135,34 +136,21 @@ impl Inner {
             Err(e) => pb::invoke_reply::Outcome::Error(wire::error_to_wire(&e)),
         }))
     }
-
-    /// A digest of the module set, advertised in gossip.
-    fn modules_digest(&self) -> u64 {
-        let modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-        let mut h = DefaultHasher::new();
-        for id in modules.keys() {
-            id.hash(&mut h);
-        }
-        h.finish()
-    }
 }
 
 /// At most one metadata update per this long: the changes in between go out together.
 const ADVERTISE_EVERY: Duration = Duration::from_millis(500);
 
-/// Re-advertises the load, the module digest and the relays when they change. It sleeps until the admission
-/// or the module index says something changed (an idle node does not wake), then waits
-/// [`ADVERTISE_EVERY`] so that a burst of calls costs one gossiped update, not one per call.
+/// Re-advertises the load level ([`crate::admission::level`]) and the relays when they change.
+/// It sleeps until the admission or the relays say something changed (an idle node does not
+/// wake), then waits [`ADVERTISE_EVERY`] so that a burst of changes costs one gossiped update.
+/// The module set is not advertised (`modules_digest` stays 0): the index is on gRPC.
 pub(crate) async fn advertise(inner: Arc<Inner>) {
-    let mut last = (0u32, 0u64, Vec::new());
+    let mut last = (0u32, Vec::new());
     loop {
         inner.meta_changed.notified().await;
         tokio::time::sleep(ADVERTISE_EVERY).await;
-        let now = (
-            inner.admission.load(),
-            inner.modules_digest(),
-            inner.relay.my_relays(),
-        );
+        let now = (inner.admission.level(), inner.relay.my_relays());
         if now == last {
             continue;
         }
@@ -170,9 +158,9 @@ pub(crate) async fn advertise(inner: Arc<Inner>) {
         let meta = NodeMeta {
             grpc_addr: inner.advertised_addr.clone(),
             labels: inner.config.labels.clone(),
-            modules_digest: now.1,
+            modules_digest: 0,
             load: now.0,
-            relays: now.2,
+            relays: now.1,
         };
         match inner.membership.update_meta(meta).await {
             Ok(()) => {}
