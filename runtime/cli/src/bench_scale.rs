@@ -12,7 +12,8 @@
 //!   node some survivor declared dead.
 //!
 //! Every child is killed when the harness ends, however it ends. Each node's stderr goes to
-//! `logs/NAME.log` in the harness's temporary directory, which is kept if the run fails.
+//! `logs/NAME.log` in the harness's temporary directory, which is kept if the run fails or
+//! `STEINADLER_SCALE_KEEP_LOGS` is set.
 
 use crate::bench_scale_proc::{self as procfs, BATCH, Cluster, Rng, TcpTable};
 use anyhow::{Context, anyhow, bail};
@@ -280,12 +281,12 @@ async fn converge(
             .enumerate()
             .filter(|(i, _)| pending.contains(i))
             .map(|(_, c)| c);
-        let views = members(polled).await;
+        let views = members(polled, t0).await;
         let at = t0.elapsed();
-        for (&i, view) in pending.iter().zip(views) {
+        for (&i, (view, replied)) in pending.iter().zip(views) {
             let count = view.map_or(0, |v| v.intersection(names).count());
             if count == n && listed[i] != n {
-                last_agreed = at;
+                last_agreed = last_agreed.max(replied);
             }
             listed[i] = count;
         }
@@ -334,6 +335,7 @@ async fn detect(
         .collect::<Vec<_>>()
         .join(", ");
     println!("  kill -9 of {k} of {n} nodes: {dead_list}");
+    let killed = std::time::SystemTime::now();
     for &i in &victims {
         let p = &mut cluster.nodes[i];
         p.child
@@ -344,61 +346,99 @@ async fn detect(
     let t = Instant::now();
     let live: BTreeSet<String> = names.difference(&dead).cloned().collect();
     let survivors: Vec<usize> = (0..n).filter(|i| !victims.contains(i)).collect();
-    let mut noticed = vec![false; survivors.len()];
-    let mut falsely_dead = BTreeSet::new();
-    let mut silent = BTreeSet::new();
-    let (mut all_noticed, mut shown) = (None, Instant::now());
+    // When each survivor's reply first listed none of the dead: an upper bound on when it
+    // noticed. Each survivor is polled on its own, so one slow reply (a starved node on a
+    // loaded machine) does not hold back the next poll of the others.
     let give_up = Duration::from_secs(60);
-    loop {
-        let polled = clients
-            .iter_mut()
-            .enumerate()
-            .filter(|(i, _)| !victims.contains(i))
-            .map(|(_, c)| c);
-        let views = members(polled).await;
-        let at = t.elapsed();
-        for (s, view) in views.into_iter().enumerate() {
-            let Some(view) = view else {
-                silent.insert(format!("n{}", survivors[s] + 1));
-                continue;
-            };
-            noticed[s] |= view.is_disjoint(&dead);
-            falsely_dead.extend(live.difference(&view).cloned());
+    let watch = std::cell::RefCell::new(Watch {
+        noticed: vec![None; survivors.len()],
+        falsely_dead: BTreeSet::new(),
+        silent: BTreeSet::new(),
+        all_noticed: None,
+    });
+    let done = |w: &Watch| match w.all_noticed {
+        Some(when) => t.elapsed() > when + SETTLE,
+        None => t.elapsed() > give_up,
+    };
+    let polls = clients
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| !victims.contains(i))
+        .enumerate()
+        .map(|(s, (i, c))| {
+            let (watch, dead, live) = (&watch, &dead, &live);
+            async move {
+                while !done(&watch.borrow()) {
+                    let (view, replied) = member_view(c, t).await;
+                    let mut w = watch.borrow_mut();
+                    match view {
+                        None => {
+                            w.silent.insert(format!("n{}", i + 1));
+                        }
+                        Some(view) => {
+                            if w.noticed[s].is_none() && view.is_disjoint(dead) {
+                                w.noticed[s] = Some(replied);
+                                if w.noticed.iter().all(Option::is_some) {
+                                    w.all_noticed = w.noticed.iter().flatten().max().copied();
+                                }
+                            }
+                            w.falsely_dead.extend(live.difference(&view).cloned());
+                        }
+                    }
+                    drop(w);
+                    tokio::time::sleep(DETECT_POLL).await;
+                }
+            }
+        });
+    let progress = async {
+        while !done(&watch.borrow()) {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let w = watch.borrow();
+            if w.all_noticed.is_none() {
+                let count = w.noticed.iter().flatten().count();
+                println!(
+                    "  noticed by {count}/{} survivors ({})",
+                    survivors.len(),
+                    secs(t.elapsed())
+                );
+            }
         }
-        if all_noticed.is_none() && noticed.iter().all(|&x| x) {
-            all_noticed = Some(at);
-        }
-        match all_noticed {
-            Some(when) if at > when + SETTLE => break,
-            None if at > give_up => break,
-            _ => {}
-        }
-        if all_noticed.is_none() && shown.elapsed() > Duration::from_secs(2) {
-            let count = noticed.iter().filter(|&&x| x).count();
-            println!(
-                "  noticed by {count}/{} survivors ({})",
-                survivors.len(),
-                secs(at)
-            );
-            shown = Instant::now();
-        }
-        tokio::time::sleep(poll_interval(n) / 2).await;
-    }
+    };
+    futures::future::join(futures::future::join_all(polls), progress).await;
+    let Watch {
+        noticed,
+        falsely_dead,
+        silent,
+        all_noticed,
+    } = watch.into_inner();
     if !silent.is_empty() {
         println!("  survivors that failed to answer ListMembers at least once: {silent:?}");
     }
     if !falsely_dead.is_empty() {
         println!("  live nodes that some survivor stopped listing: {falsely_dead:?}");
     }
+    let survivor_names: Vec<String> = survivors.iter().map(|i| format!("n{}", i + 1)).collect();
+    let logs = cluster.dir.join("logs");
+    let declared = crate::bench_scale_logs::declared_dead(&logs, &survivor_names, &dead, killed);
+    if !declared.incomplete.is_empty() {
+        println!(
+            "  survivors whose log does not declare every victim dead: {:?}",
+            declared.incomplete
+        );
+    }
+    let logged = declared
+        .by_all()
+        .map_or_else(|| "not in every survivor's log".to_owned(), dur);
     Ok(match all_noticed {
         Some(d) => format!(
-            "kill -9 of {k}/{n} noticed by all in {}, {} false deaths",
+            "kill -9 of {k}/{n} declared dead by all in {logged} (their logs), gone from all \
+             ListMembers in {}, {} false deaths",
             dur(d),
             falsely_dead.len()
         ),
         None => format!(
             "kill -9 of {k}/{n} NOT noticed by {} of {} survivors in {}, {} false deaths",
-            noticed.iter().filter(|&&x| !x).count(),
+            noticed.iter().filter(|x| x.is_none()).count(),
             survivors.len(),
             secs(give_up),
             falsely_dead.len()
@@ -406,15 +446,39 @@ async fn detect(
     })
 }
 
-/// Each client's node's live members by name, `None` where the call failed or timed out.
-async fn members(clients: impl Iterator<Item = &mut Client>) -> Vec<Option<BTreeSet<String>>> {
-    let calls = clients.map(|c| async move {
-        let reply = tokio::time::timeout(RPC_TIMEOUT, c.members())
-            .await
-            .ok()?
-            .ok()?;
-        Some(reply.members.into_iter().map(|m| m.name).collect())
-    });
+/// What [`detect`] has seen of the survivors so far.
+struct Watch {
+    /// When each survivor first listed none of the victims, since the kill.
+    noticed: Vec<Option<Duration>>,
+    /// Live nodes some survivor did not list.
+    falsely_dead: BTreeSet<String>,
+    /// Survivors that failed to answer a poll.
+    silent: BTreeSet<String>,
+    /// When the last survivor noticed.
+    all_noticed: Option<Duration>,
+}
+
+/// How often [`detect`] asks each survivor for its members.
+const DETECT_POLL: Duration = Duration::from_millis(250);
+
+/// One client's node's live members by name (`None` if the call failed or timed out), and
+/// when, since `t0`, the reply arrived.
+async fn member_view(c: &mut Client, t0: Instant) -> (Option<BTreeSet<String>>, Duration) {
+    let reply = tokio::time::timeout(RPC_TIMEOUT, c.members()).await;
+    let view = match reply {
+        Ok(Ok(reply)) => Some(reply.members.into_iter().map(|m| m.name).collect()),
+        _ => None,
+    };
+    (view, t0.elapsed())
+}
+
+/// Each client's node's live members by name (`None` where the call failed or timed out), and
+/// when, since `t0`, its reply arrived.
+async fn members(
+    clients: impl Iterator<Item = &mut Client>,
+    t0: Instant,
+) -> Vec<(Option<BTreeSet<String>>, Duration)> {
+    let calls = clients.map(|c| member_view(c, t0));
     futures::future::join_all(calls).await
 }
 

@@ -53,7 +53,8 @@ impl Cluster {
         Ok(Self {
             dir,
             nodes: Vec::new(),
-            keep_logs: false,
+            // For reading how a run went (when each node declared each victim dead, say).
+            keep_logs: std::env::var_os("STEINADLER_SCALE_KEEP_LOGS").is_some(),
             gossip_wire,
         })
     }

@@ -12,6 +12,7 @@ mod bench_proc;
 mod bench_registry;
 mod bench_relay;
 mod bench_scale;
+mod bench_scale_logs;
 mod bench_scale_proc;
 mod bench_stream;
 mod bench_stream_apart;
@@ -203,6 +204,8 @@ fn init_tracing(
         .with(
             fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colours only on a terminal: a log file gets plain text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_target(false)
                 .compact()
                 // memberlist's repeated lines (a failed send per packet under loss) are limited.

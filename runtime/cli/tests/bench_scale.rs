@@ -57,6 +57,11 @@ fn the_scale_bench_prints_its_summary_for_4_nodes() {
     for part in ["converge", "warm --on all p50", "TCP conns/node", "kill -9"] {
         assert!(summary.contains(part), "{part:?} missing: {summary}");
     }
+    // The survivors' own logs time the failure detector: every one declared the victim dead.
+    assert!(
+        summary.contains("declared dead by all in") && !summary.contains("not in every"),
+        "the survivors' logs were not read: {summary}\nstdout:\n{out}"
+    );
     // The first line names the bench's temporary directory, which must be gone.
     let logs = out
         .lines()

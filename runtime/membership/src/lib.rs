@@ -15,14 +15,16 @@
 //!
 //! # Failure detection with [`Profile::Local`]
 //!
-//! Chosen values (see [`Profile`] for the reasoning): probe interval 400 ms, probe timeout
-//! 200 ms, 3 indirect probes, `suspicion_mult` 3 (a suspect is declared dead 1.2 s × `log10(n)`
+//! Chosen values (see [`Profile`] for the reasoning): probe interval 300 ms (400 ms before
+//! 2026-12-04), probe timeout
+//! 200 ms, 3 indirect probes, `suspicion_mult` 3 (a suspect is declared dead 0.9 s × `log10(n)`
 //! later once one other node has suspected it too, 6 times that without a confirmation; before
 //! 2026-12-02 it was 2, with no confirmation needed), gossip interval 100 ms, retransmit
 //! multiplier 4 (memberlist's `local()` has 2, which left a joiner unknown to one node of four
 //! for up to 20 s in about 3% of our starts), push/pull every 5 s.
 //!
-//! Measured (with `suspicion_mult` 2, before the change; not yet remeasured) on the 2-core
+//! Measured (with `suspicion_mult` 2 and probes every 400 ms, before both changes; not
+//! remeasured) on the 2-core
 //! development VM over loopback, all nodes in one process, a crash
 //! simulated with [`Membership::shutdown`], 30 crashes per row; the time is until *every*
 //! survivor had dropped the node from [`Membership::members`]:

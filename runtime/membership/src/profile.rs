@@ -51,7 +51,12 @@ pub enum Profile {
 }
 
 /// [`Profile::Local`]: how often each node probes one peer.
-pub const LOCAL_PROBE_INTERVAL: Duration = Duration::from_millis(400);
+///
+/// 300 ms, down from 400 ms on 2026-12-04: the suspicion timeout is a multiple of it, and it
+/// grows with `log10(n)`, so at 200 nodes a kill -9 of 20 was declared dead by every survivor
+/// 4.0 s after it (the nodes' logs) instead of 4.8–6.6 s, with no live node declared dead, for
+/// no measurable rise in an idle node's CPU (0.18 % of a core in both runs).
+pub const LOCAL_PROBE_INTERVAL: Duration = Duration::from_millis(300);
 /// [`Profile::Local`]: how long a direct UDP ping waits for its ack before indirect probes start.
 pub const LOCAL_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 /// [`Profile::Local`]: the suspicion timeout is this many probe intervals (below ten nodes), and
