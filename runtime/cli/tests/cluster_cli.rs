@@ -258,11 +258,39 @@ fn a_new_token_replaces_the_old_one_on_a_running_node() {
         ok(&run(&["cluster", "token", "--data-dir", data_s])).trim(),
         first
     );
-    let second = ok(&run(&["cluster", "token", "--data-dir", data_s, "--new"]))
-        .trim()
-        .to_owned();
+    let made = run(&[
+        "cluster",
+        "token",
+        "--data-dir",
+        data_s,
+        "--new",
+        "--node",
+        &n1.grpc,
+        "--ttl",
+        "1h",
+    ]);
+    let second = ok(&made).trim().to_owned();
     assert_ne!(second, first);
-    // The node notices the new secret within a few seconds; the old token stops working.
+    let said = String::from_utf8_lossy(&made.stderr);
+    assert!(
+        said.contains("generation 2") && said.contains("n1"),
+        "{said}"
+    );
+    // Printing it again shows the new token, and its lifetime.
+    let again = run(&["cluster", "token", "--data-dir", data_s]);
+    assert_eq!(ok(&again).trim(), second);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("expires at"),
+        "{again:?}"
+    );
+    // --ttl belongs to --new.
+    assert_eq!(
+        run(&["cluster", "token", "--data-dir", data_s, "--ttl", "1h"])
+            .status
+            .code(),
+        Some(2)
+    );
+    // The node uses the new secret at once; the old token stops working.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let o = run(&[

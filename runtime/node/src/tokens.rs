@@ -1,0 +1,340 @@
+//! Join tokens across the cluster: making a new one on every live node ([`mint`]), a node that
+//! was away catching up ([`run`]), and the lifetime checks every join passes ([`admit`]).
+//!
+//! Each token has a generation ([`TokenPolicy`]). The node that makes a new one (`cluster token
+//! --new`) takes the next generation, installs it, and offers it to every live member over
+//! `Node.SyncToken`, a node-only call (the caller's node certificate and the cluster cookie).
+//! A node takes an offered token only if it supersedes its own (a higher generation; a tie
+//! between two nodes that made one at once goes the same way everywhere), so the newest token
+//! wins whatever order offers arrive in. A node that was down or cut off when the token
+//! changed catches up on its own: every [`SYNC_EVERY`] it offers its token to one random live
+//! member, and each side takes the other's if it is newer. Until it has, that node still admits
+//! the old token: for up to about [`SYNC_EVERY`] after it is back among the members.
+//!
+//! A token expires (`--ttl`): every node checks the expiry before it signs. A use-limited token
+//! (`--uses N`) is counted by the node that made it, and only there: another node asks it
+//! (`Node.ClaimTokenUse`) before each join it admits, so the limit holds exactly across the
+//! cluster, and a use-limited token admits nobody while its maker is unreachable.
+
+use crate::node::Inner;
+use rand::seq::IndexedRandom;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use steinadler_proto::v1 as pb;
+use steinadler_security::{TokenPolicy, TokenRefusal};
+use tonic::Status;
+
+/// The gRPC paths of the node-to-node token methods, which the cookie's MAC covers.
+pub(crate) const SYNC_TOKEN: &str = "/steinadler.v1.Node/SyncToken";
+pub(crate) const CLAIM_TOKEN_USE: &str = "/steinadler.v1.Node/ClaimTokenUse";
+
+/// How often a node compares its token with one random live member's.
+pub(crate) const SYNC_EVERY: Duration = Duration::from_secs(10);
+/// How long one offer or claim may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl crate::Node {
+    /// The generation, expiry and use limit of the token [`join_token`](Self::join_token)
+    /// returns, if this node may sign joins.
+    pub fn join_token_policy(&self) -> Option<TokenPolicy> {
+        let loaded = self.inner.security.loaded()?;
+        loaded.material.token_secret?;
+        Some(loaded.material.token_policy.clone())
+    }
+}
+
+/// The policy a [`pb::TokenState`] carries.
+pub(crate) fn policy_of(state: &pb::TokenState) -> TokenPolicy {
+    TokenPolicy {
+        generation: state.generation,
+        minted_by: state.minted_by.clone(),
+        minted_at_ms: state.minted_at_ms,
+        expires_at_ms: (state.expires_at_ms > 0).then_some(state.expires_at_ms),
+        max_uses: (state.max_uses > 0).then_some(state.max_uses),
+    }
+}
+
+/// The token this node holds, as it offers it; an empty secret if it holds none.
+pub(crate) fn state(inner: &Inner) -> pb::TokenState {
+    let Some(loaded) = inner.security.loaded() else {
+        return pb::TokenState::default();
+    };
+    let m = &loaded.material;
+    let Some(secret) = m.token_secret else {
+        return pb::TokenState::default();
+    };
+    let p = &m.token_policy;
+    pb::TokenState {
+        secret: secret.to_vec().into(),
+        generation: p.generation,
+        minted_by: p.minted_by.clone(),
+        minted_at_ms: p.minted_at_ms,
+        expires_at_ms: p.expires_at_ms.unwrap_or(0),
+        max_uses: p.max_uses.unwrap_or(0),
+    }
+}
+
+/// Takes the offered token if it is newer than this node's; whether it did.
+fn take(inner: &Inner, offered: &pb::TokenState, from: &str) -> bool {
+    let Ok(secret) = <[u8; 32]>::try_from(&offered.secret[..]) else {
+        return false;
+    };
+    let policy = policy_of(offered);
+    let described = policy.describe();
+    match inner.security.install_token(secret, policy) {
+        Ok(true) => {
+            tracing::info!(node = %inner.config.name, from, "took a newer join token ({described}); the old one no longer works here");
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::error!(node = %inner.config.name, from, "cannot install a newer join token: {e}");
+            false
+        }
+    }
+}
+
+/// Serves `Node.SyncToken`: takes the caller's token if newer, answers with this node's.
+pub(crate) fn serve_sync(inner: &Inner, offered: &pb::TokenState, caller: &str) -> pb::TokenState {
+    take(inner, offered, caller);
+    state(inner)
+}
+
+/// Offers `offered` to `member`; returns its answer.
+async fn offer(
+    inner: &Inner,
+    member: &steinadler_membership::Member,
+    offered: pb::TokenState,
+) -> Result<pb::TokenState, String> {
+    let mut client = inner
+        .peer(&member.meta.grpc_addr, &member.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut request = tonic::Request::new(offered);
+    request.set_timeout(CALL_TIMEOUT);
+    inner.security.sign(&mut request, SYNC_TOKEN, &member.name);
+    client
+        .sync_token(request)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| s.message().to_owned())
+}
+
+/// Makes a new join token on this node, living `req.ttl_ms` (the node's default if 0) and
+/// admitting `req.max_uses` joins (any number if 0), and offers it to every live member.
+pub(crate) async fn mint(
+    inner: &Inner,
+    req: pb::NewTokenRequest,
+) -> Result<pb::NewTokenReply, Status> {
+    let Some(loaded) = inner.security.loaded() else {
+        return Err(Status::failed_precondition(
+            "this cluster runs --insecure: nodes join without tokens",
+        ));
+    };
+    let m = &loaded.material;
+    if loaded.ca.is_none() || m.token_secret.is_none() {
+        return Err(Status::failed_precondition(format!(
+            "{} cannot make join tokens: it holds no CA key or token secret (it was set up with \
+             offline PKI). Run the command against a node that joined with a token or created \
+             the cluster",
+            inner.config.name
+        )));
+    }
+    let ttl = match req.ttl_ms {
+        0 => inner.config.token_ttl,
+        ms => Duration::from_millis(ms),
+    };
+    let max_uses = (req.max_uses > 0).then_some(req.max_uses);
+    let generation = m.token_policy.generation.saturating_add(1);
+    let policy = TokenPolicy::mint(generation, &inner.config.name, Some(ttl), max_uses);
+    let described = policy.describe();
+    let ca_hash = m
+        .ca_hash()
+        .map_err(|e| Status::internal(format!("cannot read this node's CA certificate: {e}")))?;
+    let installed = inner
+        .security
+        .install_token(steinadler_security::Token::generate(ca_hash).secret, policy)
+        .map_err(|e| Status::internal(format!("cannot save the new token: {e}")))?;
+    if !installed {
+        return Err(Status::aborted(
+            "another new token arrived meanwhile; run the command again",
+        ));
+    }
+    let mine = state(inner);
+    tracing::info!(node = %inner.config.name, "made a new join token ({described}); offering it to every live member");
+    let members = inner.membership.members().await;
+    let others = members.iter().filter(|m| m.name != inner.config.name);
+    let offers = others.map(|member| {
+        let mine = mine.clone();
+        async move {
+            match offer(inner, member, mine.clone()).await {
+                Ok(theirs) if theirs.secret == mine.secret => Ok(member.name.clone()),
+                Ok(theirs) => Err(format!(
+                    "{}: holds a newer token (generation {} from {}), which wins",
+                    member.name, theirs.generation, theirs.minted_by
+                )),
+                Err(e) => Err(format!("{}: {e}", member.name)),
+            }
+        }
+    });
+    let mut reply = pb::NewTokenReply {
+        nodes: vec![inner.config.name.clone()],
+        ..Default::default()
+    };
+    for outcome in futures::future::join_all(offers).await {
+        match outcome {
+            Ok(name) => reply.nodes.push(name),
+            Err(e) => reply.missed.push(e),
+        }
+    }
+    if !reply.missed.is_empty() {
+        tracing::warn!(missed = ?reply.missed, "some members did not take the new join token yet; they catch up within about {SYNC_EVERY:?} of being reachable");
+    }
+    reply.token = state_token(inner);
+    reply.state = Some(pb::TokenState {
+        secret: Default::default(),
+        ..mine
+    });
+    Ok(reply)
+}
+
+/// The token string of this node's current token.
+fn state_token(inner: &Inner) -> String {
+    inner
+        .security
+        .loaded()
+        .and_then(|l| l.material.token())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Every [`SYNC_EVERY`], offers this node's token to one random live member and takes its
+/// answer if newer, until the node stops.
+pub(crate) async fn run(inner: std::sync::Arc<Inner>) {
+    let mut stopping = inner.stopping.clone();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SYNC_EVERY) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        let mine = state(&inner);
+        if mine.secret.is_empty() {
+            continue;
+        }
+        let members = inner.membership.members().await;
+        let others: Vec<_> = members
+            .iter()
+            .filter(|m| m.name != inner.config.name)
+            .collect();
+        let Some(member) = others.choose(&mut rand::rng()) else {
+            continue;
+        };
+        match offer(&inner, member, mine).await {
+            Ok(theirs) => {
+                take(&inner, &theirs, &member.name);
+            }
+            Err(e) => tracing::debug!(peer = %member.name, "cannot compare join tokens: {e}"),
+        }
+    }
+}
+
+/// Checks the token's lifetime before a join is signed: its expiry, then, for a use-limited
+/// token, one use counted by the node that made it.
+pub(crate) async fn admit(
+    inner: &Inner,
+    policy: &TokenPolicy,
+    joiner: &str,
+    remote: &str,
+) -> Result<(), Status> {
+    let refuse = |reason: &'static str, refusal: &TokenRefusal| {
+        inner.stats.rejected_join.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::rejected("join", reason);
+        tracing::warn!(peer = %remote, name = %joiner, "refused a join: {refusal}");
+        Status::permission_denied(format!("join refused: {refusal}"))
+    };
+    policy
+        .check_expiry()
+        .map_err(|r| refuse("token_expired", &r))?;
+    let Some(max) = policy.max_uses else {
+        return Ok(());
+    };
+    if policy.minted_by == inner.config.name || policy.minted_by.is_empty() {
+        let used = inner
+            .security
+            .count_token_use(policy)
+            .map_err(|r| refuse("token_used_up", &r))?;
+        tracing::info!(name = %joiner, used, max, "counted a use of the join token");
+        return Ok(());
+    }
+    claim_at_minter(inner, policy, joiner)
+        .await
+        .map_err(|status| {
+            if status.code() == tonic::Code::PermissionDenied {
+                inner.stats.rejected_join.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::rejected("join", "token_used_up");
+            }
+            status
+        })
+}
+
+/// Asks the node that made the use-limited token `policy` to count one use.
+async fn claim_at_minter(inner: &Inner, policy: &TokenPolicy, joiner: &str) -> Result<(), Status> {
+    let maker = &policy.minted_by;
+    let unavailable = |why: String| {
+        Status::unavailable(format!(
+            "join refused for now: the join token admits only {} joins, and only the node that \
+             made it ({maker}) counts them, but {why}. Join through {maker} once it is back, or \
+             make a new token with `steinadler cluster token --new`",
+            policy.max_uses.unwrap_or(0)
+        ))
+    };
+    let members = inner.membership.members().await;
+    let Some(member) = members.iter().find(|m| &m.name == maker) else {
+        return Err(unavailable(format!("{maker} is not a live member")));
+    };
+    let mut client = inner
+        .peer(&member.meta.grpc_addr, &member.name)
+        .await
+        .map_err(|e| unavailable(format!("it cannot be reached: {e}")))?;
+    let mut request = tonic::Request::new(pb::ClaimTokenUseRequest {
+        generation: policy.generation,
+        name: joiner.to_owned(),
+    });
+    request.set_timeout(CALL_TIMEOUT);
+    inner.security.sign(&mut request, CLAIM_TOKEN_USE, maker);
+    match client.claim_token_use(request).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::PermissionDenied => Err(s),
+        Err(s) => Err(unavailable(format!("it answered: {}", s.message()))),
+    }
+}
+
+/// Serves `Node.ClaimTokenUse`: counts one use of this node's token of `req.generation`.
+pub(crate) fn serve_claim(
+    inner: &Inner,
+    req: &pb::ClaimTokenUseRequest,
+    caller: &str,
+) -> Result<pb::ClaimTokenUseReply, Status> {
+    let policy = inner
+        .security
+        .loaded()
+        .map(|l| l.material.token_policy.clone())
+        .unwrap_or_default();
+    if policy.generation != req.generation || policy.minted_by != inner.config.name {
+        return Err(Status::failed_precondition(format!(
+            "{} does not count the uses of that token (generation {}): it holds generation {} \
+             made by {:?}. The nodes have not caught up yet; try again in {} s",
+            inner.config.name,
+            req.generation,
+            policy.generation,
+            policy.minted_by,
+            SYNC_EVERY.as_secs()
+        )));
+    }
+    let used = inner.security.count_token_use(&policy).map_err(|r| {
+        tracing::warn!(node = %caller, name = %req.name, "refused a join through another node: {r}");
+        Status::permission_denied(format!("join refused: {r}"))
+    })?;
+    tracing::info!(node = %caller, name = %req.name, used, "counted a use of the join token for a join through another node");
+    Ok(pb::ClaimTokenUseReply { used })
+}
