@@ -38,6 +38,12 @@ async fn operator(dir: &Path, node: &Node) -> Client {
         .unwrap()
 }
 
+/// n1's CA key, which a request for a new token proves.
+fn ca_key(dir: &Path) -> String {
+    let material = Material::load(&dir.join("n1").join("security")).unwrap();
+    material.ca_key_pem.unwrap()
+}
+
 /// A client login for `user` through `node` with `token`.
 async fn login(node: &Node, token: &str, user: &str) -> Result<(), JoinError> {
     let token: Token = token.parse().unwrap();
@@ -82,7 +88,7 @@ async fn a_new_token_replaces_the_old_one_on_every_node() {
 
     let made: NewToken = operator(dir.path(), &n1)
         .await
-        .new_token(None, None)
+        .new_token(&ca_key(dir.path()), None, None)
         .await
         .unwrap();
     assert_ne!(made.token, old);
@@ -149,7 +155,7 @@ async fn an_expired_token_is_refused_with_its_expiry() {
     common::wait_for_members(&[&n1, &n2], 2).await;
     let made = operator(dir.path(), &n1)
         .await
-        .new_token(Some(Duration::from_secs(8)), None)
+        .new_token(&ca_key(dir.path()), Some(Duration::from_secs(8)), None)
         .await
         .unwrap();
     let expires = made.policy.expires_at_ms.unwrap();
@@ -196,7 +202,7 @@ async fn a_token_of_one_use_admits_one_join() {
     common::wait_for_members(&[&n1, &n2], 2).await;
     let made = operator(dir.path(), &n1)
         .await
-        .new_token(None, Some(1))
+        .new_token(&ca_key(dir.path()), None, Some(1))
         .await
         .unwrap();
     assert_eq!(made.policy.max_uses, Some(1));
@@ -226,7 +232,7 @@ async fn a_token_of_one_use_admits_one_join() {
     // A token of two uses, with its maker gone: nobody can count a use, so nobody joins.
     let made = operator(dir.path(), &n1)
         .await
-        .new_token(None, Some(2))
+        .new_token(&ca_key(dir.path()), None, Some(2))
         .await
         .unwrap();
     assert_eq!(n2.join_token().unwrap(), made.token);
@@ -234,4 +240,48 @@ async fn a_token_of_one_use_admits_one_join() {
     let result = login(&n2, &made.token, "orphan").await;
     refused(result, Code::Unavailable, "only the node that made it (n1)");
     n2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_ca_holder_sets_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let n1 = first(dir.path()).await;
+    let n2 = common::start("n2", "a", Some(&n1)).await;
+    common::wait_for_members(&[&n1, &n2], 2).await;
+    let token = n2.join_token().unwrap();
+    let client = operator(dir.path(), &n2).await;
+    // A node certificate and cookie, but another CA's key: no token.
+    let other = steinadler_security::Ca::generate().unwrap().key_pem();
+    let err = client.new_token(&other, None, None).await.unwrap_err();
+    match &err {
+        steinadler_node::ClientError::Status(s) => {
+            assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+            assert!(s.message().contains("only a CA holder"), "{s:?}");
+        }
+        other => panic!("expected PERMISSION_DENIED, got {other}"),
+    }
+    // An offer of a newer token that no CA holder signed, with a valid cookie: ignored.
+    let secret = Material::load(&dir.path().join("n1").join("security"))
+        .unwrap()
+        .secret;
+    let offer = steinadler_proto::v1::TokenState {
+        secret: vec![5; 32].into(),
+        generation: 99,
+        minted_by: "n1".into(),
+        mac: vec![0; 32].into(),
+        ..Default::default()
+    };
+    let path = "/steinadler.v1.Node/SyncToken";
+    let cookie = steinadler_security::CookieSigner::new(&secret)
+        .sign(path, &prost::Message::encode_to_vec(&offer));
+    let mut request = tonic::Request::new(offer);
+    request
+        .metadata_mut()
+        .insert(steinadler_security::COOKIE_HEADER, cookie.parse().unwrap());
+    let reply = client.raw().sync_token(request).await.unwrap().into_inner();
+    assert_eq!(reply.generation, 1);
+    assert_eq!(n2.join_token().unwrap(), token);
+    login(&n2, &token, "still").await.unwrap();
+    n2.shutdown().await;
+    n1.shutdown().await;
 }

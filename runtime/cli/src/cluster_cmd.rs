@@ -162,6 +162,13 @@ async fn new_token(
             "--uses must be at least 1; leave it out for a token that admits any number of joins"
         )));
     }
+    let Some(ca_key_pem) = material.ca_key_pem.clone() else {
+        return Err(Failure::Usage(anyhow!(
+            "this data dir holds no CA key (ca.key): only a CA holder may make a join token, since \
+             a token admits nodes, which receive the CA key. Run the command with the data dir of \
+             a node that holds ca.key"
+        )));
+    };
     let client = Client::connect(node, &ClientAuth::Node(Arc::new(material)))
         .await
         .map_err(|e| {
@@ -172,7 +179,7 @@ async fn new_token(
             ))
         })?;
     let made = client
-        .new_token(ttl, uses)
+        .new_token(&ca_key_pem, ttl, uses)
         .await
         .map_err(|e| Failure::Runtime(anyhow!("the node at {node} made no new token: {e}")))?;
     eprintln!(

@@ -25,23 +25,31 @@ impl Client {
     /// Makes a new join token on this client's node, which offers it to every live member:
     /// the old token stops working on each. It lives `ttl` (the node's default, 24 h, if
     /// `None`) and admits `max_uses` joins (any number if `None`). Needs a node's material
-    /// ([`ClientAuth::Node`](crate::ClientAuth::Node)).
+    /// ([`ClientAuth::Node`](crate::ClientAuth::Node)) and the CA key (`ca_key_pem`), which
+    /// the request proves.
     ///
     /// # Errors
     ///
-    /// `PERMISSION_DENIED` with a client certificate, `FAILED_PRECONDITION` on a node that
+    /// [`ClientError::Security`] if `ca_key_pem` does not parse; `PERMISSION_DENIED` with a
+    /// client certificate or another CA's key, `FAILED_PRECONDITION` on a node that
     /// cannot make tokens (offline PKI, `--insecure`).
     pub async fn new_token(
         &self,
+        ca_key_pem: &str,
         ttl: Option<std::time::Duration>,
         max_uses: Option<u32>,
     ) -> Result<NewToken, ClientError> {
         let path = "/steinadler.v1.Node/NewToken";
+        let ttl_ms = ttl.map_or(0, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        let max_uses = max_uses.unwrap_or(0);
+        let proof = steinadler_security::TokenAuthority::from_ca_key_pem(ca_key_pem)?
+            .sign_request(ttl_ms, max_uses);
         let mut request = tonic::Request::new(pb::NewTokenRequest {
-            ttl_ms: ttl.map_or(0, |t| {
-                u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
-            }),
-            max_uses: max_uses.unwrap_or(0),
+            ttl_ms,
+            max_uses,
+            proof: proof.to_vec().into(),
         });
         if let Some(signer) = &self.signer
             && let Ok(value) = signer

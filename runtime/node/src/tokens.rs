@@ -11,6 +11,10 @@
 //! member, and each side takes the other's if it is newer. Until it has, that node still admits
 //! the old token: for up to about [`SYNC_EVERY`] after it is back among the members.
 //!
+//! Only CA holders set tokens: an offered token carries an HMAC keyed by a key derived from the
+//! CA private key ([`TokenAuthority`]), and so does a request for a new one. A node with a node
+//! certificate but no CA key can neither make nor spread a token.
+//!
 //! A token expires (`--ttl`): every node checks the expiry before it signs. A use-limited token
 //! (`--uses N`) is counted by the node that made it, and only there: another node asks it
 //! (`Node.ClaimTokenUse`) before each join it admits, so the limit holds exactly across the
@@ -21,7 +25,7 @@ use rand::seq::IndexedRandom;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use steinadler_proto::v1 as pb;
-use steinadler_security::{TokenPolicy, TokenRefusal};
+use steinadler_security::{TokenAuthority, TokenPolicy, TokenRefusal};
 use tonic::Status;
 
 /// The gRPC paths of the node-to-node token methods, which the cookie's MAC covers.
@@ -64,6 +68,7 @@ pub(crate) fn state(inner: &Inner) -> pb::TokenState {
         return pb::TokenState::default();
     };
     let p = &m.token_policy;
+    let mac = authority(inner).map(|a| a.sign_state(&secret, p).to_vec());
     pb::TokenState {
         secret: secret.to_vec().into(),
         generation: p.generation,
@@ -71,7 +76,15 @@ pub(crate) fn state(inner: &Inner) -> pb::TokenState {
         minted_at_ms: p.minted_at_ms,
         expires_at_ms: p.expires_at_ms.unwrap_or(0),
         max_uses: p.max_uses.unwrap_or(0),
+        mac: mac.unwrap_or_default().into(),
     }
+}
+
+/// The CA holders' key, if this node holds the CA key.
+fn authority(inner: &Inner) -> Option<TokenAuthority> {
+    let loaded = inner.security.loaded()?;
+    let pem = loaded.material.ca_key_pem.as_deref()?;
+    TokenAuthority::from_ca_key_pem(pem).ok()
 }
 
 /// Takes the offered token if it is newer than this node's; whether it did.
@@ -80,6 +93,18 @@ fn take(inner: &Inner, offered: &pb::TokenState, from: &str) -> bool {
         return false;
     };
     let policy = policy_of(offered);
+    if !authority(inner).is_some_and(|a| a.state_ok(&secret, &policy, &offered.mac)) {
+        if policy.supersedes(
+            &inner
+                .security
+                .loaded()
+                .map(|l| l.material.token_policy.clone())
+                .unwrap_or_default(),
+        ) {
+            tracing::warn!(node = %inner.config.name, from, "ignored a newer join token that no CA holder signed (this node holds no CA key, or the token's MAC does not match)");
+        }
+        return false;
+    }
     let described = policy.describe();
     match inner.security.install_token(secret, policy) {
         Ok(true) => {
@@ -132,6 +157,14 @@ pub(crate) async fn mint(
         ));
     };
     let m = &loaded.material;
+    let proven =
+        authority(inner).is_some_and(|a| a.request_ok(req.ttl_ms, req.max_uses, &req.proof));
+    if loaded.ca.is_some() && m.token_secret.is_some() && !proven {
+        return Err(Status::permission_denied(
+            "only a CA holder may make a join token (a token admits nodes, which receive the CA \
+             key): run the command with the data dir of a node that holds ca.key",
+        ));
+    }
     if loaded.ca.is_none() || m.token_secret.is_none() {
         return Err(Status::failed_precondition(format!(
             "{} cannot make join tokens: it holds no CA key or token secret (it was set up with \

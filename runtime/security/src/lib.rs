@@ -31,6 +31,7 @@ mod secret;
 mod tls;
 mod token;
 mod token_policy;
+mod token_sync;
 
 pub use ca::{
     BACKDATE, CLIENT_CERT_VALIDITY, Ca, Csr, IssuedCert, NODE_CERT_VALIDITY,
@@ -50,5 +51,6 @@ pub use token::{Token, join_mac, verify_join_mac};
 pub use token_policy::{
     DEFAULT_TOKEN_TTL, TokenPolicy, TokenRefusal, format_utc_ms, load_token_uses, save_token_uses,
 };
+pub use token_sync::TokenAuthority;
 
 pub(crate) use crypto::{random_bytes, sha256};

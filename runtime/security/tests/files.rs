@@ -102,7 +102,10 @@ fn a_token_from_before_lifetimes_keeps_working() {
     fs::remove_file(dir.join("token.policy")).unwrap();
     let loaded = Material::load(dir).unwrap();
     assert_eq!(loaded.token(), material.token());
-    assert_eq!(loaded.token_policy, steinadler_security::TokenPolicy::default());
+    assert_eq!(
+        loaded.token_policy,
+        steinadler_security::TokenPolicy::default()
+    );
     loaded.token_policy.check_expiry().unwrap();
     // A newer token replaces it, policy and secret together.
     let mut newer = loaded.clone();
