@@ -301,12 +301,11 @@ pub(crate) async fn admit(
     }
     claim_at_minter(inner, policy, joiner)
         .await
-        .map_err(|status| {
+        .inspect_err(|status| {
             if status.code() == tonic::Code::PermissionDenied {
                 inner.stats.rejected_join.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::rejected("join", "token_used_up");
             }
-            status
         })
 }
 
