@@ -408,8 +408,7 @@ impl NodeApi for Service {
     ) -> Result<Response<pb::TokenState>, Status> {
         let caller = self.authorize(&request, crate::tokens::SYNC_TOKEN, Access::Node)?;
         let caller = caller.map(|c| c.name).unwrap_or_default();
-        let reply = crate::tokens::serve_sync(&self.inner, request.get_ref(), &caller);
-        Ok(Response::new(reply))
+        crate::tokens::serve_sync(&self.inner, request.get_ref(), &caller).map(Response::new)
     }
 
     async fn claim_token_use(

@@ -87,24 +87,26 @@ fn authority(inner: &Inner) -> Option<TokenAuthority> {
     TokenAuthority::from_ca_key_pem(pem).ok()
 }
 
-/// Takes the offered token if it is newer than this node's; whether it did.
-fn take(inner: &Inner, offered: &pb::TokenState, from: &str) -> bool {
-    let Ok(secret) = <[u8; 32]>::try_from(&offered.secret[..]) else {
-        return false;
-    };
+/// The secret and policy of `offered`, if a CA holder signed it (its HMAC checks against this
+/// node's CA key).
+fn signed(inner: &Inner, offered: &pb::TokenState) -> Option<([u8; 32], TokenPolicy)> {
+    let secret = <[u8; 32]>::try_from(&offered.secret[..]).ok()?;
     let policy = policy_of(offered);
-    if !authority(inner).is_some_and(|a| a.state_ok(&secret, &policy, &offered.mac)) {
-        if policy.supersedes(
-            &inner
-                .security
-                .loaded()
-                .map(|l| l.material.token_policy.clone())
-                .unwrap_or_default(),
-        ) {
-            tracing::warn!(node = %inner.config.name, from, "ignored a newer join token that no CA holder signed (this node holds no CA key, or the token's MAC does not match)");
-        }
+    authority(inner)?
+        .state_ok(&secret, &policy, &offered.mac)
+        .then_some((secret, policy))
+}
+
+/// Takes the offered token if a CA holder signed it and it is newer than this node's; whether
+/// it did.
+fn take(inner: &Inner, offered: &pb::TokenState, from: &str) -> bool {
+    if offered.secret.is_empty() {
         return false;
     }
+    let Some((secret, policy)) = signed(inner, offered) else {
+        tracing::warn!(node = %inner.config.name, from, "ignored a join token that no CA holder signed (this node holds no CA key, or the token's HMAC does not match)");
+        return false;
+    };
     let described = policy.describe();
     match inner.security.install_token(secret, policy) {
         Ok(true) => {
@@ -119,10 +121,23 @@ fn take(inner: &Inner, offered: &pb::TokenState, from: &str) -> bool {
     }
 }
 
-/// Serves `Node.SyncToken`: takes the caller's token if newer, answers with this node's.
-pub(crate) fn serve_sync(inner: &Inner, offered: &pb::TokenState, caller: &str) -> pb::TokenState {
+/// Serves `Node.SyncToken`: takes the caller's token if newer, and answers with this node's,
+/// but only to a caller whose offer a CA holder signed: the answer holds the token's secret.
+pub(crate) fn serve_sync(
+    inner: &Inner,
+    offered: &pb::TokenState,
+    caller: &str,
+) -> Result<pb::TokenState, Status> {
+    if signed(inner, offered).is_none() {
+        tracing::warn!(node = %inner.config.name, caller, "refused to compare join tokens with a node whose offer no CA holder signed");
+        return Err(Status::permission_denied(format!(
+            "{} compares join tokens only with CA holders: the offer's HMAC does not match its CA \
+             key (or it holds none)",
+            inner.config.name
+        )));
+    }
     take(inner, offered, caller);
-    state(inner)
+    Ok(state(inner))
 }
 
 /// Offers `offered` to `member`; returns its answer.
@@ -251,7 +266,8 @@ pub(crate) async fn run(inner: std::sync::Arc<Inner>) {
             _ = stopping.wait_for(|s| *s) => return,
         }
         let mine = state(&inner);
-        if mine.secret.is_empty() {
+        if mine.secret.is_empty() || mine.mac.is_empty() {
+            // No token, or no CA key to sign it with: nothing this node may offer.
             continue;
         }
         let members = inner.membership.members().await;
