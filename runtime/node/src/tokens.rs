@@ -140,16 +140,22 @@ pub(crate) fn serve_sync(
     Ok(state(inner))
 }
 
-/// Offers `offered` to `member`; returns its answer.
+/// Offers `offered` to `member`; returns its answer. The periodic catch-up is `background`
+/// traffic: it uses a pooled link, or one that is not kept when the pool has no room, and
+/// does not keep a link from closing when idle.
 async fn offer(
     inner: &Inner,
     member: &steinadler_membership::Member,
     offered: pb::TokenState,
+    background: bool,
 ) -> Result<pb::TokenState, String> {
-    let mut client = inner
-        .peer(&member.meta.grpc_addr, &member.name)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (addr, name) = (&member.meta.grpc_addr, &member.name);
+    let channel = if background {
+        inner.peers.background_channel(addr, name).await
+    } else {
+        inner.peer_channel(addr, name).await
+    };
+    let mut client = pb::node_client::NodeClient::new(channel.map_err(|e| e.to_string())?);
     let mut request = tonic::Request::new(offered);
     request.set_timeout(CALL_TIMEOUT);
     inner.security.sign(&mut request, SYNC_TOKEN, &member.name);
@@ -215,7 +221,7 @@ pub(crate) async fn mint(
     let offers = others.map(|member| {
         let mine = mine.clone();
         async move {
-            match offer(inner, member, mine.clone()).await {
+            match offer(inner, member, mine.clone(), false).await {
                 Ok(theirs) if theirs.secret == mine.secret => Ok(member.name.clone()),
                 Ok(theirs) => Err(format!(
                     "{}: holds a newer token (generation {} from {}), which wins",
@@ -278,7 +284,7 @@ pub(crate) async fn run(inner: std::sync::Arc<Inner>) {
         let Some(member) = others.choose(&mut rand::rng()) else {
             continue;
         };
-        match offer(&inner, member, mine).await {
+        match offer(&inner, member, mine, true).await {
             Ok(theirs) => {
                 take(&inner, &theirs, &member.name);
             }
