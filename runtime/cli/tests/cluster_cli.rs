@@ -310,6 +310,45 @@ fn a_new_token_replaces_the_old_one_on_a_running_node() {
         "login", "--node", &n1.grpc, "--token", &second, "--name", "bob",
     ]));
     assert!(out.contains("logged in as bob"), "{out}");
+
+    // A token of one use: one login, then a refusal that names the code and the count.
+    let once = run(&[
+        "cluster",
+        "token",
+        "--data-dir",
+        data_s,
+        "--new",
+        "--node",
+        &n1.grpc,
+        "--uses",
+        "1",
+    ]);
+    let once = ok(&once).trim().to_owned();
+    let out = ok(&run(&[
+        "login", "--node", &n1.grpc, "--token", &once, "--name", "carol",
+    ]));
+    assert!(out.contains("logged in as carol"), "{out}");
+    let o = run(&[
+        "login", "--node", &n1.grpc, "--token", &once, "--name", "dave",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("(PermissionDenied)") && said.contains("already used 1 times"),
+        "{said}"
+    );
+    let o = run(&[
+        "cluster",
+        "token",
+        "--data-dir",
+        data_s,
+        "--new",
+        "--node",
+        &n1.grpc,
+        "--uses",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
     drop(n1);
     let _ = std::fs::remove_dir_all(&dir);
 }
