@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use steinadler_node::{Client, ClientAuth};
 use steinadler_security::{ClientCredentials, Material, Role, Token, pki};
 
@@ -37,14 +38,25 @@ pub(crate) enum ClusterCommand {
         /// The user's name.
         name: String,
     },
-    /// Print the node's join token again; `--new` replaces it with a new one.
+    /// Print the node's join token again; `--new` replaces it on every live node.
     Token {
         /// The node's data directory.
         #[arg(long)]
         data_dir: PathBuf,
-        /// Make a new token: the old one stops working on this node (the node reloads it).
+        /// Make a new token on the node at --node, which gives it to every live member: the
+        /// old one stops working everywhere. Members that were down take it when they are back.
         #[arg(long)]
         new: bool,
+        /// How long the new token admits joins, like 30m, 24h or 7d [default: 24h, or the
+        /// node's --token-ttl].
+        #[arg(long, requires = "new", value_parser = crate::parse::duration)]
+        ttl: Option<Duration>,
+        /// How many joins (nodes and logins) the new token admits [default: any number].
+        #[arg(long, requires = "new")]
+        uses: Option<u32>,
+        /// With --new: the gRPC address of the live node whose data dir this is.
+        #[arg(long, env = "STEINADLER_NODE", default_value = "127.0.0.1:7100")]
+        node: String,
     },
     /// Rotate the gossip encryption key on every live node: install, use, remove the old one.
     RotateGossipKey {
@@ -85,25 +97,33 @@ pub(crate) async fn run(cmd: ClusterCommand) -> Result<(), Failure> {
                 out.display()
             );
         }
-        ClusterCommand::Token { data_dir, new } => {
+        ClusterCommand::Token {
+            data_dir,
+            new,
+            ttl,
+            uses,
+            node,
+        } => {
             let dir = security_dir(&data_dir);
-            let mut material = Material::load(&dir).map_err(|e| Failure::Usage(e.into()))?;
-            if new {
-                let ca_hash = material.ca_hash().map_err(|e| Failure::Runtime(e.into()))?;
-                let token = Token::generate(ca_hash);
-                material.token_secret = Some(token.secret);
-                material
-                    .save(&dir)
-                    .map_err(|e| Failure::Runtime(e.into()))?;
-                eprintln!("made a new token; the old one no longer works on this node");
-            }
-            let token = material.token().ok_or_else(|| {
-                Failure::Usage(anyhow!(
+            let material = Material::load(&dir).map_err(|e| Failure::Usage(e.into()))?;
+            if material.token().is_none() {
+                return Err(Failure::Usage(anyhow!(
                     "{} holds no token secret: this node cannot sign joins (offline PKI). Issue certificates with `steinadler cluster issue` instead",
                     dir.display()
-                ))
-            })?;
-            println!("{token}");
+                )));
+            }
+            if new {
+                return new_token(material, &node, ttl, uses).await;
+            }
+            let policy = &material.token_policy;
+            if let Err(refusal) = policy.check_expiry() {
+                eprintln!("warning: {refusal}");
+            } else {
+                eprintln!("this token: {}", policy.describe());
+            }
+            if let Some(token) = material.token() {
+                println!("{token}");
+            }
         }
         ClusterCommand::RotateGossipKey { data_dir, node } => {
             let dir = security_dir(&data_dir);
@@ -122,6 +142,64 @@ pub(crate) async fn run(cmd: ClusterCommand) -> Result<(), Failure> {
             );
         }
     }
+    Ok(())
+}
+
+/// `cluster token --new`: the node at `node` makes the token and gives it to every live member.
+async fn new_token(
+    material: Material,
+    node: &str,
+    ttl: Option<Duration>,
+    uses: Option<u32>,
+) -> Result<(), Failure> {
+    if ttl.is_some_and(|t| t.is_zero()) {
+        return Err(Failure::Usage(anyhow!(
+            "--ttl must be more than zero, like 24h"
+        )));
+    }
+    if uses == Some(0) {
+        return Err(Failure::Usage(anyhow!(
+            "--uses must be at least 1; leave it out for a token that admits any number of joins"
+        )));
+    }
+    let Some(ca_key_pem) = material.ca_key_pem.clone() else {
+        return Err(Failure::Usage(anyhow!(
+            "this data dir holds no CA key (ca.key): only a CA holder may make a join token, since \
+             a token admits nodes, which receive the CA key. Run the command with the data dir of \
+             a node that holds ca.key"
+        )));
+    };
+    let client = Client::connect(node, &ClientAuth::Node(Arc::new(material)))
+        .await
+        .map_err(|e| {
+            Failure::Runtime(anyhow!(
+                "{e}. `cluster token --new` asks a live node to make the token and give it to \
+                 every member: start the node, or pass the address of the node whose data dir \
+                 this is with --node"
+            ))
+        })?;
+    let made = client
+        .new_token(&ca_key_pem, ttl, uses)
+        .await
+        .map_err(|e| Failure::Runtime(anyhow!("the node at {node} made no new token: {e}")))?;
+    eprintln!(
+        "made a new join token ({}); the old one no longer works on {}: {}",
+        made.policy.describe(),
+        if made.nodes.len() == 1 {
+            "this node"
+        } else {
+            "these nodes"
+        },
+        made.nodes.join(", ")
+    );
+    if !made.missed.is_empty() {
+        eprintln!(
+            "warning: not yet on {}. Each takes the new token within about 10 s of being \
+             reachable again; until then it still admits the old one",
+            made.missed.join("; ")
+        );
+    }
+    println!("{}", made.token);
     Ok(())
 }
 

@@ -107,6 +107,10 @@ pub(crate) struct StartArgs {
     /// [default: 30d].
     #[arg(long, value_parser = crate::parse::duration)]
     client_cert_lifetime: Option<Duration>,
+    /// How long the join tokens this node makes admit joins, like 24h: the cluster's first,
+    /// when this node creates it, and `cluster token --new` without --ttl [default: 24h].
+    #[arg(long, value_parser = crate::parse::duration)]
+    token_ttl: Option<Duration>,
     /// Serve Prometheus metrics at http://ADDR/metrics, in plain HTTP on a port of its own,
     /// like 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "ADDR")]
@@ -251,7 +255,10 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
         banner.push_str(&format!(
             "created a new cluster. Join token (keep it secret):\n  {token}\n\
              add a node:    steinadler node start --name NAME --join {addr} --token {token}\n\
-             log in a user: steinadler login --node {addr} --token {token}\n",
+             log in a user: steinadler login --node {addr} --token {token}\n\
+             this token: {}; make another with `steinadler cluster token --new --data-dir DIR`\n",
+            node.join_token_policy()
+                .map_or_else(String::new, |p| p.describe()),
             addr = node.advertised_addr()
         ));
     }
@@ -388,6 +395,12 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
             }
             *slot = lifetime;
         }
+    }
+    if let Some(ttl) = args.token_ttl {
+        if ttl.is_zero() {
+            return Err(anyhow!("--token-ttl must be more than zero, like 24h"));
+        }
+        config.token_ttl = ttl;
     }
     config.security = if args.insecure || file.insecure {
         SecurityMode::Insecure

@@ -258,11 +258,39 @@ fn a_new_token_replaces_the_old_one_on_a_running_node() {
         ok(&run(&["cluster", "token", "--data-dir", data_s])).trim(),
         first
     );
-    let second = ok(&run(&["cluster", "token", "--data-dir", data_s, "--new"]))
-        .trim()
-        .to_owned();
+    let made = run(&[
+        "cluster",
+        "token",
+        "--data-dir",
+        data_s,
+        "--new",
+        "--node",
+        &n1.grpc,
+        "--ttl",
+        "1h",
+    ]);
+    let second = ok(&made).trim().to_owned();
     assert_ne!(second, first);
-    // The node notices the new secret within a few seconds; the old token stops working.
+    let said = String::from_utf8_lossy(&made.stderr);
+    assert!(
+        said.contains("generation 2") && said.contains("n1"),
+        "{said}"
+    );
+    // Printing it again shows the new token, and its lifetime.
+    let again = run(&["cluster", "token", "--data-dir", data_s]);
+    assert_eq!(ok(&again).trim(), second);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("expires at"),
+        "{again:?}"
+    );
+    // --ttl belongs to --new.
+    assert_eq!(
+        run(&["cluster", "token", "--data-dir", data_s, "--ttl", "1h"])
+            .status
+            .code(),
+        Some(2)
+    );
+    // The node uses the new secret at once; the old token stops working.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let o = run(&[
@@ -282,6 +310,45 @@ fn a_new_token_replaces_the_old_one_on_a_running_node() {
         "login", "--node", &n1.grpc, "--token", &second, "--name", "bob",
     ]));
     assert!(out.contains("logged in as bob"), "{out}");
+
+    // A token of one use: one login, then a refusal that names the code and the count.
+    let once = run(&[
+        "cluster",
+        "token",
+        "--data-dir",
+        data_s,
+        "--new",
+        "--node",
+        &n1.grpc,
+        "--uses",
+        "1",
+    ]);
+    let once = ok(&once).trim().to_owned();
+    let out = ok(&run(&[
+        "login", "--node", &n1.grpc, "--token", &once, "--name", "carol",
+    ]));
+    assert!(out.contains("logged in as carol"), "{out}");
+    let o = run(&[
+        "login", "--node", &n1.grpc, "--token", &once, "--name", "dave",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("(PermissionDenied)") && said.contains("already used 1 times"),
+        "{said}"
+    );
+    let o = run(&[
+        "cluster",
+        "token",
+        "--data-dir",
+        data_s,
+        "--new",
+        "--node",
+        &n1.grpc,
+        "--uses",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
     drop(n1);
     let _ = std::fs::remove_dir_all(&dir);
 }

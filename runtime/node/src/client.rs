@@ -22,7 +22,7 @@ pub struct Client {
     pub(crate) channel: Channel,
     addr: String,
     /// Signs node-only requests when the client holds a node's material.
-    signer: Option<Arc<CookieSigner>>,
+    pub(crate) signer: Option<Arc<CookieSigner>>,
 }
 
 /// How a [`Client`] proves who it is.

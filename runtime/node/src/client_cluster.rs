@@ -1,4 +1,4 @@
-//! The [`Client`] side of the cluster registry and the supervisor.
+//! The [`Client`] side of the cluster registry, the supervisor and new join tokens.
 
 use crate::client::{Client, ClientError};
 use crate::registry::RegistryEntry;
@@ -8,7 +8,74 @@ use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::registry_client::RegistryClient;
 use steinadler_proto::v1::supervisor_client::SupervisorClient;
 
+/// A new join token, as [`Client::new_token`] returns it.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The token, `SA1-...`.
+    pub token: String,
+    /// Its generation, expiry and use limit.
+    pub policy: steinadler_security::TokenPolicy,
+    /// The live nodes that hold it, the one that made it first.
+    pub nodes: Vec<String>,
+    /// The live nodes that did not take it yet, each "name: reason"; they catch up later.
+    pub missed: Vec<String>,
+}
+
 impl Client {
+    /// Makes a new join token on this client's node, which offers it to every live member:
+    /// the old token stops working on each. It lives `ttl` (the node's default, 24 h, if
+    /// `None`) and admits `max_uses` joins (any number if `None`). Needs a node's material
+    /// ([`ClientAuth::Node`](crate::ClientAuth::Node)) and the CA key (`ca_key_pem`), which
+    /// the request proves.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Security`] if `ca_key_pem` does not parse; `PERMISSION_DENIED` with a
+    /// client certificate or another CA's key, `FAILED_PRECONDITION` on a node that
+    /// cannot make tokens (offline PKI, `--insecure`).
+    pub async fn new_token(
+        &self,
+        ca_key_pem: &str,
+        ttl: Option<std::time::Duration>,
+        max_uses: Option<u32>,
+    ) -> Result<NewToken, ClientError> {
+        let path = "/steinadler.v1.Node/NewToken";
+        let ttl_ms = ttl.map_or(0, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        let max_uses = max_uses.unwrap_or(0);
+        let proof = steinadler_security::TokenAuthority::from_ca_key_pem(ca_key_pem)?
+            .sign_request(ttl_ms, max_uses);
+        let mut request = tonic::Request::new(pb::NewTokenRequest {
+            ttl_ms,
+            max_uses,
+            proof: proof.to_vec().into(),
+        });
+        if let Some(signer) = &self.signer
+            && let Ok(value) = signer
+                .sign(path, &prost::Message::encode_to_vec(request.get_ref()))
+                .parse()
+        {
+            request
+                .metadata_mut()
+                .insert(steinadler_security::COOKIE_HEADER, value);
+        }
+        let reply = pb::node_client::NodeClient::new(self.channel.clone())
+            .new_token(request)
+            .await?
+            .into_inner();
+        Ok(NewToken {
+            token: reply.token,
+            policy: reply
+                .state
+                .as_ref()
+                .map(crate::tokens::policy_of)
+                .unwrap_or_default(),
+            nodes: reply.nodes,
+            missed: reply.missed,
+        })
+    }
+
     fn registry_api(&self) -> RegistryClient<tonic::transport::Channel> {
         RegistryClient::new(self.channel.clone())
     }

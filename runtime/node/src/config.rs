@@ -91,6 +91,9 @@ pub struct NodeConfig {
     /// How long the client certificates this node signs (`steinadler login`) live (default
     /// 30 days).
     pub client_cert_lifetime: Duration,
+    /// How long a join token this node makes lives: the cluster's first (when this node
+    /// creates it) and any `cluster token --new` run against it without `--ttl` (default 24 h).
+    pub token_ttl: Duration,
 }
 
 impl NodeConfig {
@@ -137,6 +140,7 @@ impl Default for NodeConfig {
             metrics: None,
             cert_lifetime: steinadler_security::NODE_CERT_VALIDITY,
             client_cert_lifetime: steinadler_security::CLIENT_CERT_VALIDITY,
+            token_ttl: steinadler_security::DEFAULT_TOKEN_TTL,
         }
     }
 }
@@ -296,6 +300,12 @@ impl NodeBuilder {
     pub fn cert_lifetimes(mut self, node: Duration, client: Duration) -> Self {
         self.config.cert_lifetime = node;
         self.config.client_cert_lifetime = client;
+        self
+    }
+
+    /// Sets how long the join tokens this node makes live (default 24 h).
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.config.token_ttl = ttl;
         self
     }
 

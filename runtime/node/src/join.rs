@@ -46,11 +46,15 @@ pub enum JoinError {
         /// The hash in the token.
         want: String,
     },
-    /// The seed refused the request.
-    #[error("the node at {addr} refused to join us: {message}")]
+    /// The seed refused the request: `UNAUTHENTICATED` for a wrong or replaced token,
+    /// `PERMISSION_DENIED` for an expired or used-up one, `UNAVAILABLE` when a use-limited
+    /// token's maker cannot be asked.
+    #[error("the node at {addr} refused to join us ({code:?}): {message}")]
     Refused {
         /// The seed's address.
         addr: String,
+        /// The gRPC status code.
+        code: tonic::Code,
         /// Its reason.
         message: String,
     },
@@ -86,7 +90,11 @@ pub async fn request_certificate(
     };
     let refused = |s: Status| JoinError::Refused {
         addr: seed.to_owned(),
-        message: transport::error_chain(&s),
+        code: s.code(),
+        message: match std::error::Error::source(&s) {
+            Some(cause) => format!("{}: {}", s.message(), transport::error_chain(cause)),
+            None => s.message().to_owned(),
+        },
     };
     // Step 1: the CA, unverified, then checked against the pin.
     let unverified = ClientTls::On {
@@ -190,7 +198,8 @@ pub(crate) async fn serve(
         reject(
             crate::metrics::auth_reason(&e),
             format!(
-                "{e}. Check the token: `steinadler cluster token --data-dir DIR` on a member prints it"
+                "{e}. Check the token: `steinadler cluster token --data-dir DIR` on a member \
+                 prints the current one (a token replaced by `cluster token --new` works nowhere)"
             ),
         )
     })?;
@@ -211,6 +220,7 @@ pub(crate) async fn serve(
             )));
         }
     }
+    crate::tokens::admit(inner, &loaded.material.token_policy, &req.name, remote).await?;
     let validity = match role {
         Role::Node => inner.config.cert_lifetime,
         Role::Client => inner.config.client_cert_lifetime,
@@ -234,7 +244,10 @@ pub(crate) async fn serve(
             .map(|k| k.to_vec().into())
             .collect();
         reply.ca_key_pem = m.ca_key_pem.clone().unwrap_or_default();
-        reply.token_secret = secret.to_vec().into();
+        // The secret and its lifetime read together, as they are now.
+        let token = crate::tokens::state(inner);
+        reply.token_secret = token.secret.clone();
+        reply.token = Some(token);
         reply.gossip_wire = inner.config.gossip_mode.as_str().to_owned();
         reply.gossip_addrs = inner
             .membership

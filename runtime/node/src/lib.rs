@@ -83,10 +83,12 @@ mod streams;
 mod supervisor;
 mod target;
 pub mod telemetry;
+mod tokens;
 mod tree;
 pub mod wire;
 
 pub use client::{Client, ClientAuth, ClientError};
+pub use client_cluster::NewToken;
 pub use config::{DEFAULT_FANOUT, GossipMode, NodeBuilder, NodeConfig, SecurityMode};
 pub use coordinator::NodeResult;
 pub use invoke_results::InvokeResults;

@@ -239,6 +239,7 @@ impl Node {
             tokio::spawn(crate::supervisor::run::run(inner.clone())),
             tokio::spawn(crate::reconnect::run(inner.clone())),
             tokio::spawn(crate::renew::run(inner.clone())),
+            tokio::spawn(crate::tokens::run(inner.clone())),
             tokio::spawn({
                 let inner = inner.clone();
                 async move { inner.peers.maintain(inner.stopping.clone()).await }

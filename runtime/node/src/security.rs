@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use steinadler_security::{
     COOKIE_HEADER, Ca, ClusterSecret, CookieSigner, CookieVerifier, Identity, Material, Role,
+    TokenPolicy, TokenRefusal,
 };
 use steinadler_transport::{ClientTls, Credentials, PeerInfo};
 use tonic::{Request, Status};
@@ -94,6 +95,8 @@ struct Secure {
     /// Held by a reload and an install, so that a reload never reads the files between the
     /// key and the certificate an install writes.
     swapping: Mutex<()>,
+    /// Joins admitted by the use-limited token this node made: its generation and the count.
+    token_uses: Mutex<Option<(u64, u32)>>,
 }
 
 impl Security {
@@ -111,6 +114,7 @@ impl Security {
                 secret,
                 loaded: RwLock::new(Arc::new(loaded)),
                 swapping: Mutex::new(()),
+                token_uses: Mutex::new(None),
                 join_nonces: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_live(2 * steinadler_security::REPLAY_WINDOW)
@@ -169,6 +173,65 @@ impl Security {
         }
         *secure.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         Ok(())
+    }
+
+    /// Uses the join token `secret` with `policy` from now on, if it supersedes the one this
+    /// node holds (and this node holds one: a node that signs no joins is given no token), and
+    /// writes it to the node's directory, if it has one. Whether it did.
+    pub(crate) fn install_token(
+        &self,
+        secret: [u8; 32],
+        policy: TokenPolicy,
+    ) -> Result<bool, steinadler_security::SecurityError> {
+        let Some(secure) = &self.secure else {
+            return Ok(false);
+        };
+        let _swapping = secure.swapping.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(current) = self.loaded() else {
+            return Ok(false);
+        };
+        if current.material.token_secret.is_none()
+            || !policy.supersedes(&current.material.token_policy)
+        {
+            return Ok(false);
+        }
+        let mut material = current.material.clone();
+        material.token_secret = Some(secret);
+        material.token_policy = policy;
+        if let Some(dir) = &secure.dir {
+            material.save_token(dir)?;
+        }
+        let loaded = Loaded::new(material)?;
+        *secure.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        Ok(true)
+    }
+
+    /// Counts one join against this node's own use-limited token of `policy`, unless it
+    /// reached its limit; returns the count with this join. The count survives restarts in
+    /// `token.uses`, when the node has a directory.
+    pub(crate) fn count_token_use(&self, policy: &TokenPolicy) -> Result<u32, TokenRefusal> {
+        let Some(secure) = &self.secure else {
+            return Ok(0);
+        };
+        let mut uses = secure.token_uses.lock().unwrap_or_else(|e| e.into_inner());
+        let used = match *uses {
+            Some((generation, used)) if generation == policy.generation => used,
+            _ => secure.dir.as_deref().map_or(0, |dir| {
+                steinadler_security::load_token_uses(dir, policy.generation).unwrap_or_else(|e| {
+                    tracing::warn!("cannot read the join token's use count, counting from 0: {e}");
+                    0
+                })
+            }),
+        };
+        policy.check_uses(used)?;
+        let used = used.saturating_add(1);
+        *uses = Some((policy.generation, used));
+        if let Some(dir) = &secure.dir
+            && let Err(e) = steinadler_security::save_token_uses(dir, policy.generation, used)
+        {
+            tracing::error!("cannot save the join token's use count: {e}");
+        }
+        Ok(used)
     }
 
     /// The directory the material lives in, if any.
@@ -306,6 +369,7 @@ fn same_certificates(a: &Material, b: &Material) -> bool {
         && a.cert_pem == b.cert_pem
         && a.key_pem == b.key_pem
         && a.token_secret == b.token_secret
+        && a.token_policy == b.token_policy
 }
 
 /// Logs a warning when the node's certificate is past its renewal time, two thirds into its

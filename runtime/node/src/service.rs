@@ -393,6 +393,33 @@ impl NodeApi for Service {
         crate::rotate::rotate(&self.inner).await.map(Response::new)
     }
 
+    async fn new_token(
+        &self,
+        request: Request<pb::NewTokenRequest>,
+    ) -> Result<Response<pb::NewTokenReply>, Status> {
+        self.authorize(&request, "/steinadler.v1.Node/NewToken", Access::Node)?;
+        let reply = crate::tokens::mint(&self.inner, request.into_inner()).await;
+        reply.map(Response::new)
+    }
+
+    async fn sync_token(
+        &self,
+        request: Request<pb::TokenState>,
+    ) -> Result<Response<pb::TokenState>, Status> {
+        let caller = self.authorize(&request, crate::tokens::SYNC_TOKEN, Access::Node)?;
+        let caller = caller.map(|c| c.name).unwrap_or_default();
+        crate::tokens::serve_sync(&self.inner, request.get_ref(), &caller).map(Response::new)
+    }
+
+    async fn claim_token_use(
+        &self,
+        request: Request<pb::ClaimTokenUseRequest>,
+    ) -> Result<Response<pb::ClaimTokenUseReply>, Status> {
+        let caller = self.authorize(&request, crate::tokens::CLAIM_TOKEN_USE, Access::Node)?;
+        let caller = caller.map(|c| c.name).unwrap_or_default();
+        crate::tokens::serve_claim(&self.inner, request.get_ref(), &caller).map(Response::new)
+    }
+
     async fn spawn(
         &self,
         request: Request<pb::SpawnRequest>,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use steinadler_proto::v1 as pb;
 use steinadler_proto::v1::node_client::NodeClient;
-use steinadler_security::{ClusterSecret, Material, Role, Token};
+use steinadler_security::{ClusterSecret, Material, Role, Token, TokenPolicy};
 use steinadler_transport::{self as transport, ClientTls};
 
 /// What start-up decided.
@@ -91,11 +91,12 @@ pub(crate) async fn prepare(
                         Some(Err(name)) => names.push(name),
                         None => {}
                     }
-                    (
+                    let mut material =
                         Material::bootstrap(&config.name, &ips, &names, config.cert_lifetime)
-                            .map_err(security_err)?,
-                        dir,
-                    )
+                            .map_err(security_err)?;
+                    material.token_policy =
+                        TokenPolicy::mint(1, &config.name, Some(config.token_ttl), None);
+                    (material, dir)
                 }
             }
         }
@@ -174,6 +175,11 @@ async fn join_with_token(
                     },
                     secret,
                     token_secret: <[u8; 32]>::try_from(&r.token_secret[..]).ok(),
+                    token_policy: r
+                        .token
+                        .as_ref()
+                        .map(crate::tokens::policy_of)
+                        .unwrap_or_default(),
                 };
                 let seeds = r
                     .gossip_addrs
@@ -271,12 +277,18 @@ pub(crate) async fn watch_certificates(inner: Arc<Inner>) {
 
 /// Modification times of the files a reload reads.
 fn stamp(dir: &Path) -> Vec<Option<SystemTime>> {
-    ["ca.crt", "node.crt", "node.key", "token.secret"]
-        .iter()
-        .map(|f| {
-            std::fs::metadata(PathBuf::from(dir).join(f))
-                .and_then(|m| m.modified())
-                .ok()
-        })
-        .collect()
+    [
+        "ca.crt",
+        "node.crt",
+        "node.key",
+        "token.secret",
+        "token.policy",
+    ]
+    .iter()
+    .map(|f| {
+        std::fs::metadata(PathBuf::from(dir).join(f))
+            .and_then(|m| m.modified())
+            .ok()
+    })
+    .collect()
 }

@@ -30,6 +30,8 @@ pub mod pki;
 mod secret;
 mod tls;
 mod token;
+mod token_policy;
+mod token_sync;
 
 pub use ca::{
     BACKDATE, CLIENT_CERT_VALIDITY, Ca, Csr, IssuedCert, NODE_CERT_VALIDITY,
@@ -46,5 +48,9 @@ pub use pem::{cert_hash, certs_from_pem, first_cert_der, private_key_from_pem};
 pub use secret::ClusterSecret;
 pub use tls::{ANY_NODE_SERVER_NAME, client_config, server_config, unverified_client_config};
 pub use token::{Token, join_mac, verify_join_mac};
+pub use token_policy::{
+    DEFAULT_TOKEN_TTL, TokenPolicy, TokenRefusal, format_utc_ms, load_token_uses, save_token_uses,
+};
+pub use token_sync::TokenAuthority;
 
 pub(crate) use crypto::{random_bytes, sha256};

@@ -5,7 +5,8 @@
 //! A node directory holds `ca.crt`, `ca.key` (optional: only nodes that may sign), `node.crt`,
 //! `node.key`, `cluster.secret` (64 hex), `gossip.keys` (optional: one 64-hex key per line,
 //! primary first; defaults to the key derived from the secret) and `token.secret` (optional,
-//! 64 hex). A credentials directory holds `ca.crt`, `client.crt` and `client.key`.
+//! 64 hex) with `token.policy` (optional, JSON: the token's generation, expiry and use limit,
+//! [`TokenPolicy`]). A credentials directory holds `ca.crt`, `client.crt` and `client.key`.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -17,7 +18,7 @@ use crate::files::{
     read_required, write_file,
 };
 use crate::{
-    Ca, ClusterSecret, Identity, SecurityError, Token, first_cert_der, identity_of,
+    Ca, ClusterSecret, Identity, SecurityError, Token, TokenPolicy, first_cert_der, identity_of,
     private_key_from_pem, validate_node_name,
 };
 
@@ -127,6 +128,9 @@ pub struct Material {
     pub gossip_keys: Vec<[u8; 32]>,
     /// The join-token secret, on nodes that admit joiners.
     pub token_secret: Option<[u8; 32]>,
+    /// The join token's generation, expiry and use limit (`token.policy`; defaults when
+    /// missing, as for a token made before lifetimes existed).
+    pub token_policy: TokenPolicy,
 }
 
 impl fmt::Debug for Material {
@@ -145,6 +149,7 @@ impl fmt::Debug for Material {
                 &format_args!("[{} redacted]", self.gossip_keys.len()),
             )
             .field("token_secret", &self.token_secret.map(|_| "[redacted]"))
+            .field("token_policy", &self.token_policy)
             .finish()
     }
 }
@@ -175,6 +180,7 @@ impl Material {
         let token_secret = read_optional(dir, TOKEN_SECRET)?
             .map(|text| parse_hex32(&path_of(dir, TOKEN_SECRET), &text))
             .transpose()?;
+        let token_policy = TokenPolicy::load(dir)?;
         Ok(Material {
             ca_cert_pem,
             ca_key_pem,
@@ -183,6 +189,7 @@ impl Material {
             secret,
             gossip_keys,
             token_secret,
+            token_policy,
         })
     }
 
@@ -211,7 +218,18 @@ impl Material {
         )?;
         write_file(dir, NODE_KEY, self.key_pem.as_bytes(), Sensitivity::Secret)?;
         save_secrets(dir, &self.secret, &self.gossip_keys)?;
+        self.save_token(dir)
+    }
+
+    /// Writes only the join token, if there is one: `token.policy`, then `token.secret` (each
+    /// atomically): what a new token changes.
+    ///
+    /// # Errors
+    ///
+    /// [`SecurityError::Io`] naming the file that could not be written.
+    pub fn save_token(&self, dir: &Path) -> Result<(), SecurityError> {
         if let Some(token) = &self.token_secret {
+            self.token_policy.save(dir)?;
             write_file(
                 dir,
                 TOKEN_SECRET,
@@ -279,7 +297,8 @@ impl Material {
 
     /// Material for the first node of a new cluster: a new CA (key kept), a node certificate
     /// for `name` (SANs as [`Ca::issue_node`]) valid for `validity`, a cluster secret, its
-    /// gossip key and a token secret.
+    /// gossip key and a token secret: the token's first generation, which expires after
+    /// [`DEFAULT_TOKEN_TTL`](crate::DEFAULT_TOKEN_TTL).
     ///
     /// # Errors
     ///
@@ -303,6 +322,7 @@ impl Material {
             gossip_keys: vec![secret.gossip_key()],
             secret,
             token_secret: Some(crate::random_bytes()),
+            token_policy: TokenPolicy::mint(1, name, Some(crate::DEFAULT_TOKEN_TTL), None),
         })
     }
 }

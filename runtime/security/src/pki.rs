@@ -9,7 +9,8 @@ use crate::files::{Sensitivity, ensure_dir, read_required, write_file};
 use crate::material::{CA_CERT, CA_KEY, SECRET, load_gossip_keys, load_secret, save_secrets};
 use crate::{
     Ca, ClientCredentials, ClusterSecret, Material, OFFLINE_CLIENT_CERT_VALIDITY,
-    OFFLINE_NODE_CERT_VALIDITY, SecurityError, validate_client_name, validate_node_name,
+    OFFLINE_NODE_CERT_VALIDITY, SecurityError, TokenPolicy, validate_client_name,
+    validate_node_name,
 };
 
 const PKI_HINT: &str = "this is not a cluster PKI directory; create one with `steinadler \
@@ -83,6 +84,7 @@ pub fn issue_node(
         secret,
         gossip_keys,
         token_secret: None,
+        token_policy: TokenPolicy::default(),
     }
     .save(&out)?;
     Ok(out)

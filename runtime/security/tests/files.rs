@@ -38,6 +38,9 @@ fn material_round_trip_with_private_modes() {
     assert_eq!(loaded.secret.as_bytes(), material.secret.as_bytes());
     assert_eq!(loaded.gossip_keys, vec![material.secret.gossip_key()]);
     assert_eq!(loaded.token_secret, material.token_secret);
+    assert_eq!(loaded.token_policy, material.token_policy);
+    assert_eq!(loaded.token_policy.generation, 1);
+    assert!(loaded.token_policy.expires_at_ms.is_some());
 
     let id = loaded.identity().unwrap();
     assert_eq!((id.role, id.name.as_str()), (Role::Node, "n1"));
@@ -83,9 +86,33 @@ fn material_round_trip_with_private_modes() {
         "gossip.keys",
         "node.crt",
         "node.key",
+        "token.policy",
         "token.secret",
     ];
     assert_eq!(names, expected);
+}
+
+#[test]
+fn a_token_from_before_lifetimes_keeps_working() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let material = Material::bootstrap("n1", &[], &[], NODE_CERT_VALIDITY).unwrap();
+    material.save(dir).unwrap();
+    // A directory written before token.policy existed: the token has no expiry and no limit.
+    fs::remove_file(dir.join("token.policy")).unwrap();
+    let loaded = Material::load(dir).unwrap();
+    assert_eq!(loaded.token(), material.token());
+    assert_eq!(
+        loaded.token_policy,
+        steinadler_security::TokenPolicy::default()
+    );
+    loaded.token_policy.check_expiry().unwrap();
+    // A newer token replaces it, policy and secret together.
+    let mut newer = loaded.clone();
+    newer.token_policy = steinadler_security::TokenPolicy::mint(1, "n1", None, Some(3));
+    assert!(newer.token_policy.supersedes(&loaded.token_policy));
+    newer.save_token(dir).unwrap();
+    assert_eq!(Material::load(dir).unwrap().token_policy.max_uses, Some(3));
 }
 
 #[test]

@@ -103,6 +103,24 @@ impl NodeApi for Liar {
     ) -> Result<Response<pb::RotateGossipKeyReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn new_token(
+        &self,
+        _: Request<pb::NewTokenRequest>,
+    ) -> Result<Response<pb::NewTokenReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn sync_token(
+        &self,
+        _: Request<pb::TokenState>,
+    ) -> Result<Response<pb::TokenState>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn claim_token_use(
+        &self,
+        _: Request<pb::ClaimTokenUseRequest>,
+    ) -> Result<Response<pb::ClaimTokenUseReply>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn spawn(
         &self,
         _: Request<pb::SpawnRequest>,
