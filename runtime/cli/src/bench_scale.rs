@@ -15,20 +15,18 @@
 //! `logs/NAME.log` in the harness's temporary directory, which is kept if the run fails or
 //! `STEINADLER_SCALE_KEEP_LOGS` is set.
 
-use crate::bench_scale_proc::{self as procfs, BATCH, Cluster, Rng, TcpTable};
+use crate::bench_scale_proc::{self as procfs, BATCH, Cluster, TcpTable};
 use anyhow::{Context, anyhow, bail};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use steinadler_node::{Client, NodeResult};
 
 /// One `ListMembers` or connect.
-const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Warm `--on all` calls per round (`--rounds`).
 const CALLS_PER_ROUND: usize = 20;
 /// The window with no calls over which idle CPU is measured.
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
-/// How long the survivors are still watched for false deaths after all noticed the kill.
-const SETTLE: Duration = Duration::from_secs(3);
 
 /// Runs the harness with `n` nodes and `rounds` rounds of warm calls.
 pub(crate) async fn run(
@@ -123,8 +121,8 @@ async fn scale(cluster: &mut Cluster, n: usize, rounds: usize) -> anyhow::Result
     samples.sort();
     let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
     let (p50, p99) = (pct(50), pct(99));
-    let (conns, rss, cpu) = resources(cluster).await?;
-    let deaths = detect(cluster, &mut clients, &names).await?;
+    let (conns, (rss, pss), cpu) = resources(cluster).await?;
+    let deaths = crate::bench_scale_detect::detect(cluster, &mut clients, &names).await?;
 
     let failed = |r: &anyhow::Result<()>| if r.is_ok() { "" } else { " FAILED" };
     println!(
@@ -133,7 +131,7 @@ async fn scale(cluster: &mut Cluster, n: usize, rounds: usize) -> anyhow::Result
         procfs::load_average()
     );
     println!(
-        "\nscale, N={n}: converge {} | deploy --wait {}{} | first --on all {}{} ({:.1}x warm p50) | warm --on all p50 {} p99 {} ({calls} calls, {bad} bad) | TCP conns/node {} (Erlang full mesh: {}) | RSS/node {} | idle CPU/node {} | {deaths}",
+        "\nscale, N={n}: converge {} | deploy --wait {}{} | first --on all {}{} ({:.1}x warm p50) | warm --on all p50 {} p99 {} ({calls} calls, {bad} bad) | TCP conns/node {} (Erlang full mesh: {}) | RSS/node {} (PSS {}) | idle CPU/node {} | {deaths}",
         dur(converge),
         dur(deploy),
         failed(&spread_out),
@@ -145,6 +143,7 @@ async fn scale(cluster: &mut Cluster, n: usize, rounds: usize) -> anyhow::Result
         spread(&conns, "", 1, 0),
         n - 1,
         spread(&rss, " MB", 1, 1),
+        spread(&pss, " MB", 1, 1),
         spread(&cpu, " %", 2, 2),
     );
     Ok(())
@@ -197,7 +196,10 @@ async fn invoke_all(
 
 /// Per node: established TCP connections (without the harness's own) right after the calls,
 /// RSS in MB, and CPU as % of a core over an idle window.
-async fn resources(cluster: &Cluster) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+/// Per node: its established connections, its (RSS, PSS) in MB, and its idle CPU in %.
+async fn resources(
+    cluster: &Cluster,
+) -> anyhow::Result<(Vec<f64>, (Vec<f64>, Vec<f64>), Vec<f64>)> {
     let pids: Vec<u32> = cluster.nodes.iter().map(|p| p.pid).collect();
     let table = TcpTable::read()?;
     // The harness's own connections to the nodes are not the cluster's.
@@ -235,14 +237,19 @@ async fn resources(cluster: &Cluster) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec
             .map(|&p| read(p).map(|b| b as f64 / 1e6))
             .collect::<anyhow::Result<Vec<_>>>()
     };
-    let (rss, anon) = (
+    let (rss, anon, pss) = (
         megabytes(procfs::rss_bytes)?,
         megabytes(procfs::rss_anon_bytes)?,
+        megabytes(procfs::pss_bytes)?,
     );
     println!(
         "  RSS/node {}, of which anonymous (the node's own heap and stacks) {}; the rest is the binary's pages, one copy for every node on the machine",
         spread(&rss, " MB", 1, 1),
         spread(&anon, " MB", 1, 1)
+    );
+    println!(
+        "  PSS/node (each shared page divided among the processes that map it) {}",
+        spread(&pss, " MB", 1, 1)
     );
     let table = TcpTable::read()?;
     let harness = table.local_endpoints(std::process::id())?;
@@ -255,7 +262,7 @@ async fn resources(cluster: &Cluster) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec
         "  TCP conns/node after the idle window: {}",
         spread(&idle_conns, "", 1, 0)
     );
-    Ok((conns, rss, cpu))
+    Ok((conns, (rss, pss), cpu))
 }
 
 /// Polls every node that does not yet list all of `names` until all do, then all of them once
@@ -318,167 +325,13 @@ async fn converge(
     }
 }
 
-/// Kills 10 % of the nodes (at least one, never n1) with SIGKILL and polls the survivors until
-/// none lists them; returns the summary's words on it.
-async fn detect(
-    cluster: &mut Cluster,
-    clients: &mut [Client],
-    names: &BTreeSet<String>,
-) -> anyhow::Result<String> {
-    let n = names.len();
-    let k = n.div_ceil(10).clamp(1, n - 1);
-    let victims: BTreeSet<usize> = Rng::new().pick(n - 1, k).iter().map(|i| i + 1).collect();
-    let dead: BTreeSet<String> = victims.iter().map(|&i| format!("n{}", i + 1)).collect();
-    let dead_list = victims
-        .iter()
-        .map(|i| format!("n{}", i + 1))
-        .collect::<Vec<_>>()
-        .join(", ");
-    println!("  kill -9 of {k} of {n} nodes: {dead_list}");
-    let killed = std::time::SystemTime::now();
-    for &i in &victims {
-        let p = &mut cluster.nodes[i];
-        p.child
-            .kill()
-            .with_context(|| format!("cannot kill {}", p.name))?;
-        let _ = p.child.wait();
-    }
-    let t = Instant::now();
-    let live: BTreeSet<String> = names.difference(&dead).cloned().collect();
-    let survivors: Vec<usize> = (0..n).filter(|i| !victims.contains(i)).collect();
-    // When each survivor's reply first listed none of the dead: an upper bound on when it
-    // noticed. Each survivor is polled on its own, so one slow reply (a starved node on a
-    // loaded machine) does not hold back the next poll of the others.
-    let give_up = Duration::from_secs(60);
-    let watch = std::cell::RefCell::new(Watch {
-        noticed: vec![None; survivors.len()],
-        falsely_dead: BTreeSet::new(),
-        silent: BTreeSet::new(),
-        all_noticed: None,
-    });
-    let done = |w: &Watch| match w.all_noticed {
-        Some(when) => t.elapsed() > when + SETTLE,
-        None => t.elapsed() > give_up,
-    };
-    let polls = clients
-        .iter_mut()
-        .enumerate()
-        .filter(|(i, _)| !victims.contains(i))
-        .enumerate()
-        .map(|(s, (i, c))| {
-            let (watch, dead, live) = (&watch, &dead, &live);
-            async move {
-                while !done(&watch.borrow()) {
-                    let (view, replied) = member_view(c, t).await;
-                    let mut w = watch.borrow_mut();
-                    match view {
-                        None => {
-                            w.silent.insert(format!("n{}", i + 1));
-                        }
-                        Some(view) => {
-                            if w.noticed[s].is_none() && view.is_disjoint(dead) {
-                                w.noticed[s] = Some(replied);
-                                if w.noticed.iter().all(Option::is_some) {
-                                    w.all_noticed = w.noticed.iter().flatten().max().copied();
-                                }
-                            }
-                            w.falsely_dead.extend(live.difference(&view).cloned());
-                        }
-                    }
-                    drop(w);
-                    tokio::time::sleep(DETECT_POLL).await;
-                }
-            }
-        });
-    let progress = async {
-        while !done(&watch.borrow()) {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let w = watch.borrow();
-            if w.all_noticed.is_none() {
-                let count = w.noticed.iter().flatten().count();
-                println!(
-                    "  noticed by {count}/{} survivors ({})",
-                    survivors.len(),
-                    secs(t.elapsed())
-                );
-            }
-        }
-    };
-    futures::future::join(futures::future::join_all(polls), progress).await;
-    let Watch {
-        noticed,
-        falsely_dead,
-        silent,
-        all_noticed,
-    } = watch.into_inner();
-    if !silent.is_empty() {
-        println!("  survivors that failed to answer ListMembers at least once: {silent:?}");
-    }
-    if !falsely_dead.is_empty() {
-        println!("  live nodes that some survivor stopped listing: {falsely_dead:?}");
-    }
-    let survivor_names: Vec<String> = survivors.iter().map(|i| format!("n{}", i + 1)).collect();
-    let logs = cluster.dir.join("logs");
-    let declared = crate::bench_scale_logs::declared_dead(&logs, &survivor_names, &dead, killed);
-    if !declared.incomplete.is_empty() {
-        println!(
-            "  survivors whose log does not declare every victim dead: {:?}",
-            declared.incomplete
-        );
-    }
-    let logged = declared
-        .by_all()
-        .map_or_else(|| "not in every survivor's log".to_owned(), dur);
-    Ok(match all_noticed {
-        Some(d) => format!(
-            "kill -9 of {k}/{n} declared dead by all in {logged} (their logs), gone from all \
-             ListMembers in {}, {} false deaths",
-            dur(d),
-            falsely_dead.len()
-        ),
-        None => format!(
-            "kill -9 of {k}/{n} NOT noticed by {} of {} survivors in {}, {} false deaths",
-            noticed.iter().filter(|x| x.is_none()).count(),
-            survivors.len(),
-            secs(give_up),
-            falsely_dead.len()
-        ),
-    })
-}
-
-/// What [`detect`] has seen of the survivors so far.
-struct Watch {
-    /// When each survivor first listed none of the victims, since the kill.
-    noticed: Vec<Option<Duration>>,
-    /// Live nodes some survivor did not list.
-    falsely_dead: BTreeSet<String>,
-    /// Survivors that failed to answer a poll.
-    silent: BTreeSet<String>,
-    /// When the last survivor noticed.
-    all_noticed: Option<Duration>,
-}
-
-/// How often [`detect`] asks each survivor for its members.
-const DETECT_POLL: Duration = Duration::from_millis(250);
-
-/// One client's node's live members by name (`None` if the call failed or timed out), and
-/// when, since `t0`, the reply arrived.
-async fn member_view(c: &mut Client, t0: Instant) -> (Option<BTreeSet<String>>, Duration) {
-    let reply = tokio::time::timeout(RPC_TIMEOUT, c.members()).await;
-    let view = match reply {
-        Ok(Ok(reply)) => Some(reply.members.into_iter().map(|m| m.name).collect()),
-        _ => None,
-    };
-    (view, t0.elapsed())
-}
-
 /// Each client's node's live members by name (`None` where the call failed or timed out), and
 /// when, since `t0`, its reply arrived.
 async fn members(
     clients: impl Iterator<Item = &mut Client>,
     t0: Instant,
 ) -> Vec<(Option<BTreeSet<String>>, Duration)> {
-    let calls = clients.map(|c| member_view(c, t0));
+    let calls = clients.map(|c| crate::bench_scale_detect::member_view(c, t0));
     futures::future::join_all(calls).await
 }
 
@@ -528,7 +381,7 @@ pub(crate) fn secs(d: Duration) -> String {
 }
 
 /// Milliseconds below a second, seconds from there.
-fn dur(d: Duration) -> String {
+pub(crate) fn dur(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms < 10.0 {
         format!("{ms:.1} ms")

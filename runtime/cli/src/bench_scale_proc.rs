@@ -416,10 +416,21 @@ pub(crate) fn rss_anon_bytes(pid: u32) -> anyhow::Result<u64> {
     status_bytes(pid, "RssAnon:")
 }
 
+/// Process `pid`'s proportional set size (`Pss` in `/proc/PID/smaps_rollup`), in bytes: its
+/// resident pages, each shared page divided by the number of processes that map it. With N
+/// nodes of one binary on a machine, the binary's pages count 1/N in each.
+pub(crate) fn pss_bytes(pid: u32) -> anyhow::Result<u64> {
+    proc_kb(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
 /// The size after `key` in `/proc/PID/status`, in bytes.
 fn status_bytes(pid: u32, key: &str) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    proc_kb(&format!("/proc/{pid}/status"), key)
+}
+
+/// The size in kB after `key` in the `/proc` file `path`, in bytes.
+fn proc_kb(path: &str, key: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
     let kb = status
         .lines()
         .find_map(|l| l.strip_prefix(key))

@@ -12,6 +12,7 @@ mod bench_proc;
 mod bench_registry;
 mod bench_relay;
 mod bench_scale;
+mod bench_scale_detect;
 mod bench_scale_logs;
 mod bench_scale_proc;
 mod bench_stream;

@@ -7,8 +7,9 @@
 //! A node takes an offered token only if it supersedes its own (a higher generation; a tie
 //! between two nodes that made one at once goes the same way everywhere), so the newest token
 //! wins whatever order offers arrive in. A node that was down or cut off when the token
-//! changed catches up on its own: every [`SYNC_EVERY`] it offers its token to one random live
-//! member, and each side takes the other's if it is newer. Until it has, that node still admits
+//! changed catches up on its own: every [`SYNC_EVERY`] it offers its token to one live member,
+//! and each side takes the other's if it is newer. The partner is one it holds a connection to
+//! (any member if it holds none), so the catch-up opens no connections on a large cluster. Until it has, that node still admits
 //! the old token: for up to about [`SYNC_EVERY`] after it is back among the members.
 //!
 //! Only CA holders set tokens: an offered token carries an HMAC keyed by a key derived from the
@@ -262,8 +263,9 @@ fn state_token(inner: &Inner) -> String {
         .unwrap_or_default()
 }
 
-/// Every [`SYNC_EVERY`], offers this node's token to one random live member and takes its
-/// answer if newer, until the node stops.
+/// Every [`SYNC_EVERY`], offers this node's token to one live member, picked at random among
+/// those it holds a connection to (among all when it holds none), and takes its answer if
+/// newer, until the node stops.
 pub(crate) async fn run(inner: std::sync::Arc<Inner>) {
     let mut stopping = inner.stopping.clone();
     loop {
@@ -281,7 +283,13 @@ pub(crate) async fn run(inner: std::sync::Arc<Inner>) {
             .iter()
             .filter(|m| m.name != inner.config.name)
             .collect();
-        let Some(member) = others.choose(&mut rand::rng()) else {
+        let connected: std::collections::HashSet<String> =
+            inner.peers.connected().into_iter().collect();
+        let near: Vec<_> = (others.iter().copied())
+            .filter(|m| connected.contains(&m.name))
+            .collect();
+        let pool = if near.is_empty() { &others } else { &near };
+        let Some(member) = pool.choose(&mut rand::rng()) else {
             continue;
         };
         match offer(&inner, member, mine, true).await {
