@@ -79,6 +79,9 @@ enum Command {
     /// Measure remote invoke next to a raw TCP echo and a bare gRPC echo, in one run; with
     /// `--only scale`, measure a cluster of `--nodes` node processes instead.
     Bench(bench::BenchArgs),
+    /// Compile one module for a node: a node starts this itself, with the module on stdin.
+    #[command(name = "compile-child", hide = true)]
+    CompileChild,
 }
 
 /// A failure, with the exit code it maps to.
@@ -92,6 +95,9 @@ pub(crate) enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::CompileChild) {
+        return steinadler_host::run_compile_child();
+    }
     // The demo prints its own story; logs would drown it.
     let quiet = matches!(cli.command, Command::Demo | Command::Bench(_));
     let filter = if quiet {
@@ -161,6 +167,10 @@ async fn run_async(command: Command) -> Result<(), Failure> {
         Command::Login(args) => cluster_cmd::login(args).await,
         Command::Demo => demo::run().await,
         Command::Bench(args) => bench::run(args).await,
+        // `main` runs it before any runtime starts.
+        Command::CompileChild => Err(Failure::Usage(anyhow::anyhow!(
+            "compile-child is started by a node; it does not run inside another command"
+        ))),
     }
 }
 

@@ -20,7 +20,7 @@ pub(crate) enum NodeCommand {
 pub(crate) struct StartArgs {
     /// A TOML file with the same settings (name, listen, advertise, gossip, advertise_gossip,
     /// gossip_wire, no_inbound, join, labels, data_dir, max_peers, peer_idle, fanout,
-    /// max_memory, max_timeout, metrics, otlp, cert_lifetime, client_cert_lifetime); flags
+    /// max_memory, max_timeout, compile, metrics, otlp, cert_lifetime, client_cert_lifetime); flags
     /// override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -98,6 +98,11 @@ pub(crate) struct StartArgs {
     /// [default: 60s].
     #[arg(long, value_parser = crate::parse::duration)]
     max_timeout: Option<Duration>,
+    /// Where this node compiles modules: `child`, a short-lived process of this binary with
+    /// its own memory and CPU limits, which keeps the compiler out of the node's memory; or
+    /// `in-process` [default: child].
+    #[arg(long, value_enum)]
+    compile: Option<CompileArg>,
     /// How long the node certificates this node signs live, like 7d, when it holds the CA key:
     /// for joining nodes, for renewals, and its own first one when it creates a cluster.
     /// Every node renews its certificate at two thirds of its lifetime [default: 7d].
@@ -144,6 +149,14 @@ impl WireArg {
     }
 }
 
+/// `--compile`, and `compile` in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum CompileArg {
+    Child,
+    InProcess,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -153,6 +166,8 @@ struct FileConfig {
     gossip: Option<SocketAddr>,
     advertise_gossip: Option<SocketAddr>,
     gossip_wire: Option<WireArg>,
+    /// "child" or "in-process".
+    compile: Option<CompileArg>,
     #[serde(default)]
     no_inbound: bool,
     #[serde(default)]
@@ -334,6 +349,9 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
             .extend(resolve_seed(seed).await?.iter().map(ToString::to_string));
     }
     config.host.data_dir = args.data_dir.or(file.data_dir);
+    if args.compile.or(file.compile).unwrap_or(CompileArg::Child) == CompileArg::Child {
+        config.host.compiler = steinadler_host::Compiler::this_executable(["compile-child"]);
+    }
     config.rebalance_children = args.rebalance || file.rebalance;
     if let Some(max) = args.max_peers.or(file.max_peers) {
         if max == 0 {

@@ -1,5 +1,6 @@
 //! Host configuration and per-invocation limits.
 
+use crate::compiler::Compiler;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,6 +55,9 @@ pub struct HostConfig {
     /// values avoid page faults for guests that use more memory (echo of 1 MiB: 623 µs at
     /// 1 MiB, 243 µs at 8 MiB), at the cost of resident memory per slot that has been used.
     pub keep_resident_bytes: usize,
+    /// Where modules are compiled. Default [`Compiler::InProcess`]; the `steinadler node`
+    /// binary compiles in a child, which keeps cranelift out of the node's memory.
+    pub compiler: Compiler,
 }
 
 impl Default for HostConfig {
@@ -68,6 +72,7 @@ impl Default for HostConfig {
             module_cache_bytes: 512 << 20,
             epoch_tick: Duration::from_millis(2),
             keep_resident_bytes: 8 << 20,
+            compiler: Compiler::InProcess,
         }
     }
 }

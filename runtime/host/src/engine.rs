@@ -179,11 +179,7 @@ fn engine_config(config: &HostConfig) -> Config {
         .pagemap_scan(wasmtime::Enabled::Auto);
 
     pool.total_stacks(config.max_instances);
-    let mut cfg = Config::new();
-    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        .epoch_interruption(true)
-        .max_wasm_stack(config.max_wasm_stack)
-        .cranelift_opt_level(wasmtime::OptLevel::Speed)
-        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
+    let mut cfg = crate::compiler::codegen_config(config.max_wasm_stack);
+    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     cfg
 }

@@ -6,6 +6,8 @@
 //!   imports, and the module store;
 //! - the content-addressed module store: ids are SHA-256 of the bytes, compiled modules are cached
 //!   in memory (bounded by size) and precompiled artifacts on disk, so a restart never recompiles;
+//! - [`Compiler`]: compiling in this process or in a short-lived child, which keeps cranelift's
+//!   code and heap out of a long-running node;
 //! - [`InvokeLimits`]: memory, deadline and output bounds for each invocation;
 //! - invocation itself: a fresh instance per call, arguments and results as MessagePack through
 //!   the ABI in `docs/abi.md`, and every failure as a typed [`InvokeError`];
@@ -27,6 +29,7 @@
 //! ```
 
 mod clock;
+mod compiler;
 mod config;
 mod engine;
 mod imports;
@@ -39,6 +42,7 @@ mod resident;
 mod store;
 mod stream;
 
+pub use compiler::{CHILD_ADDRESS_SPACE, CHILD_CPU_SECONDS, Compiler, run_compile_child};
 pub use config::{HostConfig, InvokeLimits};
 pub use engine::Host;
 pub use messenger::{Messenger, StreamSource};

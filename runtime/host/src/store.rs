@@ -8,11 +8,13 @@
 //!   engine's compatibility hash, so a restart never recompiles;
 //! - names: `<data_dir>/names`, one `name id` line each.
 
+use crate::compiler::Compiler;
 use crate::config::HostConfig;
 use crate::imports::State;
 use crate::module::{LoadSource, LoadedModule};
 use crate::{HostError, InvokeError};
 use moka::sync::Cache;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -33,6 +35,8 @@ pub(crate) struct ModuleStore {
     cache: Cache<ModuleId, Arc<LoadedModule>>,
     names: RwLock<HashMap<String, ModuleId>>,
     disk: Option<Disk>,
+    compiler: Compiler,
+    max_wasm_stack: usize,
 }
 
 /// The on-disk tier.
@@ -58,6 +62,8 @@ impl ModuleStore {
             cache,
             names: RwLock::new(names),
             disk,
+            compiler: config.compiler.clone(),
+            max_wasm_stack: config.max_wasm_stack,
         })
     }
 
@@ -93,15 +99,17 @@ impl ModuleStore {
             return Ok(Arc::new(loaded));
         }
         let started = std::time::Instant::now();
-        let module =
-            Module::new(engine, bytes).map_err(|e| InvokeError::InvalidModule(format!("{e:#}")))?;
-        let loaded = LoadedModule::new(id, bytes, LoadSource::Compiled, &module, linker)?;
+        let compiled =
+            crate::compiler::compile(&self.compiler, engine, self.max_wasm_stack, bytes)?;
+        let module = &compiled.module;
+        let loaded = LoadedModule::new(id, bytes, LoadSource::Compiled, module, linker)?;
         let elapsed = started.elapsed();
-        tracing::info!(module = %id.short(), bytes = bytes.len(), ?elapsed, "compiled module");
-        metrics::histogram!(COMPILE_SECONDS).record(elapsed.as_secs_f64());
-        metrics::counter!(MODULE_LOADS, "source" => "compiled").increment(1);
+        let place = compiled.place;
+        tracing::info!(module = %id.short(), bytes = bytes.len(), ?elapsed, place, "compiled module");
+        metrics::histogram!(COMPILE_SECONDS, "place" => place).record(elapsed.as_secs_f64());
+        metrics::counter!(MODULE_LOADS, "source" => "compiled", "place" => place).increment(1);
         if let Some(disk) = &self.disk {
-            disk.save(id, bytes, &module);
+            disk.save(id, bytes, module, compiled.artifact.as_deref());
         }
         Ok(Arc::new(loaded))
     }
@@ -201,14 +209,19 @@ impl Disk {
         }
     }
 
-    fn save(&self, id: ModuleId, bytes: &[u8], module: &Module) {
-        let result = module
-            .serialize()
-            .map_err(std::io::Error::other)
-            .and_then(|artifact| {
-                write_atomic(&self.wasm_path(id), bytes)?;
-                write_atomic(&self.compiled_path(id), &artifact)
-            });
+    /// Keeps the bytes and the artifact; `artifact` is the child compiler's, when it made one.
+    fn save(&self, id: ModuleId, bytes: &[u8], module: &Module, artifact: Option<&[u8]>) {
+        let result = match artifact {
+            Some(a) => Ok(Cow::Borrowed(a)),
+            None => module
+                .serialize()
+                .map(Cow::Owned)
+                .map_err(std::io::Error::other),
+        }
+        .and_then(|artifact| {
+            write_atomic(&self.wasm_path(id), bytes)?;
+            write_atomic(&self.compiled_path(id), &artifact)
+        });
         if let Err(e) = result {
             tracing::warn!(module = %id.short(), "cannot save the precompiled module; it will be recompiled after a restart: {e}");
         }

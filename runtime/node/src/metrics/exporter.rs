@@ -264,12 +264,12 @@ fn describe() {
     // Recorded by steinadler-host.
     c!(
         "steinadler_module_loads",
-        "Modules compiled or read precompiled from the data directory, by source"
+        "Modules compiled or read precompiled from the data directory, by source, and where compiled (place: child or in-process)"
     );
     h!(
         "steinadler_module_compile_duration_seconds",
         Unit::Seconds,
-        "Time to compile one module"
+        "Time to compile one module, by place (child or in-process)"
     );
 }
 
