@@ -22,12 +22,13 @@ COPY . .
 # rust-toolchain.toml names the `stable` channel; build with the image's own toolchain rather
 # than have rustup download another. Debug info (the release profile keeps it for profiling)
 # is stripped from the copy that goes into the image; symbols stay, so backtraces name functions.
+# The `dist` profile is `release` with fat LTO: a smaller binary, so less of it resident per node.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     export RUSTUP_TOOLCHAIN="$(rustup default | cut -d' ' -f1)" \
-    && cargo build --release --locked -p steinadler-cli \
+    && cargo build --profile dist --locked -p steinadler-cli \
     && mkdir -p /out/data \
-    && objcopy --strip-debug target/release/steinadler /out/steinadler
+    && objcopy --strip-debug target/dist/steinadler /out/steinadler
 
 # The binary alone, on glibc and libgcc_s.
 FROM gcr.io/distroless/cc-debian12:nonroot AS distroless

@@ -29,6 +29,7 @@ mod progress;
 mod run;
 mod stream_cmd;
 mod sup_cmd;
+mod trim;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

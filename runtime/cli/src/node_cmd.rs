@@ -291,6 +291,7 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
         let _ = out.write_all(banner.as_bytes());
         let _ = out.flush();
     }
+    crate::trim::spawn();
     wait_for_signal().await;
     tracing::info!("shutting down: leaving the cluster and draining calls");
     crate::shutting_down();
