@@ -108,9 +108,11 @@ async fn a_new_token_replaces_the_old_one_on_every_node() {
     assert_eq!(saved.token().unwrap().to_string(), made.token);
     assert_eq!(saved.token_policy, made.policy);
 
-    // The new token admits a node through n3, which did not make it.
+    // The new token admits a node through n3, which did not make it. Three CA holders are
+    // live, so n4 asks to be a fourth (`--ca-holder`) to hold the token itself.
     let n4 = Node::builder()
         .name("n4")
+        .ca_holder(true)
         .seed(n3.grpc_addr())
         .token(made.token.clone())
         .start()

@@ -116,6 +116,11 @@ pub(crate) struct StartArgs {
     /// when this node creates it, and `cluster token --new` without --ttl [default: 24h].
     #[arg(long, value_parser = crate::parse::duration)]
     token_ttl: Option<Duration>,
+    /// When joining with a token, become a CA holder: receive the cluster CA key and the token
+    /// secret, and sign joins, logins and renewals. Without it a joining node becomes one only
+    /// while fewer than three live CA holders are known; the others forward to a holder.
+    #[arg(long)]
+    ca_holder: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics, in plain HTTP on a port of its own,
     /// like 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "ADDR")]
@@ -415,6 +420,7 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
             *slot = lifetime;
         }
     }
+    config.ca_holder = args.ca_holder;
     if let Some(ttl) = args.token_ttl {
         if ttl.is_zero() {
             return Err(anyhow!("--token-ttl must be more than zero, like 24h"));

@@ -39,9 +39,15 @@ pub struct NodeMeta {
     pub load: u32,
     /// For a node that accepts no connections (`--no-inbound`), the members it keeps
     /// connections to, through which others reach it; empty for a node dialed at
-    /// [`grpc_addr`](Self::grpc_addr). Last, and absent from older nodes' metadata.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// [`grpc_addr`](Self::grpc_addr). Absent from older nodes' metadata; written (empty)
+    /// whenever [`ca_holder`](Self::ca_holder) follows it, since fields are positional.
+    #[serde(default)]
     pub relays: Vec<String>,
+    /// Whether the node holds the cluster CA key and the token secret (a CA holder): it signs
+    /// joins, logins and renewals, which the other nodes forward to a live holder. One byte.
+    /// Last, and absent from older nodes' metadata (which read as not a holder).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ca_holder: bool,
 }
 
 /// Encodes `meta` for gossip.
@@ -84,6 +90,7 @@ mod tests {
             modules_digest: u64::MAX,
             load: 7,
             relays: Vec::new(),
+            ca_holder: false,
         }
     }
 
@@ -103,6 +110,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(decode(&old).unwrap(), s);
+    }
+
+    #[test]
+    fn the_holder_flag_round_trips_and_older_metadata_has_none() {
+        for relays in [Vec::new(), vec!["n1".to_owned()]] {
+            let holder = NodeMeta {
+                relays,
+                ca_holder: true,
+                ..sample()
+            };
+            assert_eq!(decode(&encode(&holder).unwrap()).unwrap(), holder);
+        }
+        // What a node with relays but no holder flag sent: five fields.
+        let mut old = vec![META_FORMAT];
+        let s = sample();
+        rmp_serde::encode::write(
+            &mut old,
+            &(&s.grpc_addr, &s.labels, s.modules_digest, s.load, ["n1"]),
+        )
+        .unwrap();
+        let read = decode(&old).unwrap();
+        assert!(!read.ca_holder);
+        assert_eq!(read.relays, ["n1"]);
     }
 
     #[test]

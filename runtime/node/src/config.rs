@@ -94,6 +94,11 @@ pub struct NodeConfig {
     /// How long a join token this node makes lives: the cluster's first (when this node
     /// creates it) and any `cluster token --new` run against it without `--ttl` (default 24 h).
     pub token_ttl: Duration,
+    /// Ask to become a CA holder when joining with a token (`--ca-holder`), even when three
+    /// live holders are already known. Without it a joining node holds the CA key and the
+    /// token secret only while fewer than three live holders are known
+    /// ([`crate::ca_holders`]).
+    pub ca_holder: bool,
 }
 
 impl NodeConfig {
@@ -141,6 +146,7 @@ impl Default for NodeConfig {
             cert_lifetime: steinadler_security::NODE_CERT_VALIDITY,
             client_cert_lifetime: steinadler_security::CLIENT_CERT_VALIDITY,
             token_ttl: steinadler_security::DEFAULT_TOKEN_TTL,
+            ca_holder: false,
         }
     }
 }
@@ -300,6 +306,12 @@ impl NodeBuilder {
     pub fn cert_lifetimes(mut self, node: Duration, client: Duration) -> Self {
         self.config.cert_lifetime = node;
         self.config.client_cert_lifetime = client;
+        self
+    }
+
+    /// Asks to become a CA holder when joining with a token (`--ca-holder`).
+    pub fn ca_holder(mut self, yes: bool) -> Self {
+        self.config.ca_holder = yes;
         self
     }
 

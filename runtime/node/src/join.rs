@@ -9,8 +9,12 @@
 //!    timestamp and a nonce.
 //! 3. The seed checks the HMAC, the time window and that the nonce is new, and signs a
 //!    certificate issued to the requested name, whatever the request itself says. A node also
-//!    receives the cluster secret, the gossip keys and the signing material, so that it can
-//!    admit further nodes when the first one is down.
+//!    receives the cluster secret and the gossip keys; while the cluster has fewer than three
+//!    live CA holders, or when it asks (`--ca-holder`), the CA key and the token secret too, so
+//!    that it can admit further nodes when the first one is down ([`crate::ca_holders`]).
+//!
+//! A node that is not a CA holder forwards the request to a live holder
+//! ([`crate::ca_holders::forward_join`]), which checks the token and signs.
 
 use crate::node::Inner;
 use std::sync::atomic::Ordering;
@@ -84,6 +88,23 @@ pub async fn request_certificate(
     role: Role,
     name: &str,
 ) -> Result<Joined, JoinError> {
+    request_certificate_as(seed, token, role, name, false).await
+}
+
+/// [`request_certificate`], for a node that asks to become a CA holder when `ca_holder`
+/// (`--ca-holder`): it then receives the CA key and the token secret even when three live CA
+/// holders are known.
+///
+/// # Errors
+///
+/// As [`request_certificate`].
+pub async fn request_certificate_as(
+    seed: &str,
+    token: &Token,
+    role: Role,
+    name: &str,
+    ca_holder: bool,
+) -> Result<Joined, JoinError> {
     let connect_err = |e: tonic::transport::Error| JoinError::Connect {
         addr: seed.to_owned(),
         detail: transport::error_chain(&e),
@@ -141,6 +162,7 @@ pub async fn request_certificate(
         timestamp_ms,
         nonce: nonce.to_vec().into(),
         mac: mac.to_vec().into(),
+        ca_holder: ca_holder && role == Role::Node,
     };
     let reply = NodeClient::new(channel)
         .join(request)
@@ -165,11 +187,8 @@ pub(crate) async fn serve(
         ));
     };
     let (Some(ca), Some(secret)) = (&loaded.ca, loaded.material.token_secret) else {
-        return Err(Status::failed_precondition(
-            "this node cannot sign join requests: it holds no CA key or token secret (it was set \
-             up with offline PKI). Join through a node that was started with a token, or issue a \
-             certificate with `steinadler cluster issue`",
-        ));
+        // Not a CA holder: a live holder checks the token and signs.
+        return crate::ca_holders::forward_join(inner, req, remote).await;
     };
     let role = match pb::join_request::Role::try_from(req.role) {
         Ok(pb::join_request::Role::Node) => Role::Node,
@@ -243,11 +262,14 @@ pub(crate) async fn serve(
             .into_iter()
             .map(|k| k.to_vec().into())
             .collect();
-        reply.ca_key_pem = m.ca_key_pem.clone().unwrap_or_default();
-        // The secret and its lifetime read together, as they are now.
-        let token = crate::tokens::state(inner);
-        reply.token_secret = token.secret.clone();
-        reply.token = Some(token);
+        if crate::ca_holders::grants_key(inner, req.ca_holder).await {
+            tracing::info!(name = %req.name, "the joining node becomes a CA holder: it receives the CA key and the token secret");
+            reply.ca_key_pem = m.ca_key_pem.clone().unwrap_or_default();
+            // The secret and its lifetime read together, as they are now.
+            let token = crate::tokens::state(inner);
+            reply.token_secret = token.secret.clone();
+            reply.token = Some(token);
+        }
         reply.gossip_wire = inner.config.gossip_mode.as_str().to_owned();
         reply.gossip_addrs = inner
             .membership

@@ -161,6 +161,7 @@ pub(crate) async fn advertise(inner: Arc<Inner>) {
             modules_digest: 0,
             load: now.0,
             relays: now.1,
+            ca_holder: crate::ca_holders::holds_key(&inner.security),
         };
         match inner.membership.update_meta(meta).await {
             Ok(()) => {}

@@ -173,6 +173,7 @@ impl Node {
                 modules_digest: 0,
                 load: 0,
                 relays: Vec::new(),
+                ca_holder: crate::ca_holders::holds_key(&setup.security),
             },
             profile: config.profile,
             gossip_key: keys.first().copied(),

@@ -5,7 +5,7 @@
 //! A node renews at two thirds of its certificate's lifetime
 //! ([`Identity::renew_at`](steinadler_security::Identity::renew_at)). It makes a new key and a
 //! CSR; a CA holder (a node that holds the CA key) signs it. A CA holder signs its own;
-//! another node asks the live members, one by one, over its current mutual-TLS identity and
+//! another node asks the live CA holders ([`crate::ca_holders`]), one by one, over its current mutual-TLS identity and
 //! with the cluster cookie, until a CA holder signs. The CA holder names the new certificate
 //! as the caller's current one names it, and refuses a request for any other name with
 //! `PERMISSION_DENIED`; the private key never leaves the renewing node. The new certificate
@@ -163,15 +163,16 @@ async fn renew(inner: &Inner, loaded: &Loaded) -> Result<(String, Identity), Ren
     Ok((from, identity))
 }
 
-/// Asks the live members, other than this node, to sign `csr`; the first CA holder that does
-/// wins. Returns its name, the certificate and the CA certificate.
+/// Asks the live CA holders (as gossip advertises them, [`crate::ca_holders::live`]), other
+/// than this node, to sign `csr`; the first that does wins. Returns its name, the certificate
+/// and the CA certificate.
 async fn ask_ca_holders(
     inner: &Inner,
     name: &str,
     csr: &[u8],
 ) -> Result<(String, String, String), RenewError> {
     let mut refused = Vec::new();
-    let members = inner.membership.members().await;
+    let members = crate::ca_holders::live(inner).await;
     for member in members.iter().filter(|m| m.name != name) {
         let mut client = match inner.peer(&member.meta.grpc_addr, &member.name).await {
             Ok(client) => client,
@@ -195,7 +196,7 @@ async fn ask_ca_holders(
         }
     }
     if refused.is_empty() {
-        refused.push("no other live member".into());
+        refused.push("no live member advertises itself as a CA holder".into());
     }
     Err(RenewError::NoCaHolder(refused.join("; ")))
 }

@@ -149,7 +149,9 @@ async fn join_with_token(
         .map_err(|e| NodeError::Security(e.to_string()))?;
     let mut last = None;
     for seed in &config.seeds {
-        match join::request_certificate(seed, &token, Role::Node, &config.name).await {
+        match join::request_certificate_as(seed, &token, Role::Node, &config.name, config.ca_holder)
+            .await
+        {
             Ok(joined) => {
                 let r = joined.reply;
                 config.gossip_mode.check_seed(seed, &r.gossip_wire)?;

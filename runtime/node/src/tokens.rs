@@ -1,8 +1,10 @@
-//! Join tokens across the cluster: making a new one on every live node ([`mint`]), a node that
-//! was away catching up ([`run`]), and the lifetime checks every join passes ([`admit`]).
+//! Join tokens across the cluster: making a new one on every live CA holder ([`mint`]), a
+//! holder that was away catching up ([`run`]), and the lifetime checks every join passes
+//! ([`admit`]). Only CA holders hold the token secret ([`crate::ca_holders`]): offers and
+//! catch-up go to them only, and the other nodes forward joins to them.
 //!
 //! Each token has a generation ([`TokenPolicy`]). The node that makes a new one (`cluster token
-//! --new`) takes the next generation, installs it, and offers it to every live member over
+//! --new`) takes the next generation, installs it, and offers it to every live CA holder over
 //! `Node.SyncToken`, a node-only call (the caller's node certificate and the cluster cookie).
 //! A node takes an offered token only if it supersedes its own (a higher generation; a tie
 //! between two nodes that made one at once goes the same way everywhere), so the newest token
@@ -168,7 +170,7 @@ async fn offer(
 }
 
 /// Makes a new join token on this node, living `req.ttl_ms` (the node's default if 0) and
-/// admitting `req.max_uses` joins (any number if 0), and offers it to every live member.
+/// admitting `req.max_uses` joins (any number if 0), and offers it to every live CA holder.
 pub(crate) async fn mint(
     inner: &Inner,
     req: pb::NewTokenRequest,
@@ -188,11 +190,21 @@ pub(crate) async fn mint(
         ));
     }
     if loaded.ca.is_none() || m.token_secret.is_none() {
+        let holders: Vec<String> = crate::ca_holders::live(inner)
+            .await
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
         return Err(Status::failed_precondition(format!(
-            "{} cannot make join tokens: it holds no CA key or token secret (it was set up with \
-             offline PKI). Run the command against a node that joined with a token or created \
-             the cluster",
-            inner.config.name
+            "{} cannot make join tokens: it is not a CA holder (it holds no CA key or token \
+             secret). Run the command with the data dir of a CA holder, a node that holds \
+             ca.key (live holders: {})",
+            inner.config.name,
+            if holders.is_empty() {
+                "none".to_owned()
+            } else {
+                holders.join(", ")
+            }
         )));
     }
     let ttl = match req.ttl_ms {
@@ -216,10 +228,10 @@ pub(crate) async fn mint(
         ));
     }
     let mine = state(inner);
-    tracing::info!(node = %inner.config.name, "made a new join token ({described}); offering it to every live member");
-    let members = inner.membership.members().await;
-    let others = members.iter().filter(|m| m.name != inner.config.name);
-    let offers = others.map(|member| {
+    tracing::info!(node = %inner.config.name, "made a new join token ({described}); offering it to every live CA holder");
+    // Only CA holders hold the token secret.
+    let members = crate::ca_holders::live(inner).await;
+    let offers = members.iter().map(|member| {
         let mine = mine.clone();
         async move {
             match offer(inner, member, mine.clone(), false).await {
@@ -278,11 +290,8 @@ pub(crate) async fn run(inner: std::sync::Arc<Inner>) {
             // No token, or no CA key to sign it with: nothing this node may offer.
             continue;
         }
-        let members = inner.membership.members().await;
-        let others: Vec<_> = members
-            .iter()
-            .filter(|m| m.name != inner.config.name)
-            .collect();
+        let members = crate::ca_holders::live(&inner).await;
+        let others: Vec<_> = members.iter().collect();
         let connected: std::collections::HashSet<String> =
             inner.peers.connected().into_iter().collect();
         let near: Vec<_> = (others.iter().copied())

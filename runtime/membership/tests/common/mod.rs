@@ -18,6 +18,7 @@ pub fn meta(name: &str, port: u16) -> NodeMeta {
         modules_digest: u64::from(port) * 1_000_003,
         load: 0,
         relays: Vec::new(),
+        ca_holder: false,
     }
 }
 
