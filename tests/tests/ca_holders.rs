@@ -1,7 +1,7 @@
 //! CA holders on real nodes over mutual TLS on 127.0.0.1 (issue 24 §3): of a 5-node cluster
 //! joined with a token, only the first three hold the CA key and the token secret; a node joins
-//! and a client logs in through a non-holder, which forwards to a holder; a fourth holder joins
-//! with `--ca-holder`; a non-holder renews its short-lived certificate through the holders; and
+//! and a client logs in through a non-holder, which forwards to a holder (and never passes the
+//! CA key on); a fourth holder joins with `--ca-holder` through a holder; a non-holder renews its short-lived certificate through the holders; and
 //! once every holder is gone, joins, logins and renewals fail with a clear `UNAVAILABLE` while
 //! the remaining nodes keep serving calls.
 
@@ -79,9 +79,11 @@ fn refused<T: std::fmt::Debug>(result: Result<T, JoinError>, code: Code, says: &
 
 /// Waits until `node` sees exactly `want` as the live CA holders other than itself.
 async fn wait_holders(node: &Node, want: &[&str]) {
-    common::eventually(PATIENCE, &format!("{} sees holders {want:?}", node.name()), || async {
-        node.live_ca_holders().await == want
-    })
+    common::eventually(
+        PATIENCE,
+        &format!("{} sees holders {want:?}", node.name()),
+        || async { node.live_ca_holders().await == want },
+    )
     .await;
 }
 
@@ -102,7 +104,13 @@ async fn only_three_nodes_hold_the_ca_key_and_the_others_forward_to_them() {
 
     // Exactly the first three hold the CA key, on disk and by their own account, and every
     // node knows them from gossip.
-    for (node, holder) in [(&n1, true), (&n2, true), (&n3, true), (&n4, false), (&n5, false)] {
+    for (node, holder) in [
+        (&n1, true),
+        (&n2, true),
+        (&n3, true),
+        (&n4, false),
+        (&n5, false),
+    ] {
         assert_eq!(node.is_ca_holder(), holder, "{}", node.name());
         assert_eq!(holds_ca_key(d, node.name()), holder, "{}", node.name());
         assert_eq!(node.join_token().is_some(), holder, "{}", node.name());
@@ -134,15 +142,38 @@ async fn only_three_nodes_hold_the_ca_key_and_the_others_forward_to_them() {
 
     // A wrong token through a non-holder: the holder's refusal comes back as it is.
     let foreign = Token::generate(token.parse::<Token>().unwrap().ca_hash).to_string();
-    refused(login(&n5, &foreign, "mallory").await, Code::Unauthenticated, "join refused");
+    refused(
+        login(&n5, &foreign, "mallory").await,
+        Code::Unauthenticated,
+        "join refused",
+    );
 
     // A client logs in through a non-holder and calls it.
     let auth = login(&n5, &token, "alice").await.unwrap();
     let mut client = Client::connect(n5.grpc_addr(), &auth).await.unwrap();
     assert_eq!(client.members().await.unwrap().members.len(), 6);
 
-    // A fourth holder joins with --ca-holder, through a non-holder.
-    let n7 = start(builder(d, "n7", Some((&n5, &token))).ca_holder(true), "n7").await;
+    // A node asking to become a holder through a non-holder is refused: the CA key would pass
+    // through n5. Through a holder it becomes the fourth.
+    match builder(d, "n7", Some((&n5, &token)))
+        .ca_holder(true)
+        .start()
+        .await
+    {
+        Err(steinadler_node::NodeError::Join(e)) => {
+            refused(
+                Err::<(), _>(e),
+                Code::FailedPrecondition,
+                "join through a holder directly",
+            );
+        }
+        other => panic!(
+            "expected a refused join, got {:?}",
+            other.map(|n| n.name().to_owned())
+        ),
+    }
+    assert!(!holds_ca_key(d, "n7"));
+    let n7 = start(builder(d, "n7", Some((&n2, &token))).ca_holder(true), "n7").await;
     common::wait_for_members(&[&n1, &n5, &n7], 7).await;
     assert!(n7.is_ca_holder());
     assert!(holds_ca_key(d, "n7"));
@@ -169,7 +200,10 @@ async fn only_three_nodes_hold_the_ca_key_and_the_others_forward_to_them() {
         Err(steinadler_node::NodeError::Join(e)) => {
             refused(Err::<(), _>(e), Code::Unavailable, NO_HOLDER);
         }
-        other => panic!("expected a refused join, got {:?}", other.map(|n| n.name().to_owned())),
+        other => panic!(
+            "expected a refused join, got {:?}",
+            other.map(|n| n.name().to_owned())
+        ),
     }
     let status = login(&n5, &token, "bob").await;
     refused(status, Code::Unavailable, NO_HOLDER);
@@ -181,6 +215,8 @@ async fn only_three_nodes_hold_the_ca_key_and_the_others_forward_to_them() {
     }
 
     // The remaining nodes keep serving calls on their certificates, and so does the client.
+    // n1, which held the name `hello`, is gone: deploy it again, through a non-holder.
+    n4.deploy("hello", m::HELLO_WASM).await.unwrap();
     for (from, to) in [(&n4, "n5"), (&n5, "n6"), (&n6, "n4")] {
         assert_serving(from, to).await;
     }
@@ -225,9 +261,11 @@ async fn a_non_holder_renews_through_the_holders_and_fails_clearly_without_them(
     }
     wait_holders(&n4, &[]).await;
     let failures = &n4.stats().renewal_failures;
-    common::eventually(Duration::from_secs(90), "a failed renewal on n4", || async {
-        failures.load(Ordering::Relaxed) >= 1
-    })
+    common::eventually(
+        Duration::from_secs(90),
+        "a failed renewal on n4",
+        || async { failures.load(Ordering::Relaxed) >= 1 },
+    )
     .await;
     n4.shutdown().await;
 }

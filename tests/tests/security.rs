@@ -94,6 +94,7 @@ async fn token_join_gives_mutual_tls_and_the_token_is_checked() {
             timestamp_ms: ts,
             nonce: nonce.to_vec().into(),
             mac: mac.to_vec().into(),
+            ca_holder: false,
         })
         .await
         .unwrap_err();

@@ -17,7 +17,9 @@
 //! - a join or a login (`Node.Join`, [`forward_join`]): the request's HMAC is made with the
 //!   token's secret over the request itself, not over the node it is sent to, so the holder
 //!   checks the token (HMAC, expiry, uses; [`crate::tokens::admit`]) as if the joiner had
-//!   asked it directly;
+//!   asked it directly. The reply passes through the non-holder, so a forwarded join never
+//!   receives the CA key: the holder sees the forwarder's certificate and leaves it out, and a
+//!   node that asks to become a holder (`--ca-holder`) is told to join through one;
 //! - its own certificate's renewal ([`crate::renew`] asks the live holders only).
 //!
 //! Token sync and catch-up ([`crate::tokens`]) go to holders only. When no holder is live,
@@ -91,8 +93,23 @@ pub(crate) async fn forward_join(
     req: pb::JoinRequest,
     remote: &str,
 ) -> Result<pb::JoinReply, Status> {
+    let holders = live(inner).await;
+    if req.ca_holder {
+        // The reply would pass through this node, so a holder never sends the key this way.
+        let names: Vec<&str> = holders.iter().map(|m| m.name.as_str()).collect();
+        return Err(Status::failed_precondition(format!(
+            "{} is not a CA holder, so a node that asks to become one (--ca-holder) must join \
+             through a holder directly: --join one of {}",
+            inner.config.name,
+            if names.is_empty() {
+                "none live".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )));
+    }
     let mut tried = Vec::new();
-    for holder in live(inner).await {
+    for holder in holders {
         let mut client = match inner.peer(&holder.meta.grpc_addr, &holder.name).await {
             Ok(client) => client,
             Err(e) => {
@@ -134,7 +151,11 @@ impl crate::Node {
 
     /// The live CA holders other than this node, as gossip advertises them, by name.
     pub async fn live_ca_holders(&self) -> Vec<String> {
-        let mut names: Vec<String> = live(&self.inner).await.into_iter().map(|m| m.name).collect();
+        let mut names: Vec<String> = live(&self.inner)
+            .await
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
         names.sort();
         names
     }

@@ -176,10 +176,15 @@ pub async fn request_certificate_as(
 }
 
 /// Serves a join request: checks its HMAC and signs a certificate.
+///
+/// `forwarded` is whether the caller presented a certificate: a non-holder forwarding a join
+/// ([`crate::ca_holders::forward_join`]). Its reply passes through that node, so it never
+/// carries the CA key or the token secret.
 pub(crate) async fn serve(
     inner: &Inner,
     req: pb::JoinRequest,
     remote: &str,
+    forwarded: bool,
 ) -> Result<pb::JoinReply, Status> {
     let Some(loaded) = inner.security.loaded() else {
         return Err(Status::failed_precondition(
@@ -262,7 +267,7 @@ pub(crate) async fn serve(
             .into_iter()
             .map(|k| k.to_vec().into())
             .collect();
-        if crate::ca_holders::grants_key(inner, req.ca_holder).await {
+        if !forwarded && crate::ca_holders::grants_key(inner, req.ca_holder).await {
             tracing::info!(name = %req.name, "the joining node becomes a CA holder: it receives the CA key and the token secret");
             reply.ca_key_pem = m.ca_key_pem.clone().unwrap_or_default();
             // The secret and its lifetime read together, as they are now.

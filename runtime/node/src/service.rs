@@ -349,9 +349,10 @@ impl NodeApi for Service {
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::JoinReply>, Status> {
-        self.authorize(&request, "/steinadler.v1.Node/Join", Access::Public)?;
+        let caller = self.authorize(&request, "/steinadler.v1.Node/Join", Access::Public)?;
         let remote = remote_of(&request);
-        crate::join::serve(&self.inner, request.into_inner(), &remote)
+        let forwarded = caller.is_some();
+        crate::join::serve(&self.inner, request.into_inner(), &remote, forwarded)
             .await
             .map(Response::new)
     }
