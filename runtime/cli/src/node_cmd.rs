@@ -20,7 +20,8 @@ pub(crate) enum NodeCommand {
 pub(crate) struct StartArgs {
     /// A TOML file with the same settings (name, listen, advertise, gossip, advertise_gossip,
     /// gossip_wire, no_inbound, join, labels, data_dir, max_peers, peer_idle, fanout,
-    /// max_memory, max_timeout, compile, metrics, otlp, cert_lifetime, client_cert_lifetime); flags
+    /// max_memory, max_timeout, compile, ca_holder, metrics, otlp, cert_lifetime,
+    /// client_cert_lifetime); flags
     /// override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -173,6 +174,8 @@ struct FileConfig {
     gossip_wire: Option<WireArg>,
     /// "child" or "in-process".
     compile: Option<CompileArg>,
+    #[serde(default)]
+    ca_holder: bool,
     #[serde(default)]
     no_inbound: bool,
     #[serde(default)]
@@ -420,7 +423,7 @@ async fn node_config(args: StartArgs) -> anyhow::Result<NodeConfig> {
             *slot = lifetime;
         }
     }
-    config.ca_holder = args.ca_holder;
+    config.ca_holder = args.ca_holder || file.ca_holder;
     if let Some(ttl) = args.token_ttl {
         if ttl.is_zero() {
             return Err(anyhow!("--token-ttl must be more than zero, like 24h"));
